@@ -1,0 +1,43 @@
+"""What every ``scripts/<rule>.py`` shares: a --log flag, logging set-up and clear failure messages."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import Callable
+
+from gistpoc.utils import setup_logging
+
+log = logging.getLogger("gistpoc")
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--log", default=None, help="log file (the rule's log:)")
+    return p
+
+
+def json_arg(text: str) -> dict:
+    """Parse a JSON config section given on the command line (Snakemake passes sections as params)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {err}") from err
+
+
+def run(main: Callable[[argparse.Namespace], None], p: argparse.ArgumentParser) -> None:
+    args = p.parse_args()
+    setup_logging(args.log)
+    try:
+        main(args)
+    except KeyboardInterrupt:
+        log.error("interrupted; rerun the rule to resume")
+        sys.exit(130)
+    except Exception as err:  # one clear line in the log, full traceback at debug level
+        log.error("%s: %s", type(err).__name__, err)
+        log.debug("traceback", exc_info=True)
+        if logging.getLogger().isEnabledFor(logging.DEBUG) or "--debug" in sys.argv:
+            raise
+        sys.exit(1)

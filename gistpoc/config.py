@@ -1,0 +1,81 @@
+"""Load and validate the workflow configuration against ``schemas/config.schema.yaml``."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "config.schema.yaml"
+
+
+class ConfigError(ValueError):
+    """A configuration value is unknown, of the wrong type or out of range; the message names the key."""
+
+
+def _key_path(path) -> str:
+    return ".".join(str(p) for p in path) or "<root>"
+
+
+def _fill_defaults(schema: dict, node: Any, root: dict) -> None:
+    """Fill ``default`` values of object properties in place (jsonschema does not)."""
+    if "$ref" in schema:
+        ref = schema["$ref"].split("/")[-1]
+        schema = {**root["$defs"][ref], **{k: v for k, v in schema.items() if k != "$ref"}}
+    if isinstance(node, dict):
+        for name, sub in schema.get("properties", {}).items():
+            if "$ref" in sub:
+                sub = {**root["$defs"][sub["$ref"].split("/")[-1]], **{k: v for k, v in sub.items() if k != "$ref"}}
+            if name not in node and "default" in sub:
+                node[name] = copy.deepcopy(sub["default"])
+            if name in node:
+                _fill_defaults(sub, node[name], root)
+    elif isinstance(node, list) and isinstance(schema.get("items"), dict):
+        for item in node:
+            _fill_defaults(schema["items"], item, root)
+
+
+def validate_config(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict:
+    """Validate ``config`` (filled with schema defaults) and return it.
+
+    Raises ConfigError naming the offending key, e.g. ``train.lr_lora: -1 is less than ...``.
+    """
+    import jsonschema
+
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    config = copy.deepcopy(config)
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    if errors:
+        lines = []
+        for err in errors:
+            key = _key_path(err.absolute_path)
+            if err.validator == "additionalProperties":
+                extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
+                key = ".".join([key] if key != "<root>" else []) + ("." if key != "<root>" else "")
+                lines.append(f"unknown key {key}{extra[0] if len(extra) == 1 else extra}")
+            else:
+                lines.append(f"{key}: {err.message}")
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines))
+    _fill_defaults(schema, config, schema)
+    data = config["data"]
+    if data["min_tokens"] >= data["max_tokens"]:
+        raise ConfigError(
+            f"data.min_tokens ({data['min_tokens']}) must be below data.max_tokens ({data['max_tokens']})"
+        )
+    return config
+
+
+def load_config(path: str | Path) -> dict:
+    """Read a YAML config file and validate it; errors name the file and the key."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+    try:
+        return validate_config(raw or {})
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from err

@@ -1,0 +1,74 @@
+"""The one prompt layout every method shares, rendered with the model's own chat template.
+
+    [head: chat header + instruction] [context] [<GIST_0>..<GIST_{N-1}>] [q_prefix question q_suffix] [answer <eot>]
+
+Pieces are tokenised separately and concatenated, so the token indices of the gist span
+(``gist_start``, ``gist_end``) are exact and identical in the dataset, training and inference.
+Baselines use the same layout with N = 0 (full context), retrieved chunks (RAG) or no context (closed book).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+_CTX, _GIST, _Q, _ANS = "\x1eCTX\x1e", "\x1eGIST\x1e", "\x1eQ\x1e", "\x1eANS\x1e"
+
+
+@dataclass(frozen=True)
+class PromptTemplate:
+    head: str       # chat header + instruction + blank line, ends right before the context
+    q_prefix: str   # between the gist span and the question
+    q_suffix: str   # after the question: end of user turn + assistant header
+    answer_end: str  # what closes an assistant turn (e.g. "<|im_end|>")
+
+
+def prompt_template(tokenizer, instruction: str) -> PromptTemplate:
+    """Split the chat template around the placeholders (works for SmolLM2 and Llama-3 templates)."""
+    user = f"{instruction}\n\n{_CTX}{_GIST}\n\nQuestion: {_Q}"
+    text = tokenizer.apply_chat_template([{"role": "user", "content": user}], tokenize=False, add_generation_prompt=True)
+    head, rest = text.split(_CTX)
+    _, rest = rest.split(_GIST)
+    q_prefix, q_suffix = rest.split(_Q)
+    full = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "x"}, {"role": "assistant", "content": _ANS}], tokenize=False
+    )
+    after = full.split(_ANS, 1)[1]
+    answer_end = after.strip() or (tokenizer.eos_token or "")
+    # keep only the first special token that closes the turn (e.g. "<|im_end|>" of "<|im_end|>\n")
+    for special in tokenizer.all_special_tokens:
+        if answer_end.startswith(special):
+            answer_end = special
+            break
+    return PromptTemplate(head, q_prefix, q_suffix, answer_end)
+
+
+@dataclass
+class EncodedPrompt:
+    """Token ids of one document prompt; ``gist_start:gist_end`` is the gist span (may be empty)."""
+
+    prefix_ids: list[int]   # head + context + gist tokens
+    gist_start: int
+    gist_end: int
+    context_tokens: int
+
+
+def _ids(tokenizer, text: str) -> list[int]:
+    return tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
+
+
+def encode_prefix(tokenizer, template: PromptTemplate, context: str, gist_ids: list[int]) -> EncodedPrompt:
+    head = _ids(tokenizer, template.head)
+    ctx = _ids(tokenizer, context)
+    prefix = head + ctx + list(gist_ids)
+    start = len(head) + len(ctx)
+    return EncodedPrompt(prefix, start, start + len(gist_ids), len(ctx))
+
+
+def encode_question(tokenizer, template: PromptTemplate, question: str) -> list[int]:
+    """Ids after the gist span up to (and including) the assistant header."""
+    return _ids(tokenizer, template.q_prefix + question + template.q_suffix)
+
+
+def encode_answer(tokenizer, template: PromptTemplate, answer: str) -> list[int]:
+    """Answer ids followed by the end-of-turn token (trained so the model learns to stop)."""
+    return _ids(tokenizer, answer) + _ids(tokenizer, template.answer_end)

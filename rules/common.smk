@@ -1,0 +1,91 @@
+# All the Python of the workflow: config validation, wildcard constraints and input helpers.
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(workflow.basedir)))
+
+from gistpoc.config import ConfigError, validate_config
+
+try:
+    config.update(validate_config(config))
+except ConfigError as err:
+    raise WorkflowError(str(err))
+
+
+N_GIST = sorted(config["gist"]["n_tokens"])
+SPLITS = ["train", "val", "test"]
+METHODS = ["closed_book", "full_context", "rag"] + [f"gist{n}" for n in N_GIST]
+# library files each stage imports: a change to them reruns the stage (Snakemake does not see imports)
+LIB = {
+    "common": ["gistpoc/utils.py", "gistpoc/cli.py", "gistpoc/config.py"],
+    "model": ["gistpoc/model.py"],
+    "data": sorted(str(p.relative_to(workflow.basedir)) for p in Path(workflow.basedir, "gistpoc/data").glob("*.py")),
+    "qa": sorted(str(p.relative_to(workflow.basedir)) for p in Path(workflow.basedir, "gistpoc/qa").glob("*.py")),
+    "gist": sorted(str(p.relative_to(workflow.basedir)) for p in Path(workflow.basedir, "gistpoc/gist").glob("*.py")),
+    "train": sorted(str(p.relative_to(workflow.basedir)) for p in Path(workflow.basedir, "gistpoc/train").glob("*.py")),
+    "baselines": sorted(str(p.relative_to(workflow.basedir)) for p in Path(workflow.basedir, "gistpoc/baselines").glob("*.py")),
+    "evaluate": sorted(str(p.relative_to(workflow.basedir)) for p in Path(workflow.basedir, "gistpoc/evaluate").glob("*.py")),
+    "report": sorted(str(p.relative_to(workflow.basedir)) for p in Path(workflow.basedir, "gistpoc/report").glob("*.*")),
+}
+
+
+wildcard_constraints:
+    n=r"\d+",
+    split="|".join(SPLITS),
+    method="|".join(METHODS),
+
+
+def lib(*stages):
+    """Library files of the given stages, as rule inputs."""
+    return [f for s in ("common",) + stages for f in LIB[s]]
+
+
+def section(name):
+    """A config section as canonical JSON: a param that changes exactly when the section does."""
+    return json.dumps(config[name], sort_keys=True)
+
+
+def get_extract_inputs(kind):
+    src = config["sources"]
+    return {
+        "wikipedia": src["wikipedia_xml"] + src["wikitext_raw"],
+        "arxiv": src["arxiv_metadata"] + src["unarxive"],
+        "techdocs": src["techdocs_dirs"],
+        "hf": [],
+    }[kind]
+
+
+def source_kinds():
+    src = config["sources"]
+    kinds = []
+    if src["wikipedia_xml"] or src["wikitext_raw"]:
+        kinds.append("wikipedia")
+    if src["arxiv_metadata"] or src["unarxive"]:
+        kinds.append("arxiv")
+    if src["techdocs_dirs"]:
+        kinds.append("techdocs")
+    if src["hf_datasets"]:
+        kinds.append("hf")
+    return kinds
+
+
+def get_extracted(wildcards=None):
+    return [f"results/data/extracted/{k}.jsonl" for k in source_kinds()]
+
+
+def get_dataset(split, n):
+    return f"results/dataset/{split}.gist{n}.jsonl"
+
+
+def get_eval_dataset(wildcards=None):
+    """Baselines answer the same test questions as every gist-N (the smallest N's file)."""
+    return get_dataset("test", N_GIST[0])
+
+
+def get_predictions(wildcards=None):
+    return [f"results/eval/{m}/predictions.jsonl" for m in METHODS]
+
+
+def get_checkpoint(wildcards):
+    return f"results/checkpoints/gist{wildcards.n}"

@@ -1,0 +1,75 @@
+#!/usr/bin/env python
+"""Generate the three question types (factual, global, reasoning) for every selected document.
+
+Backends: grounded (offline, from the document), openai (any OpenAI-compatible endpoint), local
+(a transformers chat model). Each document's result is cached on disk, keyed by the document and
+the backend settings, so an interrupted run resumes where it stopped and never repeats a paid call.
+"""
+
+import json
+import logging
+from pathlib import Path
+
+from tqdm import tqdm
+
+from gistpoc.cli import json_arg, parser, run
+from gistpoc.qa.grounded import grounded_qa
+from gistpoc.qa.openai_backend import CachedChatClient, EndpointError, ResponseValidationError, openai_qa
+from gistpoc.utils import IssueLog, read_jsonl, stable_hash, write_json, write_jsonl, write_text_atomic
+
+log = logging.getLogger("gistpoc")
+
+
+def main(args):
+    docs = read_jsonl(args.documents)
+    qa_cfg = args.qa
+    backend = qa_cfg["backend"]
+    settings = {"backend": backend, **({"openai": qa_cfg["openai"]} if backend == "openai" else {}), **({"local": qa_cfg.get("local")} if backend == "local" else {})}
+    cache = Path(args.cache_dir) / backend
+    cache.mkdir(parents=True, exist_ok=True)
+    if backend == "openai":
+        client = CachedChatClient(qa_cfg["openai"], Path(args.cache_dir) / "openai_requests")
+        generate = lambda doc: openai_qa(doc, client)  # noqa: E731
+    elif backend == "local":
+        from gistpoc.qa.local_backend import LocalChatModel, local_qa
+
+        chat = LocalChatModel(qa_cfg["local"]["model"], qa_cfg["local"].get("max_new_tokens", 256))
+        generate = lambda doc: local_qa(doc, chat)  # noqa: E731
+    else:
+        generate = grounded_qa
+    issues = IssueLog()
+    records = []
+    for doc in tqdm(docs, desc=f"qa[{backend}]", mininterval=5):
+        key = stable_hash({"text": doc["text"], "title": doc["title"], **settings}, 24)
+        path = cache / f"{key}.json"
+        if backend != "grounded" and path.exists():  # grounded is cheap and follows the code: never cached
+            qas = json.loads(path.read_text())
+        else:
+            try:
+                qas = generate(doc)
+            except EndpointError as err:
+                done = len(list(cache.glob("*.json")))
+                raise EndpointError(f"{err}. {done} documents are cached in {cache}; rerun to resume.") from err
+            except ResponseValidationError as err:
+                issues.add(args.documents, doc["doc_id"], f"invalid generated Q&A: {err}")
+                continue
+            if backend != "grounded":
+                write_text_atomic(path, json.dumps(qas, sort_keys=True))
+        for qa in qas:
+            records.append({"doc_id": doc["doc_id"], "split": doc["split"], "backend": backend, **qa})
+        missing = {"factual", "global", "reasoning"} - {q["qtype"] for q in qas}
+        for qtype in sorted(missing):
+            issues.add(args.documents, doc["doc_id"], f"no {qtype} question: the document offers no basis")
+    write_jsonl(args.out, records)
+    write_json(args.issues, {"n_questions": len(records), **issues.to_dict()})
+    log.info("%d questions for %d documents (%d problems)", len(records), len(docs), len(issues.items))
+
+
+if __name__ == "__main__":
+    p = parser(__doc__)
+    p.add_argument("--documents", required=True)
+    p.add_argument("--qa", type=json_arg, required=True, help="the qa: section of the config, as JSON")
+    p.add_argument("--cache-dir", default="results/.cache/qa")
+    p.add_argument("--out", required=True)
+    p.add_argument("--issues", required=True)
+    run(main, p)
