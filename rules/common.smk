@@ -89,3 +89,29 @@ def get_predictions(wildcards=None):
 
 def get_checkpoint(wildcards):
     return f"results/checkpoints/gist{wildcards.n}"
+
+
+def get_judgments(wildcards=None):
+    return "results/eval/judgments.jsonl" if config["eval"]["judge"]["backend"] == "openai" else []
+
+
+def judgments_arg(wildcards, input):
+    return f"--judgments {input.judgments}" if input.judgments else ""
+
+
+def get_rag_manifest(wildcards):
+    return "results/rag/index.json" if wildcards.method == "rag" else []
+
+
+def rag_manifest_arg(wildcards, input):
+    return f"--rag-manifest {input.rag}" if input.rag else ""
+
+
+def get_ratings(wildcards=None):
+    """The filled human rating sheet, when the user has put one at eval.ratings_csv."""
+    path = config["eval"]["ratings_csv"]
+    return path if Path(path).exists() else []
+
+
+def ratings_arg(wildcards, input):
+    return f"--ratings {input.ratings}" if input.ratings else ""

@@ -235,40 +235,38 @@ def iter_wikitext_raw(path: str | Path, issues: IssueLog) -> Iterator[dict]:
             "meta": {"line": start_line},
         }
 
-    try:
-        with open_text(path, errors="replace") as fh:
-            lineno = 0
-            while True:
-                try:
-                    line = fh.readline()
-                except (EOFError, OSError) as err:
-                    issues.add(path, lineno, f"truncated or corrupt archive: {err}")
-                    break
-                if not line:
-                    break
-                lineno += 1
-                line = line.rstrip("\r\n")
-                if REPLACEMENT in line:
-                    issues.add(path, lineno, f"non-UTF-8 bytes: {line.count(REPLACEMENT)} replaced")
-                m = _WT_TITLE.match(line)
-                if m and not line.startswith(" = = "):
-                    doc = flush()
-                    if doc:
-                        yield doc
-                    title, body, start_line = m.group(1).strip(), [], lineno
-                    continue
-                if not line.strip():
-                    continue
-                hm = re.match(r"^ ((?:= )+)(.+?) (?:= )+$", line + " ") if line.startswith(" = = ") else None
-                if hm:
-                    level = hm.group(1).count("=")
-                    body.append(f"\n{'#' * level} {_detokenize_wikitext(hm.group(2))}\n")
-                else:
-                    body.append(_detokenize_wikitext(line))
-    finally:
-        doc = flush()
-        if doc:
-            yield doc
+    with open_text(path, errors="replace") as fh:
+        lineno = 0
+        while True:
+            try:
+                line = fh.readline()
+            except (EOFError, OSError) as err:
+                issues.add(path, lineno, f"truncated or corrupt archive: {err}")
+                break
+            if not line:
+                break
+            lineno += 1
+            line = line.rstrip("\r\n")
+            if REPLACEMENT in line:
+                issues.add(path, lineno, f"non-UTF-8 bytes: {line.count(REPLACEMENT)} replaced")
+            m = _WT_TITLE.match(line)
+            if m and not line.startswith(" = = "):
+                doc = flush()
+                if doc:
+                    yield doc
+                title, body, start_line = m.group(1).strip(), [], lineno
+                continue
+            if not line.strip():
+                continue
+            hm = re.match(r"^ ((?:= )+)(.+?) (?:= )+$", line + " ") if line.startswith(" = = ") else None
+            if hm:
+                level = hm.group(1).count("=")
+                body.append(f"\n{'#' * level} {_detokenize_wikitext(hm.group(2))}\n")
+            else:
+                body.append(_detokenize_wikitext(line))
+    doc = flush()
+    if doc:
+        yield doc
 
 
 # ----------------------------------------------------------------------------- arXiv

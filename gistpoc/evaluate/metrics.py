@@ -1,0 +1,88 @@
+"""Answer-quality metrics: SQuAD-style EM/F1, passkey exact match, ROUGE-L, bootstrap CIs."""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+import string
+from collections import Counter, defaultdict
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
+
+
+def normalize_answer(text: str) -> str:
+    """SQuAD normalisation: lower case, drop punctuation and articles, collapse whitespace."""
+    text = text.lower()
+    text = "".join(ch for ch in text if ch not in set(string.punctuation))
+    text = _ARTICLES.sub(" ", text)
+    return " ".join(text.split())
+
+
+def exact_match(prediction: str, reference: str) -> float:
+    return float(normalize_answer(prediction) == normalize_answer(reference))
+
+
+def token_f1(prediction: str, reference: str) -> float:
+    pred, ref = normalize_answer(prediction).split(), normalize_answer(reference).split()
+    if not pred or not ref:
+        return float(pred == ref)
+    common = Counter(pred) & Counter(ref)
+    same = sum(common.values())
+    if same == 0:
+        return 0.0
+    precision, recall = same / len(pred), same / len(ref)
+    return 2 * precision * recall / (precision + recall)
+
+
+def passkey_correct(prediction: str, passkey: str) -> float:
+    """Exact recovery: the first number in the answer is the passkey, digit for digit."""
+    m = re.search(r"\d+", prediction or "")
+    return float(bool(m) and m.group(0) == passkey)
+
+
+def rouge_l(prediction: str, reference: str) -> float:
+    """ROUGE-L F1 over normalised tokens (longest common subsequence)."""
+    a, b = normalize_answer(prediction).split(), normalize_answer(reference).split()
+    if not a or not b:
+        return 0.0
+    prev = [0] * (len(b) + 1)
+    for x in a:
+        cur = [0]
+        for j, y in enumerate(b):
+            cur.append(prev[j] + 1 if x == y else max(prev[j + 1], cur[j]))
+        prev = cur
+    lcs = prev[-1]
+    if lcs == 0:
+        return 0.0
+    p, r = lcs / len(a), lcs / len(b)
+    return 2 * p * r / (p + r)
+
+
+def bootstrap_ci(values: list[float], groups: list[str], n_samples: int = 1000, seed: int = 0, alpha: float = 0.05) -> tuple[float, float]:
+    """Percentile CI of the mean, resampling whole groups (documents) with replacement."""
+    clean = [(v, g) for v, g in zip(values, groups) if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    if not clean:
+        return (float("nan"), float("nan"))
+    by_group: dict[str, list[float]] = defaultdict(list)
+    for v, g in clean:
+        by_group[g].append(v)
+    keys = sorted(by_group)
+    rng = random.Random(seed)
+    means = []
+    for _ in range(n_samples):
+        picked = [v for _ in keys for v in by_group[keys[rng.randrange(len(keys))]]]
+        means.append(sum(picked) / len(picked))
+    means.sort()
+    lo = means[int(alpha / 2 * (n_samples - 1))]
+    hi = means[int((1 - alpha / 2) * (n_samples - 1))]
+    return (lo, hi)
+
+
+def quantile(values: list[float], q: float) -> float:
+    vals = sorted(v for v in values if v is not None and not math.isnan(v))
+    if not vals:
+        return float("nan")
+    pos = (len(vals) - 1) * q
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return vals[lo] + (vals[hi] - vals[lo]) * (pos - lo)

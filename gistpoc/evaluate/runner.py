@@ -1,0 +1,169 @@
+"""Answer every test question with one method and measure what each answer costs.
+
+Methods share the prompt layout (``gist.template``), greedy decoding and answer length:
+- closed_book: the question alone;  full_context: the whole document;
+- rag: the top-k chunks of the document (retrieval time counted in TTFT);
+- gist{N}: the saved gist KV cache of the document (compression timed separately, once per document).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import OrderedDict
+from pathlib import Path
+
+import torch
+
+from gistpoc.evaluate.metrics import exact_match, passkey_correct, rouge_l, token_f1
+from gistpoc.gist.cache import GistCache, answer_from_cache, compress_context, greedy_generate
+from gistpoc.gist.template import encode_prefix, encode_question, prompt_template
+
+log = logging.getLogger(__name__)
+
+
+def is_oom(err: BaseException) -> bool:
+    if isinstance(err, torch.cuda.OutOfMemoryError):
+        return True
+    text = str(err).lower()
+    return isinstance(err, (RuntimeError, MemoryError)) and ("out of memory" in text or "can't allocate memory" in text or isinstance(err, MemoryError))
+
+
+class MemoryMeter:
+    """Peak GPU memory per item (reset before each), or the process RSS on CPU."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+
+    def reset(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+
+    def peak_bytes(self) -> int:
+        if self.device.type == "cuda":
+            return int(torch.cuda.max_memory_allocated(self.device))
+        import psutil
+
+        return int(psutil.Process().memory_info().rss)
+
+    @property
+    def kind(self) -> str:
+        return "cuda_max_allocated" if self.device.type == "cuda" else "cpu_rss"
+
+
+def score(record: dict, prediction: str | None, embedder=None) -> dict:
+    """Per-item quality scores for the record's question type (None where not applicable)."""
+    if prediction is None:
+        return {"em": None, "f1": None, "passkey_correct": None, "rouge_l": None, "embed_sim": None}
+    ref = record["answer"]
+    out = {"em": None, "f1": None, "passkey_correct": None, "rouge_l": rouge_l(prediction, ref), "embed_sim": None}
+    if record["qtype"] == "factual":
+        out["em"], out["f1"] = exact_match(prediction, ref), token_f1(prediction, ref)
+    elif record["qtype"] == "passkey":
+        out["passkey_correct"] = passkey_correct(prediction, ref)
+    if embedder is not None and record["qtype"] in ("global", "reasoning"):
+        a, b = embedder([prediction or " ", ref])
+        out["embed_sim"] = float(sum(x * y for x, y in zip(a, b)))
+    return out
+
+
+def _docs(records: list[dict]) -> "OrderedDict[str, list[dict]]":
+    docs: OrderedDict[str, list[dict]] = OrderedDict()
+    for r in records:
+        docs.setdefault(r["doc_id"], []).append(r)
+    return docs
+
+
+def run_method(method: str, loaded, records: list[dict], instruction: str, max_new_tokens: int, warmup_items: int = 1,
+               retriever=None, top_k: int = 3, cache_dir: Path | None = None, embedder=None) -> list[dict]:
+    """Predictions with timings for every record; an out-of-memory item is recorded as ``oom``."""
+    model, tok = loaded.model, loaded.tokenizer
+    template = prompt_template(tok, instruction)
+    meter = MemoryMeter(loaded.device)
+    n_gist = int(method.removeprefix("gist")) if method.startswith("gist") else 0
+    out: list[dict] = []
+
+    def prompt_for(rec: dict) -> tuple[list[int], dict]:
+        """Prompt ids (no gist) for the baselines, plus method-specific facts."""
+        extra: dict = {}
+        if method == "closed_book":
+            context = ""
+        elif method == "full_context":
+            context = rec["context"]
+        else:  # rag
+            t0 = time.perf_counter()
+            hits = retriever.retrieve(rec["question"], rec["doc_id"], top_k)
+            extra["retrieval_ms"] = (time.perf_counter() - t0) * 1000
+            extra["retrieved"] = [[h["char_start"], h["char_end"]] for h in hits]
+            context = "\n\n".join(h["text"] for h in hits)
+        enc = encode_prefix(tok, template, context, [])
+        extra["context_tokens_in_prompt"] = enc.context_tokens
+        return enc.prefix_ids + encode_question(tok, template, rec["question"]), extra
+
+    # warm-up: kernels, allocator, tokenizer caches (untimed)
+    for rec in records[:warmup_items]:
+        if n_gist:
+            enc = encode_prefix(tok, template, rec["context"], loaded.gist_ids)
+            c = compress_context(model, enc.prefix_ids, enc.gist_start, enc.gist_end)
+            answer_from_cache(model, c, encode_question(tok, template, rec["question"]), loaded.eos_ids, 2)
+        else:
+            ids, _ = prompt_for(rec)
+            greedy_generate(model, ids, 0, loaded.eos_ids, 2)
+
+    for doc_id, recs in _docs(records).items():
+        cache = None
+        compress_ms = None
+        if n_gist:
+            enc = encode_prefix(tok, template, recs[0]["context"], loaded.gist_ids)
+            try:
+                t0 = time.perf_counter()
+                cache = compress_context(model, enc.prefix_ids, enc.gist_start, enc.gist_end, enc.context_tokens)
+                if loaded.device.type == "cuda":
+                    torch.cuda.synchronize()
+                compress_ms = (time.perf_counter() - t0) * 1000
+                if cache_dir is not None:
+                    cache.save(Path(cache_dir) / f"{doc_id.replace('/', '_').replace(':', '_')}.safetensors")
+                    cache = GistCache.load(Path(cache_dir) / f"{doc_id.replace('/', '_').replace(':', '_')}.safetensors", loaded.device)
+            except Exception as err:  # noqa: BLE001
+                if not is_oom(err):
+                    raise
+                cache = None
+                log.warning("%s: out of memory while compressing %s", method, doc_id)
+        for rec in recs:
+            row = {k: rec[k] for k in ("id", "doc_id", "source", "qtype", "question", "answer", "context_tokens", "passkey_depth")}
+            row.update({"method": method, "reference": rec["answer"], "status": "ok"})
+            meter.reset()
+            try:
+                if n_gist:
+                    if cache is None:
+                        raise torch.cuda.OutOfMemoryError("compression ran out of memory")
+                    gen = answer_from_cache(model, cache, encode_question(tok, template, rec["question"]), loaded.eos_ids, max_new_tokens)
+                    row.update({"compress_ms": compress_ms, "gist_kv_bytes": cache.nbytes, "compression_ratio": rec["context_tokens"] / n_gist, "prompt_tokens": len(encode_question(tok, template, rec["question"]))})
+                else:
+                    ids, extra = prompt_for(rec)
+                    gen = greedy_generate(model, ids, 0, loaded.eos_ids, max_new_tokens)
+                    row.update(extra)
+                    row["prompt_tokens"] = len(ids)
+                prediction = tok.decode(gen.token_ids, skip_special_tokens=True).strip()
+                ttft_ms = gen.ttft_s * 1000 + row.get("retrieval_ms", 0.0)
+                row.update({
+                    "prediction": prediction,
+                    "n_new_tokens": len(gen.token_ids),
+                    "ttft_ms": ttft_ms,
+                    "decode_tokens_per_s": None if math.isnan(gen.decode_tokens_per_s) else gen.decode_tokens_per_s,
+                    "kv_bytes": gen.kv_bytes,
+                    "peak_mem_bytes": meter.peak_bytes(),
+                    "mem_kind": meter.kind,
+                })
+            except Exception as err:  # noqa: BLE001
+                if not is_oom(err):
+                    raise
+                log.warning("%s: out of memory on %s: recorded, going on", method, rec["id"])
+                if loaded.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                row.update({"status": "oom", "prediction": None, "ttft_ms": None, "kv_bytes": None, "peak_mem_bytes": None, "decode_tokens_per_s": None})
+            row["scores"] = score(rec, row["prediction"], embedder)
+            out.append(row)
+        log.info("%s: %s done (%d answers)", method, doc_id, len(recs))
+    return out

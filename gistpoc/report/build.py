@@ -1,0 +1,152 @@
+"""Assemble results/report.html from this run's result files (Jinja2, one self-contained file)."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import platform
+import subprocess
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+import jinja2
+
+from gistpoc.report import analysis, criteria, plots
+
+LIBS = ["torch", "transformers", "peft", "bitsandbytes", "chromadb", "sentence-transformers", "snakemake", "datasets", "openai"]
+
+
+def read_csv(path) -> list[dict]:
+    """CSV rows with numbers parsed back (empty cells -> None)."""
+    out = []
+    with open(path, newline="") as fh:
+        for row in csv.DictReader(fh):
+            parsed = {}
+            for k, v in row.items():
+                if v == "":
+                    parsed[k] = None
+                    continue
+                try:
+                    parsed[k] = int(v) if v.lstrip("-").isdigit() else float(v)
+                except ValueError:
+                    parsed[k] = v
+            out.append(parsed)
+    return out
+
+
+def environment(config: dict, config_path: str | None) -> dict:
+    import torch
+
+    versions = {}
+    for lib in LIBS:
+        try:
+            versions[lib] = metadata.version(lib)
+        except metadata.PackageNotFoundError:
+            versions[lib] = "not installed"
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True).stdout.strip())
+        commit += " (uncommitted changes)" if dirty else ""
+    except (OSError, subprocess.CalledProcessError):
+        commit = "unknown"
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu_count": __import__("os").cpu_count(),
+        "gpu": gpu,
+        "versions": versions,
+        "commit": commit,
+        "config_hash": hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12],
+        "config_path": config_path,
+        "built_at": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+def fmt(value, kind: str = "num") -> str:
+    if value is None:
+        return "-"
+    if kind == "pct":
+        return f"{value:.0%}"
+    if kind == "ms":
+        return f"{value:.1f}"
+    if kind == "bytes":
+        for unit, div in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+            if abs(value) >= div:
+                return f"{value / div:.2f} {unit}"
+        return f"{value:.0f} B"
+    if kind == "ratio":
+        return f"{value:.1f}x"
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def ci(row: dict, key: str, kind: str = "pct") -> str:
+    if row.get(key) is None:
+        return "-"
+    lo, hi = row.get(f"{key}_lo"), row.get(f"{key}_hi")
+    base = fmt(row[key], kind)
+    return f"{base} [{fmt(lo, kind)}, {fmt(hi, kind)}]" if lo is not None and hi is not None else base
+
+
+def build_report(config: dict, config_path: str | None, summary_csv, passkey_csv, predictions: list, stats_json, checkpoints: list, mask_png, attention_png, rulegraph_svg, qa_issues_json=None) -> str:
+    summary = read_csv(summary_csv)
+    breakdown = read_csv(passkey_csv)
+    stats = json.loads(Path(stats_json).read_text())
+    methods = [r["method"] for r in summary]
+    on_gpu = any(r.get("mem_kind") == "cuda_max_allocated" for r in summary)
+    logs, train_summaries = {}, {}
+    for ck in checkpoints:
+        ck = Path(ck)
+        s = json.loads((ck / "summary.json").read_text())
+        n = s["n_gist"]
+        train_summaries[n] = s
+        logs[n] = {"train": read_csv(ck / "train_log.csv") if (ck / "train_log.csv").stat().st_size else [],
+                   "eval": read_csv(ck / "eval_log.csv") if (ck / "eval_log.csv").stat().st_size else []}
+        ev = logs[n]["eval"]
+        s["final_val_loss"] = next((r["value"] for r in reversed(ev) if r["kind"] == "val_loss"), None)
+        s["final_passkey_acc"] = next((r["value"] for r in reversed(ev) if r["kind"] == "passkey_acc"), None)
+    preds: dict[str, dict[str, dict]] = {}
+    for path in predictions:
+        with open(path) as fh:
+            for line in fh:
+                r = json.loads(line)
+                preds.setdefault(r["id"], {})[r["method"]] = r
+    drill = []
+    for item_id, by_method in preds.items():
+        first = next(iter(by_method.values()))
+        drill.append({"id": item_id, "qtype": first["qtype"], "question": first["question"], "reference": first["reference"],
+                      "answers": [(m, by_method.get(m, {}).get("prediction"), by_method.get(m, {}).get("scores", {})) for m in methods]})
+    graph_svg = Path(rulegraph_svg).read_text() if rulegraph_svg and Path(rulegraph_svg).exists() else ""
+    figures = {
+        "gist_vs_score": plots.gist_count_vs_score(summary, analysis.QTYPE_METRICS),
+        "systems": plots.systems_bars(summary),
+        "passkey": plots.passkey_heatmaps(breakdown, methods),
+        "training": plots.training_curves(logs),
+        "tokens": plots.token_histogram(stats["tokens"]["values"]),
+        "mask": plots.png_file_base64(mask_png),
+        "attention": plots.png_file_base64(attention_png),
+    }
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent), autoescape=True, undefined=jinja2.StrictUndefined)
+    env.filters["fmt"] = fmt
+    template = env.get_template("report.html.j2")
+    return template.render(
+        config=config,
+        env=environment(config, config_path),
+        stats=stats,
+        summary=summary,
+        checks=criteria.checks(summary, on_gpu),
+        gist_row=criteria.pick_gist(summary),
+        on_gpu=on_gpu,
+        findings=analysis.question_type_findings(summary),
+        trend=analysis.gist_count_trend(summary),
+        train=train_summaries,
+        drill=drill,
+        methods=methods,
+        figures=figures,
+        graph_svg=graph_svg,
+        ci=ci,
+        global_score=criteria.global_score,
+        qa_issues=json.loads(Path(qa_issues_json).read_text()) if qa_issues_json else None,
+    )

@@ -1,0 +1,127 @@
+"""Report figures (matplotlib/seaborn), returned as base64 PNG so the HTML stands alone."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+sns.set_theme(style="whitegrid", context="notebook", font_scale=0.85)
+
+
+def to_base64(fig) -> str:
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def png_file_base64(path) -> str:
+    with open(path, "rb") as fh:
+        return base64.b64encode(fh.read()).decode()
+
+
+def _method_color(m: str) -> str:
+    return {"full_context": "tab:blue", "rag": "tab:orange", "closed_book": "tab:gray"}.get(m, "tab:green")
+
+
+def gist_count_vs_score(summary: list[dict], metrics: list[tuple[str, str]]) -> str:
+    """One panel per question type: gist-N score vs N, with full/RAG/closed-book reference lines."""
+    gist = sorted((r for r in summary if r["method"].startswith("gist")), key=lambda r: int(r["method"][4:]))
+    refs = {r["method"]: r for r in summary if not r["method"].startswith("gist")}
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.4), squeeze=False)
+    for ax, (key, label) in zip(axes[0], metrics):
+        xs = [int(r["method"][4:]) for r in gist if r.get(key) is not None]
+        ys = [r[key] for r in gist if r.get(key) is not None]
+        lo = [r[key] - r[f"{key}_lo"] for r in gist if r.get(key) is not None]
+        hi = [r[f"{key}_hi"] - r[key] for r in gist if r.get(key) is not None]
+        if xs:
+            ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", color="tab:green", capsize=3, label="gist-N (95% CI)")
+        for name, style in (("full_context", "-"), ("rag", "--"), ("closed_book", ":")):
+            if name in refs and refs[name].get(key) is not None:
+                ax.axhline(refs[name][key], ls=style, color=_method_color(name), label=name)
+        ax.set_xscale("log")
+        ax.set_xticks(xs or [1])
+        ax.set_xticklabels([str(x) for x in xs] or [""])
+        ax.set_xlabel("gist tokens N")
+        ax.set_title(label, fontsize=9)
+        ax.set_ylim(-0.05, 1.05)
+    axes[0][0].legend(fontsize=7, loc="best")
+    return to_base64(fig)
+
+
+def systems_bars(summary: list[dict]) -> str:
+    methods = [r["method"] for r in summary]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
+    for ax, key, label, scale in (
+        (axes[0], "ttft_ms_median", "TTFT median (ms)", 1),
+        (axes[1], "peak_mem_bytes_median", "peak memory median (MiB)", 2**20),
+        (axes[2], "kv_bytes_median", "KV cache held (KiB, log)", 2**10),
+    ):
+        vals = [(r.get(key) or 0) / scale for r in summary]
+        ax.bar(methods, vals, color=[_method_color(m) for m in methods])
+        ax.set_title(label, fontsize=9)
+        ax.tick_params(axis="x", rotation=30, labelsize=8)
+        if key == "kv_bytes_median":
+            ax.set_yscale("log")
+        if key == "ttft_ms_median":
+            p90 = [(r.get("ttft_ms_p90") or 0) for r in summary]
+            ax.scatter(methods, p90, marker="_", s=200, color="black", label="p90", zorder=3)
+            ax.legend(fontsize=7)
+    return to_base64(fig)
+
+
+def passkey_heatmaps(breakdown: list[dict], methods: list[str]) -> str:
+    import pandas as pd
+
+    df = pd.DataFrame(breakdown)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 0.5 * len(methods) + 1.8))
+    for ax, col, other in ((axes[0], "depth", "length"), (axes[1], "length", "depth")):
+        sub = df[(df[other] == "all") & (df[col] != "all")] if not df.empty else df
+        if sub.empty:
+            ax.set_axis_off()
+            continue
+        table = sub.pivot_table(index="method", columns=col, values="acc").reindex([m for m in methods if m in set(sub["method"])])
+        if col == "depth":
+            table = table[[c for c in ("early", "middle", "late") if c in table.columns]]
+        sns.heatmap(table, annot=True, fmt=".2f", vmin=0, vmax=1, cmap="viridis", ax=ax, cbar=col == "length")
+        ax.set_title(f"passkey accuracy by insertion {col}", fontsize=9)
+    return to_base64(fig)
+
+
+def training_curves(logs: dict[int, dict]) -> str:
+    """Loss, validation loss, held-out passkey accuracy and gist-embedding norms per N."""
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
+    for n, lg in sorted(logs.items()):
+        tr, ev = lg["train"], lg["eval"]
+        if tr:
+            axes[0].plot([r["step"] for r in tr], [r["loss"] for r in tr], label=f"gist-{n} train", lw=1)
+            axes[2].plot([r["step"] for r in tr], [r["gist_norm_max"] for r in tr], label=f"gist-{n} max norm", lw=1)
+        vl = [r for r in ev if r["kind"] == "val_loss"]
+        if vl:
+            axes[0].plot([r["step"] for r in vl], [r["value"] for r in vl], "o--", label=f"gist-{n} val")
+        pk = [r for r in ev if r["kind"] == "passkey_acc"]
+        if pk:
+            axes[1].plot([r["step"] for r in pk], [r["value"] for r in pk], "o-", label=f"gist-{n}")
+    axes[0].set_title("answer-token loss", fontsize=9)
+    axes[1].set_title("held-out passkey accuracy during training", fontsize=9)
+    axes[1].set_ylim(-0.05, 1.05)
+    axes[2].set_title("gist embedding norm (max over gist rows)", fontsize=9)
+    for ax in axes:
+        ax.set_xlabel("optimizer step")
+        ax.legend(fontsize=7)
+    return to_base64(fig)
+
+
+def token_histogram(tokens: list[int]) -> str:
+    fig, ax = plt.subplots(figsize=(6, 2.8))
+    ax.hist(tokens, bins=20, color="tab:purple")
+    ax.set_xlabel("document length (model tokens)")
+    ax.set_ylabel("documents")
+    return to_base64(fig)

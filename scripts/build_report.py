@@ -1,0 +1,30 @@
+#!/usr/bin/env python
+"""Build results/report.html from this run's result files (one self-contained HTML file)."""
+
+from gistpoc.cli import parser, run
+from gistpoc.config import load_config
+from gistpoc.report.build import build_report
+from gistpoc.utils import write_text_atomic
+
+
+def main(args):
+    config = load_config(args.config)
+    html = build_report(config, args.config, args.summary, args.passkey, args.predictions, args.stats, args.checkpoints,
+                        args.mask, args.attention, args.rulegraph, args.qa_issues)
+    write_text_atomic(args.out, html)
+
+
+if __name__ == "__main__":
+    p = parser(__doc__)
+    p.add_argument("--config", required=True, help="the config file(s) of the run, merged as Snakemake saw them")
+    p.add_argument("--summary", required=True)
+    p.add_argument("--passkey", required=True)
+    p.add_argument("--predictions", nargs="+", required=True)
+    p.add_argument("--stats", required=True)
+    p.add_argument("--checkpoints", nargs="+", required=True)
+    p.add_argument("--mask", required=True)
+    p.add_argument("--attention", required=True)
+    p.add_argument("--rulegraph", default=None)
+    p.add_argument("--qa-issues", default=None)
+    p.add_argument("--out", required=True)
+    run(main, p)

@@ -1,0 +1,51 @@
+#!/usr/bin/env python
+"""Answer the test questions with one method (closed_book, full_context, rag, gist{N}) and score them."""
+
+import logging
+from pathlib import Path
+
+from gistpoc.baselines.rag import Retriever, SentenceEmbedder
+from gistpoc.cli import json_arg, parser, run
+from gistpoc.evaluate.runner import run_method
+from gistpoc.model import load_model
+from gistpoc.utils import read_json, read_jsonl, seed_everything, write_jsonl
+
+log = logging.getLogger("gistpoc")
+
+
+def main(args):
+    seed_everything(args.seed)
+    records = read_jsonl(args.dataset)
+    n_gist = int(args.method.removeprefix("gist")) if args.method.startswith("gist") else 0
+    loaded = load_model(args.model, args.model_ref, n_gist=n_gist, adapter_dir=args.checkpoint)
+    embedder = SentenceEmbedder(args.embedding_model)
+    retriever = None
+    if args.method == "rag":
+        manifest = read_json(args.rag_manifest)
+        retriever = Retriever(manifest["db"], manifest["collection"], embedder)
+    instruction = args.gist_instruction if n_gist else args.baseline_instruction
+    rows = run_method(args.method, loaded, records, instruction, args.max_new_tokens, args.warmup_items, retriever, args.top_k,
+                      Path(args.cache_dir) if n_gist else None, embedder)
+    write_jsonl(args.out, rows)
+    ok = [r for r in rows if r["status"] == "ok"]
+    log.info("%s: %d answers (%d oom)", args.method, len(rows), len(rows) - len(ok))
+
+
+if __name__ == "__main__":
+    p = parser(__doc__)
+    p.add_argument("--method", required=True)
+    p.add_argument("--model", type=json_arg, required=True)
+    p.add_argument("--model-ref", required=True)
+    p.add_argument("--checkpoint", default=None, help="LoRA checkpoint dir (gist methods)")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--gist-instruction", required=True)
+    p.add_argument("--baseline-instruction", required=True)
+    p.add_argument("--max-new-tokens", type=int, required=True)
+    p.add_argument("--warmup-items", type=int, default=1)
+    p.add_argument("--embedding-model", required=True)
+    p.add_argument("--rag-manifest", default=None)
+    p.add_argument("--top-k", type=int, default=3)
+    p.add_argument("--cache-dir", default=None, help="where gist caches are saved (gist methods)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True)
+    run(main, p)

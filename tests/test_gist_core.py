@@ -1,0 +1,149 @@
+"""Proofs of the gist mechanism on the real SmolLM2 model: mask, leakage, cache equivalence, KV bytes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from gistpoc.gist.cache import GistCache, answer_from_cache, compress_context, greedy_generate
+from gistpoc.gist.collator import GistDataCollator, GistExample, forward_masked, layout
+from gistpoc.gist.mask import batch_masks, gist_mask, to_additive
+from gistpoc.gist.template import encode_answer, encode_prefix, encode_question, prompt_template
+
+
+def test_mask_blocks_context_after_gist_and_other_segments():
+    m = gist_mask(12, gist_start=4, gist_end=6, segments=[(6, 9), (9, 12)])
+    assert not m[6:, :4].any()                    # design: mask[gist_end:, :gist_start] = False
+    assert m[6:, 4:6].all()                       # every later token sees the whole gist span
+    assert not m[9:12, 6:9].any()                 # second question cannot see the first
+    assert m[9:12, 9:12].equal(torch.ones(3, 3, dtype=torch.bool).tril())
+    assert m[:6, :6].equal(torch.ones(6, 6, dtype=torch.bool).tril())   # prefix is plain causal
+    assert not m.triu(1).any()                    # never the future
+
+
+def test_no_gist_span_is_plain_causal():
+    assert gist_mask(5, 3, 3).equal(torch.ones(5, 5, dtype=torch.bool).tril())
+
+
+def test_padded_batch_has_no_fully_masked_row():
+    masks = batch_masks([gist_mask(5, 1, 2), gist_mask(8, 2, 4)], 8)
+    assert masks.shape == (2, 1, 8, 8)
+    assert masks.any(-1).all()
+    add = to_additive(masks, torch.float32)
+    assert torch.isfinite(torch.softmax(add + torch.randn(2, 1, 8, 8), -1)).all()
+
+
+def _example(tokenizer, gist_ids, text, questions):
+    tpl = prompt_template(tokenizer, "Compress the following text into gist tokens, then answer the question.")
+    enc = encode_prefix(tokenizer, tpl, text, gist_ids)
+    segs = [(encode_question(tokenizer, tpl, q), encode_answer(tokenizer, tpl, a)) for q, a in questions]
+    return tpl, enc, GistExample(enc.prefix_ids, enc.gist_start, enc.gist_end, segs)
+
+
+def test_collator_labels_positions(tokenizer, gist_model):
+    _, enc, ex = _example(tokenizer, gist_model.gist_ids, "Short text. Another sentence.", [("Q one?", "A1"), ("Q two?", "A2")])
+    ids, labels, pos, spans = layout(ex)
+    batch = GistDataCollator(tokenizer.pad_token_id)([ex, GistExample(ex.prefix_ids[:-4] + gist_model.gist_ids, ex.gist_start, ex.gist_end, ex.segments[:1])])
+    assert batch["input_ids"].shape[0] == 2 and batch["attention_mask"].shape[1] == 1
+    for s, e in spans:
+        assert pos[s] == enc.gist_end                        # each segment restarts after the gist span
+    labelled = [i for i, lab in enumerate(labels) if lab != -100]
+    answer_ids = ex.segments[0][1] + ex.segments[1][1]
+    assert [ids[i] for i in labelled] == answer_ids           # loss on answer tokens (and end of turn) only
+    out = forward_masked(gist_model.model, batch)
+    assert torch.isfinite(out.loss)
+
+
+def test_leakage_attention_to_context_is_zero_with_mask(tokenizer, gist_model, real_text):
+    """Design failure mode 1 check: post-gist queries put exactly zero attention on the context."""
+    _, enc, ex = _example(tokenizer, gist_model.gist_ids, real_text[:600], [("What is this about?", "An actor.")])
+    batch = GistDataCollator(tokenizer.pad_token_id)([ex])
+    with torch.no_grad():
+        att = forward_masked(gist_model.model, batch, output_attentions=True).attentions
+        plain = dict(batch, attention_mask=batch_masks([gist_mask(batch["input_ids"].shape[1], 0, 0)], batch["input_ids"].shape[1]))
+        att_plain = forward_masked(gist_model.model, plain, output_attentions=True).attentions
+    for layer in att:
+        assert layer[0, :, enc.gist_end :, : enc.gist_start].abs().max().item() == 0.0
+        assert layer[0, :, enc.gist_end :, enc.gist_start : enc.gist_end].sum().item() > 0
+    assert max(layer[0, :, enc.gist_end :, : enc.gist_start].max().item() for layer in att_plain) > 1e-3
+
+
+def test_leakage_perturbing_context_after_compression(tokenizer, gist_model, real_text):
+    """With the mask, post-gist logits depend on the context only through the gist KV: replacing the
+    context tokens at the positions the question could see changes nothing once the gist KV is fixed,
+    while the unmasked model's logits move."""
+    model = gist_model.model
+    tpl, enc, ex = _example(tokenizer, gist_model.gist_ids, real_text[:600], [("What is this about?", "An actor.")])
+    q_ids = ex.segments[0][0]
+    n = len(enc.prefix_ids) + len(q_ids)
+    ids = torch.tensor([enc.prefix_ids + q_ids])
+    pos = torch.tensor([list(range(len(enc.prefix_ids))) + list(range(enc.gist_end, enc.gist_end + len(q_ids)))])
+    mask = to_additive(gist_mask(n, enc.gist_start, enc.gist_end)[None, None], torch.float32)
+    with torch.no_grad():
+        full = model(input_ids=ids, position_ids=pos, attention_mask=mask, use_cache=True)
+        # keep the gist KV of the original context, scramble every context key/value the question could read
+        past = full.past_key_values
+        scrambled = []
+        for layer in past.layers:
+            k, v = layer.keys[:, :, : len(enc.prefix_ids)].clone(), layer.values[:, :, : len(enc.prefix_ids)].clone()
+            k[:, :, : enc.gist_start] = torch.randn_like(k[:, :, : enc.gist_start]) * 5
+            v[:, :, : enc.gist_start] = torch.randn_like(v[:, :, : enc.gist_start]) * 5
+            scrambled.append((k, v))
+        from transformers import DynamicCache
+
+        q = torch.tensor([q_ids])
+        qpos = pos[:, len(enc.prefix_ids) :]
+        qmask = to_additive(gist_mask(n, enc.gist_start, enc.gist_end)[None, None, len(enc.prefix_ids) :], torch.float32)
+        masked = model(input_ids=q, position_ids=qpos, attention_mask=qmask, past_key_values=DynamicCache(ddp_cache_data=scrambled))
+        causal = to_additive(torch.ones(len(q_ids), n, dtype=torch.bool).tril(len(enc.prefix_ids))[None, None], torch.float32)
+        base_unmasked = model(input_ids=q, position_ids=qpos, attention_mask=causal, past_key_values=DynamicCache(ddp_cache_data=[(layer.keys[:, :, : len(enc.prefix_ids)], layer.values[:, :, : len(enc.prefix_ids)]) for layer in past.layers]))
+        unmasked = model(input_ids=q, position_ids=qpos, attention_mask=causal, past_key_values=DynamicCache(ddp_cache_data=scrambled))
+    torch.testing.assert_close(masked.logits[0], full.logits[0, len(enc.prefix_ids) :], atol=1e-4, rtol=1e-4)
+    assert (unmasked.logits - base_unmasked.logits).abs().max() > 1e-2
+
+
+def test_compress_context_equivalence(tokenizer, gist_model, real_text):
+    """Masked full-sequence forward == compress_context() -> gist-only cache -> question forward."""
+    model = gist_model.model
+    _, enc, ex = _example(tokenizer, gist_model.gist_ids, real_text[:800], [("Who is the article about?", "Robert Boulter.")])
+    q_ids = ex.segments[0][0]
+    batch = GistDataCollator(tokenizer.pad_token_id)([GistExample(enc.prefix_ids, enc.gist_start, enc.gist_end, [(q_ids, [])])])
+    with torch.no_grad():
+        full_logits = forward_masked(model, batch).logits[0, len(enc.prefix_ids) :]
+        cache = compress_context(model, enc.prefix_ids, enc.gist_start, enc.gist_end)
+        from transformers import DynamicCache  # noqa: F401
+
+        q = torch.tensor([q_ids])
+        qpos = torch.arange(cache.next_position, cache.next_position + len(q_ids))[None]
+        cached_logits = model(input_ids=q, position_ids=qpos, past_key_values=cache.to_dynamic_cache()).logits[0]
+    torch.testing.assert_close(cached_logits, full_logits, atol=1e-4, rtol=1e-4)
+    assert cached_logits.argmax(-1).equal(full_logits.argmax(-1))
+    # greedy decoding from the cache does not mutate it: the same question twice gives the same tokens
+    before = [k.clone() for k in cache.keys]
+    g1 = answer_from_cache(model, cache, q_ids, gist_model.eos_ids, 8)
+    g2 = answer_from_cache(model, cache, q_ids, gist_model.eos_ids, 8)
+    assert g1.token_ids == g2.token_ids
+    assert all(a.equal(b) for a, b in zip(before, cache.keys))
+    torch.testing.assert_close(g1.first_logits, full_logits[-1], atol=1e-4, rtol=1e-4)
+
+
+def test_kv_bytes_formula_and_roundtrip(tmp_path, tokenizer, gist_model, real_text):
+    model = gist_model.model
+    cfg = model.config
+    _, enc, _ = _example(tokenizer, gist_model.gist_ids, real_text[:500], [])
+    cache = compress_context(model, enc.prefix_ids, enc.gist_start, enc.gist_end)
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    per_token = cfg.num_hidden_layers * 2 * cfg.num_key_value_heads * head_dim * 4  # fp32
+    assert cache.nbytes == per_token * 4
+    full = greedy_generate(model, enc.prefix_ids[: enc.gist_start], 0, [], max_new_tokens=1)
+    assert full.kv_bytes == per_token * enc.gist_start   # one prompt pass; the single new token adds no KV
+    cache.save(tmp_path / "c.safetensors")
+    loaded = GistCache.load(tmp_path / "c.safetensors")
+    assert loaded.nbytes == cache.nbytes and loaded.next_position == enc.gist_end
+    assert all(a.equal(b) for a, b in zip(loaded.values, cache.values))
+
+
+@pytest.mark.parametrize("bad", [(0, 3), (2, 2)])
+def test_compress_context_rejects_bad_span(gist_model, bad):
+    with pytest.raises(ValueError):
+        compress_context(gist_model.model, [1, 2, 3, 4], *bad)
