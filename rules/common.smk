@@ -20,13 +20,34 @@ METHODS = ["closed_book", "full_context", "rag"] + [f"gist{n}" for n in N_GIST]
 LIB = {
     "common": ["gistpoc/utils.py", "gistpoc/cli.py", "gistpoc/config.py"],
     "model": ["gistpoc/model.py"],
-    "data": sorted(str(p.relative_to(workflow.basedir)) for p in Path(workflow.basedir, "gistpoc/data").glob("*.py")),
-    "qa": sorted(str(p.relative_to(workflow.basedir)) for p in Path(workflow.basedir, "gistpoc/qa").glob("*.py")),
-    "gist": sorted(str(p.relative_to(workflow.basedir)) for p in Path(workflow.basedir, "gistpoc/gist").glob("*.py")),
-    "train": sorted(str(p.relative_to(workflow.basedir)) for p in Path(workflow.basedir, "gistpoc/train").glob("*.py")),
-    "baselines": sorted(str(p.relative_to(workflow.basedir)) for p in Path(workflow.basedir, "gistpoc/baselines").glob("*.py")),
-    "evaluate": sorted(str(p.relative_to(workflow.basedir)) for p in Path(workflow.basedir, "gistpoc/evaluate").glob("*.py")),
-    "report": sorted(str(p.relative_to(workflow.basedir)) for p in Path(workflow.basedir, "gistpoc/report").glob("*.*")),
+    "data": sorted(
+        str(p.relative_to(workflow.basedir))
+        for p in Path(workflow.basedir, "gistpoc/data").glob("*.py")
+    ),
+    "qa": sorted(
+        str(p.relative_to(workflow.basedir))
+        for p in Path(workflow.basedir, "gistpoc/qa").glob("*.py")
+    ),
+    "gist": sorted(
+        str(p.relative_to(workflow.basedir))
+        for p in Path(workflow.basedir, "gistpoc/gist").glob("*.py")
+    ),
+    "train": sorted(
+        str(p.relative_to(workflow.basedir))
+        for p in Path(workflow.basedir, "gistpoc/train").glob("*.py")
+    ),
+    "baselines": sorted(
+        str(p.relative_to(workflow.basedir))
+        for p in Path(workflow.basedir, "gistpoc/baselines").glob("*.py")
+    ),
+    "evaluate": sorted(
+        str(p.relative_to(workflow.basedir))
+        for p in Path(workflow.basedir, "gistpoc/evaluate").glob("*.py")
+    ),
+    "report": sorted(
+        str(p.relative_to(workflow.basedir))
+        for p in Path(workflow.basedir, "gistpoc/report").glob("*.*")
+    ),
 }
 
 
@@ -92,7 +113,11 @@ def get_checkpoint(wildcards):
 
 
 def get_judgments(wildcards=None):
-    return "results/eval/judgments.jsonl" if config["eval"]["judge"]["backend"] == "openai" else []
+    return (
+        "results/eval/judgments.jsonl"
+        if config["eval"]["judge"]["backend"] == "openai"
+        else []
+    )
 
 
 def judgments_arg(wildcards, input):
@@ -115,3 +140,12 @@ def get_ratings(wildcards=None):
 
 def ratings_arg(wildcards, input):
     return f"--ratings {input.ratings}" if input.ratings else ""
+
+
+def scaled(base):
+    """A resource that grows with the attempt (retries after OOM / timeout get more)."""
+
+    def by_attempt(wildcards, attempt):
+        return base * attempt
+
+    return by_attempt

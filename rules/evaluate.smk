@@ -1,27 +1,31 @@
 # Phases 4-5 of the design: every method answers the same test questions; every metric of 5.1/5.2.
 
-EVAL_ARGS = (
-    "--model {params.model:q} --model-ref {input.model} --dataset {input.dataset} "
-    "--gist-instruction {params.gist_instruction:q} --baseline-instruction {params.baseline_instruction:q} "
-    "--max-new-tokens {params.max_new_tokens} --warmup-items {params.warmup} "
-    "--embedding-model {params.embedder:q} --top-k {params.top_k} --seed {params.seed} "
-    "--out {output.predictions} --log {log}"
+EVAL_ARGS = " ".join(
+    [
+        "--model {params.model:q} --model-ref {input.model} --dataset {input.dataset} "
+        "--gist-instruction {params.gist_instruction:q} --baseline-instruction {params.baseline_instruction:q} "
+        "--max-new-tokens {params.max_new_tokens} --warmup-items {params.warmup} "
+        "--embedding-model {params.embedder:q} --top-k {params.top_k} --seed {params.seed} "
+        "--out {output.predictions} --log {log}",
+    ]
 )
 
 
 rule build_rag_index:
-    output:
-        db=directory("results/rag/chroma"),
-        manifest="results/rag/index.json",
     input:
         dataset=get_eval_dataset(),
         model="results/model/base/model_ref.json",
         code=lib("baselines", "model"),
+    output:
+        db=directory("results/rag/chroma"),
+        manifest="results/rag/index.json",
+    log:
+        "logs/build_rag_index/build_rag_index.log",
+    conda:
+        "../envs/evaluate.yaml"
     params:
         embedder=config["eval"]["rag"]["embedding_model"],
         chunk_tokens=config["eval"]["rag"]["chunk_tokens"],
-    log:
-        "logs/build_rag_index/build_rag_index.log",
     shell:
         "python scripts/build_rag_index.py --dataset {input.dataset} --model-ref {input.model} "
         "--embedding-model {params.embedder:q} --chunk-tokens {params.chunk_tokens} "
@@ -29,15 +33,25 @@ rule build_rag_index:
 
 
 rule evaluate_baseline:
-    output:
-        predictions="results/eval/{method}/predictions.jsonl",
     input:
         dataset=get_eval_dataset(),
         model="results/model/base/model_ref.json",
         rag=get_rag_manifest,
         code=lib("baselines", "evaluate", "gist", "model"),
+    output:
+        predictions="results/eval/{method}/predictions.jsonl",
+    log:
+        "logs/evaluate_baseline/{method}.log",
+    benchmark:
+        "benchmarks/evaluate/{method}.tsv"
     wildcard_constraints:
         method="closed_book|full_context|rag",
+    conda:
+        "../envs/evaluate.yaml"
+    resources:
+        gpu=1,
+        mem_mb=scaled(8000),
+        runtime=scaled(120),
     params:
         model=section("model"),
         gist_instruction=config["gist"]["instruction"],
@@ -48,27 +62,29 @@ rule evaluate_baseline:
         top_k=config["eval"]["rag"]["top_k"],
         seed=config["seed"],
         rag_arg=rag_manifest_arg,
-    log:
-        "logs/evaluate_baseline/{method}.log",
-    benchmark:
-        "benchmarks/evaluate/{method}.tsv"
-    resources:
-        gpu=1,
-        mem_mb=24000,
-        runtime=120,
     shell:
-        "python scripts/evaluate_method.py --method {wildcards.method} {params.rag_arg} " + EVAL_ARGS
+        f"python scripts/evaluate_method.py --method {{wildcards.method}} {{params.rag_arg}} {EVAL_ARGS}"
 
 
 rule evaluate_gist:
-    output:
-        predictions="results/eval/gist{n}/predictions.jsonl",
-        caches=directory("results/eval/gist{n}/caches"),
     input:
         dataset="results/dataset/test.gist{n}.jsonl",
         model="results/model/base/model_ref.json",
         checkpoint=get_checkpoint,
         code=lib("baselines", "evaluate", "gist", "model"),
+    output:
+        predictions="results/eval/gist{n}/predictions.jsonl",
+        caches=directory("results/eval/gist{n}/caches"),
+    log:
+        "logs/evaluate_gist/gist{n}.log",
+    benchmark:
+        "benchmarks/evaluate/gist{n}.tsv"
+    conda:
+        "../envs/evaluate.yaml"
+    resources:
+        gpu=1,
+        mem_mb=scaled(8000),
+        runtime=scaled(120),
     params:
         model=section("model"),
         gist_instruction=config["gist"]["instruction"],
@@ -78,56 +94,51 @@ rule evaluate_gist:
         embedder=config["eval"]["rag"]["embedding_model"],
         top_k=config["eval"]["rag"]["top_k"],
         seed=config["seed"],
-    log:
-        "logs/evaluate_gist/gist{n}.log",
-    benchmark:
-        "benchmarks/evaluate/gist{n}.tsv"
-    resources:
-        gpu=1,
-        mem_mb=24000,
-        runtime=120,
     shell:
-        "python scripts/evaluate_method.py --method gist{wildcards.n} --checkpoint {input.checkpoint} "
-        "--cache-dir {output.caches} " + EVAL_ARGS
+        f"python scripts/evaluate_method.py --method gist{{wildcards.n}} --checkpoint {{input.checkpoint}} --cache-dir {{output.caches}} {EVAL_ARGS}"
 
 
 rule judge_answers:
-    output:
-        "results/eval/judgments.jsonl",
     input:
         predictions=get_predictions(),
         code=lib("evaluate", "qa"),
+    output:
+        "results/eval/judgments.jsonl",
+    log:
+        "logs/judge_answers/judge_answers.log",
+    conda:
+        "../envs/evaluate.yaml"
+    resources:
+        api_calls=1,
     params:
         endpoint=json.dumps(config["qa"].get("openai", {}), sort_keys=True),
         judge_model=config["eval"]["judge"]["model"],
         seed=config["seed"],
-    log:
-        "logs/judge_answers/judge_answers.log",
-    resources:
-        api_calls=1,
     shell:
         "python scripts/judge_answers.py --predictions {input.predictions} --endpoint {params.endpoint:q} "
         "--judge-model {params.judge_model:q} --seed {params.seed} --out {output} --log {log}"
 
 
 rule summarize_eval:
-    output:
-        summary="results/eval/summary.csv",
-        passkey="results/eval/passkey_breakdown.csv",
-        sheet="results/eval/reasoning_rating_sheet.csv",
     input:
         predictions=get_predictions(),
         judgments=get_judgments(),
         ratings=get_ratings(),
         code=lib("evaluate"),
+    output:
+        summary="results/eval/summary.csv",
+        passkey="results/eval/passkey_breakdown.csv",
+        sheet="results/eval/reasoning_rating_sheet.csv",
+    log:
+        "logs/summarize_eval/summarize_eval.log",
+    conda:
+        "../envs/evaluate.yaml"
     params:
         threshold=config["eval"]["global_proxy_threshold"],
         bootstrap=config["eval"]["bootstrap_samples"],
         seed=config["seed"],
         judgments=judgments_arg,
         ratings=ratings_arg,
-    log:
-        "logs/summarize_eval/summarize_eval.log",
     shell:
         "python scripts/summarize_eval.py --predictions {input.predictions} {params.judgments} {params.ratings} "
         "--global-threshold {params.threshold} --bootstrap {params.bootstrap} --seed {params.seed} "

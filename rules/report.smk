@@ -4,31 +4,32 @@
 rule write_run_config:
     output:
         "results/report/config.yaml",
-    params:
-        config=json.dumps(config, sort_keys=True),
     log:
         "logs/write_run_config/write_run_config.log",
-    run:
-        import yaml
-
-        Path(output[0]).parent.mkdir(parents=True, exist_ok=True)
-        Path(output[0]).write_text(yaml.safe_dump(json.loads(params.config), sort_keys=False))
+    conda:
+        "../envs/report.yaml"
+    params:
+        config=json.dumps(config, sort_keys=True),
+    shell:
+        "python scripts/write_run_config.py --config {params.config:q} --out {output} --log {log}"
 
 
 rule plot_gist_attention:
-    output:
-        "results/figures/gist_attention.png",
     input:
         dataset=f"results/dataset/test.gist{N_GIST[len(N_GIST) // 2]}.jsonl",
         checkpoint=f"results/checkpoints/gist{N_GIST[len(N_GIST) // 2]}",
         model="results/model/base/model_ref.json",
         code=lib("gist", "model"),
+    output:
+        "results/figures/gist_attention.png",
+    log:
+        "logs/plot_gist_attention/plot_gist_attention.log",
+    conda:
+        "../envs/train.yaml"
     params:
         model=section("model"),
         n=N_GIST[len(N_GIST) // 2],
         instruction=config["gist"]["instruction"],
-    log:
-        "logs/plot_gist_attention/plot_gist_attention.log",
     shell:
         "python scripts/plot_gist_attention.py --model {params.model:q} --model-ref {input.model} "
         "--checkpoint {input.checkpoint} --dataset {input.dataset} --n-gist {params.n} "
@@ -36,20 +37,20 @@ rule plot_gist_attention:
 
 
 rule plot_rulegraph:
-    output:
-        "results/figures/rulegraph.svg",
     input:
         workflow.snakefile,
         rules=sorted(str(p) for p in Path(workflow.basedir, "rules").glob("*.smk")),
+    output:
+        "results/figures/rulegraph.svg",
     log:
         "logs/plot_rulegraph/plot_rulegraph.log",
+    conda:
+        "../envs/report.yaml"
     shell:
-        "(snakemake --rulegraph --nolock --quiet all results/report.html | sed -n '/^digraph/,$p' | dot -Tsvg > {output}) 2> {log}"
+        "(snakemake --rulegraph --nolock results/report.html | python scripts/dot_to_svg.py --out {output}) 2> {log}"
 
 
 rule build_report:
-    output:
-        "results/report.html",
     input:
         config="results/report/config.yaml",
         summary="results/eval/summary.csv",
@@ -62,8 +63,12 @@ rule build_report:
         attention="results/figures/gist_attention.png",
         rulegraph="results/figures/rulegraph.svg",
         code=lib("report"),
+    output:
+        "results/report.html",
     log:
         "logs/build_report/build_report.log",
+    conda:
+        "../envs/report.yaml"
     shell:
         "python scripts/build_report.py --config {input.config} --summary {input.summary} --passkey {input.passkey} "
         "--predictions {input.predictions} --stats {input.stats} --checkpoints {input.checkpoints} "

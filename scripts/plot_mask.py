@@ -9,9 +9,9 @@ from matplotlib.patches import Patch, Rectangle  # noqa: E402
 
 from gistpoc.cli import parser, run  # noqa: E402
 from gistpoc.gist.collator import GistDataCollator, layout  # noqa: E402
+from gistpoc.gist.template import prompt_template  # noqa: E402
 from gistpoc.model import add_gist_tokens, load_tokenizer  # noqa: E402
 from gistpoc.train.examples import doc_example, group_by_doc, to_example  # noqa: E402
-from gistpoc.gist.template import prompt_template  # noqa: E402
 from gistpoc.utils import atomic_path, read_jsonl  # noqa: E402
 
 

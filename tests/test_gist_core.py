@@ -45,7 +45,7 @@ def test_collator_labels_positions(tokenizer, gist_model):
     ids, labels, pos, spans = layout(ex)
     batch = GistDataCollator(tokenizer.pad_token_id)([ex, GistExample(ex.prefix_ids[:-4] + gist_model.gist_ids, ex.gist_start, ex.gist_end, ex.segments[:1])])
     assert batch["input_ids"].shape[0] == 2 and batch["attention_mask"].shape[1] == 1
-    for s, e in spans:
+    for s, _e in spans:
         assert pos[s] == enc.gist_end                        # each segment restarts after the gist span
     labelled = [i for i, lab in enumerate(labels) if lab != -100]
     answer_ids = ex.segments[0][1] + ex.segments[1][1]
@@ -109,7 +109,7 @@ def test_compress_context_equivalence(tokenizer, gist_model, real_text):
     q_ids = ex.segments[0][0]
     batch = GistDataCollator(tokenizer.pad_token_id)([GistExample(enc.prefix_ids, enc.gist_start, enc.gist_end, [(q_ids, [])])])
     with torch.no_grad():
-        full_logits = forward_masked(model, batch).logits[0, len(enc.prefix_ids) :]
+        full_logits = forward_masked(model, {k: v for k, v in batch.items() if k != "labels"}).logits[0, len(enc.prefix_ids) :]
         cache = compress_context(model, enc.prefix_ids, enc.gist_start, enc.gist_end)
         from transformers import DynamicCache  # noqa: F401
 
@@ -147,3 +147,17 @@ def test_kv_bytes_formula_and_roundtrip(tmp_path, tokenizer, gist_model, real_te
 def test_compress_context_rejects_bad_span(gist_model, bad):
     with pytest.raises(ValueError):
         compress_context(gist_model.model, [1, 2, 3, 4], *bad)
+
+
+def test_answer_only_logits_give_the_standard_loss(tokenizer, gist_model, real_text):
+    """forward_masked keeps logits from the first answer token on (memory); the loss must not change."""
+    from gistpoc.gist.mask import to_additive
+
+    _, _, ex = _example(tokenizer, gist_model.gist_ids, real_text[:300], [("Q one?", "Answer one."), ("Q two?", "Two.")])
+    short = GistExample(ex.prefix_ids[:20] + gist_model.gist_ids, 20, 24, ex.segments[:1])
+    batch = GistDataCollator(tokenizer.pad_token_id)([ex, short])
+    with torch.no_grad():
+        ours = forward_masked(gist_model.model, batch).loss
+        ref = gist_model.model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], labels=batch["labels"],
+                               attention_mask=to_additive(batch["attention_mask"], torch.float32)).loss
+    torch.testing.assert_close(ours, ref)

@@ -28,7 +28,7 @@ def build_records(docs: list[dict], qa_by_doc: dict[str, list[dict]], passkeys: 
         insert_len = pk["context"].__len__() - len(doc["text"])
         questions = list(qa_by_doc.get(doc["doc_id"], []))
         questions.append({"qtype": "passkey", "question": PASSKEY_QUESTION, "answer": pk["passkey"], "evidence": [[pk["passkey_char_start"], pk["passkey_char_end"]]]})
-        for qi, qa in enumerate(questions):
+        for _qi, qa in enumerate(questions):
             evidence = qa["evidence"] if qa["qtype"] == "passkey" else [shift_span(s, pk["passkey_char_start"], insert_len) for s in qa["evidence"]]
             records.append(
                 {

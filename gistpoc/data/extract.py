@@ -89,8 +89,9 @@ def wikitext_to_text(wikitext: str) -> str:
                 pass
     for heading in code.filter_headings(recursive=False):
         title = heading.title.strip_code().strip()
-        code.replace(heading, f"\n{'#' * heading.level} {title}\n")
+        code.replace(heading, f"\nHEADINGMARK{heading.level}MARK {title}\n")  # '#' would be read as list markup
     text = code.strip_code(normalize=True, collapse=True)
+    text = re.sub(r"HEADINGMARK(\d)MARK ", lambda m: "#" * int(m.group(1)) + " ", text)
     text = re.sub(r"\{\|.*?\|\}", "", text, flags=re.S)  # leftover wiki tables
     text = re.sub(r"\[\[|\]\]|'''|''", "", text)
     text = re.sub(r"[ \t]+", " ", text)
@@ -258,7 +259,7 @@ def iter_wikitext_raw(path: str | Path, issues: IssueLog) -> Iterator[dict]:
                 continue
             if not line.strip():
                 continue
-            hm = re.match(r"^ ((?:= )+)(.+?) (?:= )+$", line + " ") if line.startswith(" = = ") else None
+            hm = re.match(r"^ (=(?: =)+) (.+?) =(?: =)*\s*$", line) if line.startswith(" = = ") else None
             if hm:
                 level = hm.group(1).count("=")
                 body.append(f"\n{'#' * level} {_detokenize_wikitext(hm.group(2))}\n")

@@ -9,6 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 sns.set_theme(style="whitegrid", context="notebook", font_scale=0.85)
@@ -47,6 +48,7 @@ def gist_count_vs_score(summary: list[dict], metrics: list[tuple[str, str]]) -> 
             if name in refs and refs[name].get(key) is not None:
                 ax.axhline(refs[name][key], ls=style, color=_method_color(name), label=name)
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xticks(xs or [1])
         ax.set_xticklabels([str(x) for x in xs] or [""])
         ax.set_xlabel("gist tokens N")
@@ -90,6 +92,8 @@ def passkey_heatmaps(breakdown: list[dict], methods: list[str]) -> str:
         table = sub.pivot_table(index="method", columns=col, values="acc").reindex([m for m in methods if m in set(sub["method"])])
         if col == "depth":
             table = table[[c for c in ("early", "middle", "late") if c in table.columns]]
+        else:  # short -> medium -> long
+            table = table[sorted(table.columns, key=lambda c: ("short", "medium", "long").index(c.split()[0]))]
         sns.heatmap(table, annot=True, fmt=".2f", vmin=0, vmax=1, cmap="viridis", ax=ax, cbar=col == "length")
         ax.set_title(f"passkey accuracy by insertion {col}", fontsize=9)
     return to_base64(fig)

@@ -88,7 +88,7 @@ def build_schedule(tokenizer, instruction: str, gist_ids: list[int], records: li
     share = cfg.get("passkey_share", 0.0)
     ids = list(docs)
     plan: list[tuple[str, str]] = []
-    for epoch in range(cfg.get("epochs", 1)):
+    for _epoch in range(cfg.get("epochs", 1)):
         order = ids[:]
         rng.shuffle(order)
         credit = 0.0

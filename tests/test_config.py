@@ -1,0 +1,65 @@
+"""Config validation: every bad value stops the run with a message naming the key."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from gistpoc.config import ConfigError, load_config, validate_config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _default():
+    return yaml.safe_load((ROOT / "config.yaml").read_text())
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "config.paper.yaml", "tests/config.test.yaml"])
+def test_shipped_configs_validate(name):
+    cfg = load_config(ROOT / name)
+    assert cfg["train"]["lora_r"] == 16 and cfg["train"]["target_modules"] == ["q_proj", "k_proj", "v_proj", "o_proj"]
+
+
+def test_paper_config_has_design_values():
+    cfg = load_config(ROOT / "config.paper.yaml")
+    assert cfg["model"]["name_or_path"] == "meta-llama/Meta-Llama-3-8B-Instruct" and cfg["model"]["quantization"] == "nf4"
+    assert (cfg["data"]["min_tokens"], cfg["data"]["max_tokens"]) == (2000, 8000)
+    assert cfg["data"]["split"] == {"train": 200, "val": 50, "test": 50}
+    assert cfg["train"]["lr_lora"] == 1e-4 and cfg["train"]["lr_embed"] == 5e-5 and cfg["train"]["warmup_steps"] == 100
+    assert cfg["train"]["grad_accum"] == 8 and cfg["eval"]["rag"]["chunk_tokens"] == 500 and cfg["eval"]["rag"]["top_k"] == 3
+    assert cfg["qa"]["backend"] == "openai" and cfg["gist"]["n_tokens"] == [10, 25, 50]
+
+
+@pytest.mark.parametrize(
+    "mutate, needle",
+    [
+        (lambda c: c["train"].update(learning_rate=1), "unknown key train.learning_rate"),
+        (lambda c: c.update(extra=1), "unknown key extra"),
+        (lambda c: c["train"].update(lora_r="sixteen"), "train.lora_r: 'sixteen' is not of type 'integer'"),
+        (lambda c: c["train"].update(lr_lora=-1.0), "train.lr_lora"),
+        (lambda c: c["data"]["split"].update(test=0), "data.split.test"),
+        (lambda c: c["model"].update(quantization="int3"), "model.quantization"),
+        (lambda c: c["gist"].update(n_tokens=[10, 10]), "gist.n_tokens"),
+        (lambda c: c["data"].update(min_tokens=600), "data.min_tokens (600) must be below data.max_tokens"),
+        (lambda c: c["qa"]["openai"].update(api_key_env="not a name"), "qa.openai.api_key_env"),
+    ],
+)
+def test_bad_values_name_the_key(mutate, needle):
+    cfg = _default()
+    mutate(cfg)
+    with pytest.raises(ConfigError) as info:
+        validate_config(cfg)
+    assert needle in str(info.value)
+
+
+def test_defaults_are_filled():
+    cfg = _default()
+    del cfg["train"]["max_grad_norm"]
+    assert validate_config(cfg)["train"]["max_grad_norm"] == 1.0
+
+
+def test_bad_yaml_names_the_file(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("seed: [1,\n")
+    with pytest.raises(ConfigError, match=str(p)):
+        load_config(p)

@@ -1,0 +1,61 @@
+"""Metric functions against hand-computed cases."""
+
+import math
+
+import pytest
+
+from gistpoc.evaluate.metrics import bootstrap_ci, exact_match, normalize_answer, passkey_correct, quantile, rouge_l, token_f1
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("The Cat!", "cat"),
+        ("  a  b   the c ", "b c"),
+        ("An apple, an orange.", "apple orange"),
+        ("Theory of the atom", "theory of atom"),   # 'the' inside words is kept
+        ("", ""),
+        ("U.S.A.", "usa"),
+    ],
+)
+def test_squad_normalisation(text, expected):
+    assert normalize_answer(text) == expected
+
+
+def test_exact_match_and_f1_by_hand():
+    assert exact_match("The Eiffel Tower.", "eiffel tower") == 1.0
+    assert exact_match("Eiffel", "eiffel tower") == 0.0
+    # pred tokens [eiffel, tower, paris], ref [eiffel, tower]: P=2/3 R=1 F1=0.8
+    assert token_f1("the Eiffel Tower in Paris", "Eiffel Tower") == pytest.approx(2 / 3)  # P=2/4, R=1
+    assert token_f1("Eiffel Tower Paris", "Eiffel Tower") == pytest.approx(0.8)
+    assert token_f1("nothing shared", "Eiffel Tower") == 0.0
+    assert token_f1("", "") == 1.0 and token_f1("a", "") == 1.0 and token_f1("cat", "") == 0.0  # "a" normalises to empty
+    assert token_f1("x x y", "x y y") == pytest.approx(2 / 3)       # multiset overlap counts 1 x + 1 y
+
+
+def test_passkey_exact():
+    assert passkey_correct("The passkey is 12345.", "12345") == 1.0
+    assert passkey_correct("123456", "12345") == 0.0
+    assert passkey_correct("It is 1234 or 12345", "12345") == 0.0   # first number must be the key
+    assert passkey_correct("no digits", "12345") == 0.0 and passkey_correct(None, "12345") == 0.0
+
+
+def test_rouge_l():
+    assert rouge_l("a b c d", "a b c d") == 1.0
+    # tokens: [police, killed, gunman] vs [police, kill, gunman]: LCS 2 -> P=R=2/3
+    assert rouge_l("police killed the gunman", "police kill the gunman") == pytest.approx(2 / 3)
+    assert rouge_l("", "x") == 0.0
+
+
+def test_bootstrap_resamples_documents():
+    values = [1, 1, 1, 0, 0, 0]
+    groups = ["a", "a", "a", "b", "b", "b"]
+    lo, hi = bootstrap_ci(values, groups, n_samples=400, seed=1)
+    assert lo == 0.0 and hi == 1.0   # whole documents move together: means are 0, 0.5 or 1
+    lo2, hi2 = bootstrap_ci([1.0] * 5, list("abcde"), 100)
+    assert lo2 == hi2 == 1.0
+    assert all(math.isnan(x) for x in bootstrap_ci([], [], 10))
+
+
+def test_quantile():
+    assert quantile([1, 2, 3, 4, 5], 0.5) == 3 and quantile([1, 2], 0.9) == pytest.approx(1.9)

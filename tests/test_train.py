@@ -1,0 +1,111 @@
+"""Training on real data: loss falls, divergence stops cleanly, an interrupted run resumes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from gistpoc.config import validate_config
+
+from .conftest import ROOT
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset(tmp_path_factory, model_dir):
+    """Real documents -> grounded Q&A -> passkeys -> gist-4 records (the data stage's library path)."""
+    from gistpoc.data import extract as E
+    from gistpoc.data.dataset import build_records, inject_all
+    from gistpoc.data.documents import window_document
+    from gistpoc.model import add_gist_tokens, load_tokenizer
+    from gistpoc.qa.grounded import grounded_qa
+    from gistpoc.utils import IssueLog, write_jsonl
+
+    tok = load_tokenizer(model_dir)
+    add_gist_tokens(tok, 4)
+    raw = list(E.iter_mediawiki_xml(ROOT / "resources/raw/wikipedia/enwiki-20250201-tiny_dump.xml.bz2", IssueLog()))
+    docs = []
+    for i, d in enumerate(raw):
+        docs += [{**w, "split": "train" if i < 4 else "val"} for w in window_document(d, tok, 64, 96, 1, IssueLog())]
+    records = build_records(docs, {d["doc_id"]: grounded_qa(d) for d in docs}, {p["doc_id"]: p for p in inject_all(docs, 1, 5)}, tok, "Compress the text.", 4)
+    out = tmp_path_factory.mktemp("data")
+    write_jsonl(out / "train.jsonl", [r for r in records if r["split"] == "train"])
+    write_jsonl(out / "val.jsonl", [r for r in records if r["split"] == "val"])
+    return out
+
+
+def _cfg(**over):
+    cfg = validate_config(yaml.safe_load((ROOT / "config.yaml").read_text()))["train"]
+    cfg.update({"warmup_steps": 1, "grad_accum": 1, "epochs": 2, "passkey_share": 1.0, "curriculum_start_tokens": 32,
+                "curriculum_fraction": 0.5, "eval_every_steps": 0, "eval_passkey_docs": 1, "checkpoint_every_steps": 1, "lr_lora": 3e-3, "lr_embed": 3e-3})
+    cfg.update(over)
+    return cfg
+
+
+def _cmd(data: Path, out: Path, state: Path, cfg: dict, cache: Path):
+    model = json.dumps({"device": "cpu", "dtype": "float32", "attn_implementation": "eager", "quantization": "none"})
+    return [sys.executable, "scripts/train_gist.py", "--model", model, "--model-ref", str(ROOT / "results/model/base"), "--train-cfg", json.dumps(cfg),
+            "--train", str(data / "train.jsonl"), "--val", str(data / "val.jsonl"), "--n-gist", "4", "--instruction", "Compress the text.",
+            "--seed", "3", "--out-dir", str(out), "--state-dir", str(state), "--dataset-cache", str(cache)]
+
+
+def test_loss_goes_down_and_logs_are_complete(tmp_path, tiny_dataset, model_dir):
+    cfg = _cfg(max_steps=10, eval_every_steps=5)
+    subprocess.run(_cmd(tiny_dataset, tmp_path / "ck", tmp_path / "state", cfg, tmp_path / "cache"), check=True, cwd=ROOT)
+    import csv
+
+    rows = list(csv.DictReader(open(tmp_path / "ck/train_log.csv")))
+    assert len(rows) == 10
+    assert set(rows[0]) >= {"loss", "lr_lora", "lr_embed", "grad_norm", "gist_norm_mean", "gist_norm_max", "tokens_per_s"}
+    losses = [float(r["loss"]) for r in rows]
+    assert sum(losses[-4:]) / 4 < sum(losses[:4]) / 4        # the loss goes down
+    evals = list(csv.DictReader(open(tmp_path / "ck/eval_log.csv")))
+    assert {e["kind"] for e in evals} == {"passkey_acc", "val_loss"}
+    assert float(rows[0]["gist_norm_max"]) != float(rows[-1]["gist_norm_max"])   # gist rows are trained
+    assert (tmp_path / "ck/adapter_config.json").exists() and (tmp_path / "state/progress.json").exists()
+    # the checkpoint loads for inference (base + gist rows + LoRA, merged)
+    from gistpoc.model import load_model
+
+    lm = load_model({"device": "cpu"}, model_dir, n_gist=4, adapter_dir=tmp_path / "ck")
+    assert len(lm.gist_ids) == 4 and lm.tokenizer.convert_ids_to_tokens(lm.gist_ids)[0] == "<GIST_0>"
+
+
+def test_interrupted_run_resumes_from_its_last_checkpoint(tmp_path, tiny_dataset):
+    cfg = _cfg(max_steps=5)
+    cmd = _cmd(tiny_dataset, tmp_path / "ck", tmp_path / "state", cfg, tmp_path / "cache")
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    progress = tmp_path / "state/progress.json"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if progress.exists() and json.loads(progress.read_text())["step"] >= 2:
+            break
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGKILL)   # as hard as a pre-empted cluster job
+    proc.wait()
+    done = json.loads(progress.read_text())["step"]
+    assert 2 <= done < 5 and not (tmp_path / "ck").exists()
+    log = tmp_path / "resume.log"
+    subprocess.run(cmd + ["--log", str(log)], check=True, cwd=ROOT)
+    summary = json.loads((tmp_path / "ck/summary.json").read_text())
+    assert summary["resumed_from_step"] == done and summary["steps"] == 5
+    assert f"resuming gist-4 from step {done}" in log.read_text()
+    import csv
+
+    assert [int(r["step"]) for r in csv.DictReader(open(tmp_path / "ck/train_log.csv"))] == list(range(1, 6))
+
+
+def test_exploding_gist_embeddings_stop_with_a_clear_message(tmp_path, tiny_dataset):
+    cfg = _cfg(max_steps=3, lr_embed=0.9, max_embed_norm=5.0, warmup_steps=0)
+    res = subprocess.run(_cmd(tiny_dataset, tmp_path / "ck", tmp_path / "state", cfg, tmp_path / "cache"), cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode == 1
+    assert "TrainingDiverged" in res.stderr and "train.max_embed_norm" in res.stderr and "failure mode 2" in res.stderr
+    assert not (tmp_path / "ck").exists()

