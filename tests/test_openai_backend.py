@@ -133,3 +133,27 @@ def test_generate_qa_rule_keeps_finished_documents_when_the_endpoint_dies(server
     subprocess.run(cmd, check=True, cwd=ROOT, env={**__import__("os").environ, "GISTPOC_TEST_KEY": KEY})
     assert sorted(p.name for p in (tmp_path / "cache/openai_requests").glob("*.json")) == before
     assert len((tmp_path / "qa.jsonl").read_text().splitlines()) == n_ok
+
+
+def test_judge_is_blinded_and_validated(server, tmp_path, monkeypatch):
+    """LLM-as-judge through the same client: the request never names the method; replies are validated."""
+    from gistpoc.evaluate.judge import judge_items, validate_verdict
+
+    monkeypatch.setenv("GISTPOC_TEST_KEY", KEY)
+    client = CachedChatClient(_cfg(server, max_tokens=32), tmp_path)
+    items = [{"key": "k1", "question": "What is the document about?", "reference": "An English actor.", "prediction": "It is about an actor."},
+             {"key": "k2", "question": "What is the document about?", "reference": "An English actor.", "prediction": "Cooking pasta."}]
+    out = judge_items(items, client, "local-chat", seed=0)
+    assert [o["key"] for o in out] == ["k1", "k2"]
+    for o in out:
+        assert o["verdict"] in ("yes", "no", None) and (o["score"] is None) == (o["verdict"] is None)
+        if o["verdict"] is None:
+            assert o["reason"].startswith("invalid judge reply")
+    sent = " ".join(p.read_text() for p in tmp_path.glob("*.json"))
+    import re
+
+    for method in ("gist10", "gist25", "rag", "full_context", "closed_book"):
+        assert not re.search(rf"\b{method}\b", sent)
+    assert validate_verdict({"verdict": "Yes", "reason": "ok"})["verdict"] == "yes"
+    with pytest.raises(ResponseValidationError):
+        validate_verdict({"verdict": "maybe"})

@@ -152,6 +152,20 @@ def test_end_to_end_tiny_config(workdir):
         assert pixels.shape[0] >= 4000 and len(colours) > 200   # text alone gives a few grey levels; plots give many
     # nothing left to do: a no-op rerun plans nothing
     assert "Nothing to be done" in (smk("-n", "results/report.html", "--configfile", "tests/config.test.yaml", cwd=wd).stdout)
+    # the report follows the result files: change an evaluation result, rebuild, see the new number
+    rows = list(csv.DictReader(open(wd / "results/eval/summary.csv")))
+    for r in rows:
+        if r["method"] == "gist4":
+            r["passkey_acc"] = "0.987"
+    with open(wd / "results/eval/summary.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    res = smk("--cores", "1", "results/report.html", "--configfile", "tests/config.test.yaml", cwd=wd)
+    assert planned_rules(res.stdout + res.stderr) == {"build_report"}
+    rebuilt = _Tables()
+    rebuilt.feed((wd / "results/report.html").read_text())
+    assert rebuilt.rows["gist4"]["passkey_acc"].startswith("99%")
 
 
 @pytest.mark.slow
