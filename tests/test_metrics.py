@@ -59,3 +59,21 @@ def test_bootstrap_resamples_documents():
 
 def test_quantile():
     assert quantile([1, 2, 3, 4, 5], 0.5) == 3 and quantile([1, 2], 0.9) == pytest.approx(1.9)
+
+
+def test_criteria_do_not_pass_on_an_uninformative_baseline():
+    """A gist/full-context ratio is N/A when full context is not clearly better than closed book."""
+    from gistpoc.report.criteria import checks
+
+    base = {"n_items": 4, "n_oom": 0}
+    summary = [
+        {**base, "method": "closed_book", "factual_f1": 0.08},
+        {**base, "method": "full_context", "factual_f1": 0.083, "factual_f1_lo": 0.0},
+        {**base, "method": "gist25", "factual_f1": 0.083, "passkey_acc": 0.75},
+    ]
+    got = {c["check"]: c for c in checks(summary, on_gpu=False)}
+    assert got["gist25 factual F1 vs full context"]["verdict"] == "N/A"
+    assert got["gist25 passkey accuracy"]["verdict"] == "PASS"
+    summary[1].update(factual_f1=0.6, factual_f1_lo=0.4)
+    got = {c["check"]: c for c in checks(summary, on_gpu=False)}
+    assert got["gist25 factual F1 vs full context"]["verdict"] == "FAIL"   # 0.083 / 0.6 = 14%
