@@ -40,8 +40,9 @@ def gist_count_vs_score(summary: list[dict], metrics: list[tuple[str, str]]) -> 
     for ax, (key, label) in zip(axes[0], metrics):
         xs = [int(r["method"][4:]) for r in gist if r.get(key) is not None]
         ys = [r[key] for r in gist if r.get(key) is not None]
-        lo = [r[key] - r[f"{key}_lo"] for r in gist if r.get(key) is not None]
-        hi = [r[f"{key}_hi"] - r[key] for r in gist if r.get(key) is not None]
+        # clamp: a CI row edited by hand (or a degenerate bootstrap) must not break the figure
+        lo = [max(0.0, r[key] - (r.get(f"{key}_lo") if r.get(f"{key}_lo") is not None else r[key])) for r in gist if r.get(key) is not None]
+        hi = [max(0.0, (r.get(f"{key}_hi") if r.get(f"{key}_hi") is not None else r[key]) - r[key]) for r in gist if r.get(key) is not None]
         if xs:
             ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", color="tab:green", capsize=3, label="gist-N (95% CI)")
         for name, style in (("full_context", "-"), ("rag", "--"), ("closed_book", ":")):
