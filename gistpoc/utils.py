@@ -129,6 +129,16 @@ def seed_everything(seed: int) -> None:
         pass
 
 
+def is_oom(err: BaseException) -> bool:
+    """True for CUDA out-of-memory and for CPU allocation failures (MemoryError, "can't allocate memory")."""
+    import torch
+
+    if isinstance(err, (torch.cuda.OutOfMemoryError, MemoryError)):
+        return True
+    text = str(err).lower()
+    return isinstance(err, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+
+
 class IssueLog:
     """Counts and keeps bad-input events (file, line, reason) so a stage can report them."""
 

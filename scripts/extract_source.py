@@ -33,16 +33,16 @@ def main(args):
             docs.append(doc)
         log.info("%s: %d documents", src, len(docs) - before)
     docs.sort(key=lambda d: d["doc_id"])
-    seen, unique = set(), []
+    by_id: dict[str, dict] = {}
     for d in docs:  # the same id twice within one kind (e.g. a paper in two files): keep the longer
-        if d["doc_id"] in seen:
-            prev = next(x for x in unique if x["doc_id"] == d["doc_id"])
+        prev = by_id.get(d["doc_id"])
+        if prev is not None:
             if len(d["text"]) > len(prev["text"]):
-                unique[unique.index(prev)] = d
+                by_id[d["doc_id"]] = d
             issues.add(d["collection"], d["doc_id"], "duplicate id: kept the longer text")
             continue
-        seen.add(d["doc_id"])
-        unique.append(d)
+        by_id[d["doc_id"]] = d
+    unique = list(by_id.values())
     n = write_jsonl(args.out, unique)
     write_json(args.issues, {"n_documents": n, **issues.to_dict()})
     log.info("wrote %d documents to %s (%d inputs skipped)", n, args.out, len(issues.items))

@@ -21,30 +21,20 @@ def resolve_embedding_model(name: str) -> str:
 
 
 class SentenceEmbedder:
-    """A ChromaDB embedding function over a sentence-transformers model (no ONNX default download)."""
+    """sentence-transformers embeddings, normalised; we hand vectors to ChromaDB ourselves, so its default
+    ONNX embedder (which downloads a model) never runs."""
 
     def __init__(self, name: str, device: str = "cpu"):
         from sentence_transformers import SentenceTransformer
 
-        os.environ.setdefault("HF_HUB_OFFLINE", "1") if Path(resolve_embedding_model(name)).exists() else None
+        path = resolve_embedding_model(name)
+        if Path(path).exists():  # a bundled or local model: never ask the hub
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
         self.name = name
-        self.model = SentenceTransformer(resolve_embedding_model(name), device=device)
+        self.model = SentenceTransformer(path, device=device)
 
-    def __call__(self, input: list[str]) -> list[list[float]]:  # noqa: A002 - chroma's protocol name
-        return self.model.encode(list(input), normalize_embeddings=True, convert_to_numpy=True).tolist()
-
-    def embed_documents(self, input: list[str]) -> list[list[float]]:  # noqa: A002
-        return self(input)
-
-    def embed_query(self, input: list[str]) -> list[list[float]]:  # noqa: A002
-        return self(input)
-
-    @staticmethod
-    def name_() -> str:
-        return "gistpoc-sentence-transformers"
-
-    def is_legacy(self) -> bool:
-        return True
+    def __call__(self, texts: list[str]) -> list[list[float]]:
+        return self.model.encode(list(texts), normalize_embeddings=True, convert_to_numpy=True).tolist()
 
 
 def chunk_document(tokenizer, text: str, chunk_tokens: int) -> list[dict]:

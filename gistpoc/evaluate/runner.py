@@ -19,15 +19,9 @@ import torch
 from gistpoc.evaluate.metrics import exact_match, passkey_correct, rouge_l, token_f1
 from gistpoc.gist.cache import GistCache, answer_from_cache, compress_context, greedy_generate
 from gistpoc.gist.template import encode_prefix, encode_question, prompt_template
+from gistpoc.utils import is_oom
 
 log = logging.getLogger(__name__)
-
-
-def is_oom(err: BaseException) -> bool:
-    if isinstance(err, torch.cuda.OutOfMemoryError):
-        return True
-    text = str(err).lower()
-    return isinstance(err, (RuntimeError, MemoryError)) and ("out of memory" in text or "can't allocate memory" in text or isinstance(err, MemoryError))
 
 
 class MemoryMeter:
@@ -122,9 +116,10 @@ def run_method(method: str, loaded, records: list[dict], instruction: str, max_n
                 if loaded.device.type == "cuda":
                     torch.cuda.synchronize()
                 compress_ms = (time.perf_counter() - t0) * 1000
-                if cache_dir is not None:
-                    cache.save(Path(cache_dir) / f"{doc_id.replace('/', '_').replace(':', '_')}.safetensors")
-                    cache = GistCache.load(Path(cache_dir) / f"{doc_id.replace('/', '_').replace(':', '_')}.safetensors", loaded.device)
+                if cache_dir is not None:  # answer from the saved cache, as a deployment would
+                    path = Path(cache_dir) / f"{doc_id.replace('/', '_').replace(':', '_')}.safetensors"
+                    cache.save(path)
+                    cache = GistCache.load(path, loaded.device)
             except Exception as err:  # noqa: BLE001
                 if not is_oom(err):
                     raise
@@ -138,8 +133,9 @@ def run_method(method: str, loaded, records: list[dict], instruction: str, max_n
                 if n_gist:
                     if cache is None:
                         raise torch.cuda.OutOfMemoryError("compression ran out of memory")
-                    gen = answer_from_cache(model, cache, encode_question(tok, template, rec["question"]), loaded.eos_ids, max_new_tokens)
-                    row.update({"compress_ms": compress_ms, "gist_kv_bytes": cache.nbytes, "compression_ratio": rec["context_tokens"] / n_gist, "prompt_tokens": len(encode_question(tok, template, rec["question"]))})
+                    q_ids = encode_question(tok, template, rec["question"])
+                    gen = answer_from_cache(model, cache, q_ids, loaded.eos_ids, max_new_tokens)
+                    row.update({"compress_ms": compress_ms, "gist_kv_bytes": cache.nbytes, "compression_ratio": rec["context_tokens"] / n_gist, "prompt_tokens": len(q_ids)})
                 else:
                     ids, extra = prompt_for(rec)
                     gen = greedy_generate(model, ids, 0, loaded.eos_ids, max_new_tokens)

@@ -21,7 +21,7 @@ from gistpoc.gist.cache import answer_from_cache, compress_context
 from gistpoc.gist.collator import GistDataCollator, forward_masked
 from gistpoc.gist.template import encode_question, prompt_template
 from gistpoc.train.examples import build_schedule, doc_example, group_by_doc, n_optimizer_steps, to_example
-from gistpoc.utils import stable_hash, write_json
+from gistpoc.utils import is_oom, stable_hash, write_json
 
 log = logging.getLogger(__name__)
 
@@ -262,11 +262,10 @@ def train_gist(loaded, train_records: list[dict], val_records: list[dict], cfg: 
                 log.info("step %d validation loss %.4f", done, vloss)
             if done % cfg["checkpoint_every_steps"] == 0 or done == total_steps:
                 _save_state(state_dir, model, optimizer, done, rows, evals, fingerprint)
-    except torch.cuda.OutOfMemoryError as err:
-        raise RuntimeError(f"gist-{len(gist_ids)}: CUDA {OOM_HELP}") from err
-    except RuntimeError as err:
-        if "out of memory" in str(err).lower() and not isinstance(err, TrainingDiverged):
-            raise RuntimeError(f"gist-{len(gist_ids)}: {OOM_HELP}") from err
+    except (RuntimeError, MemoryError) as err:
+        if is_oom(err):
+            kind = "CUDA " if isinstance(err, torch.cuda.OutOfMemoryError) else ""
+            raise RuntimeError(f"gist-{len(gist_ids)}: {kind}{OOM_HELP}") from err
         raise
 
     tmp = out_dir.with_name(out_dir.name + ".tmp")
