@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
 import platform
 import subprocess
 from datetime import datetime, timezone
@@ -49,13 +50,13 @@ def environment(config: dict, config_path: str | None) -> dict:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
         dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True).stdout.strip())
         commit += " (uncommitted changes)" if dirty else ""
-    except (OSError, subprocess.CalledProcessError):
-        commit = "unknown"
+    except (OSError, subprocess.CalledProcessError):  # an exported tree without .git (e.g. copied to a GPU node)
+        commit = os.environ.get("GISTPOC_GIT_COMMIT", "unknown")
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return {
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "cpu_count": __import__("os").cpu_count(),
+        "cpu_count": os.cpu_count(),
         "gpu": gpu,
         "versions": versions,
         "commit": commit,

