@@ -76,10 +76,10 @@ wait)
     for f in logs/train_gist/*.log; do [ -f "$f" ] && { echo "== $f"; tail -n 2 "$f"; }; done
     cat device_run.done 2>/dev/null || echo "still running"
     ;;
-collect)
-    tar cJf "$OUT/results.tar.xz" --exclude='results/model' --exclude='results/eval/*/caches' \
-        --exclude='*.safetensors' --exclude='results/state' --exclude='results/rag/chroma' \
-        results logs benchmarks device_run.log .snakemake/log
+collect)  # what the GPU half made; the inputs it was given stay on the CPU side
+    tar cJf "$OUT/results.tar.xz" --exclude='*.safetensors' --exclude='results/eval/*/caches' \
+        results/report.html results/checkpoints results/eval results/figures results/rag/index.json \
+        logs benchmarks device_run.log .snakemake/log
     ls -la "$OUT"
     ;;
 *)
