@@ -34,7 +34,7 @@ pkgs="snakemake conda-inject configargparse docutils dpath gitpython gitdb smmap
   typing-inspection tenacity throttler yte argparse-dataclass chromadb python-dotenv opentelemetry-api
   opentelemetry-sdk opentelemetry-semantic-conventions opentelemetry-proto opentelemetry-exporter-otlp-proto-grpc
   opentelemetry-exporter-otlp-proto-common googleapis-common-protos orjson overrides pybase64 pydantic-settings
-  bcrypt mmh3 pypika importlib-resources datasets dill multiprocess gguf"
+  bcrypt mmh3 pypika importlib-resources datasets dill multiprocess gguf opentelemetry-exporter-otlp-common"
 for p in $pkgs; do
     v=$("$PY" -m pip show "$p" 2>/dev/null | awk '/^Version/{print $2}')
     [ -n "$v" ] || { echo "not installed here: $p" >&2; exit 1; }
