@@ -46,12 +46,14 @@ def environment(config: dict, config_path: str | None) -> dict:
             versions[lib] = metadata.version(lib)
         except metadata.PackageNotFoundError:
             versions[lib] = "not installed"
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True).stdout.strip())
-        commit += " (uncommitted changes)" if dirty else ""
-    except (OSError, subprocess.CalledProcessError):  # an exported tree without .git (e.g. copied to a GPU node)
-        commit = os.environ.get("GISTPOC_GIT_COMMIT", "unknown")
+    commit = os.environ.get("GISTPOC_GIT_COMMIT")  # set where the tree's .git is absent or not the run's commit
+    if not commit:
+        try:
+            commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+            dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True).stdout.strip())
+            commit += " (uncommitted changes)" if dirty else ""
+        except (OSError, subprocess.CalledProcessError):
+            commit = "unknown"
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return {
         "python": platform.python_version(),
