@@ -17,7 +17,10 @@ export PYTHONPATH=$SITE:$PWD${PYTHONPATH:+:$PYTHONPATH}
 export PATH=$SITE/bin:$PATH
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} PYTHONUNBUFFERED=1
 [ -f "$DEV/m1/NAME" ] && export GISTPOC_SMOLLM2_GGUF=$PWD/.dmodel/$(cat "$DEV/m1/NAME")
-smk() { python -m snakemake "$@" --configfile "$CONFIG"; }   # targets before --configfile (it takes many values)
+# Each device call copies the working tree again and may give the sources fresh mtimes, which Snakemake would
+# read as code changes; before every Snakemake start, set them to one fixed past time (contents are unchanged).
+settle() { find gistpoc scripts rules schemas Snakefile config.yaml "$CONFIG" -type f -exec touch -d 2026-01-01 {} +; }
+smk() { settle; python -m snakemake "$@" --configfile "$CONFIG"; }   # targets before --configfile (it takes many values)
 
 join_parts() {  # join_parts OUTFILE NAME_DIR PART...
     local out=$1 sumdir=$2; shift 2
