@@ -37,7 +37,7 @@ def main(args):
     last = torch.stack([layer[0] for layer in att]).mean(dim=(0, 1))  # mean over layers and heads
     gist_part = last[rows, enc.gist_start : enc.gist_end]
     context_part = last[rows, : enc.gist_start].sum(-1, keepdim=True)
-    data = torch.cat([gist_part, context_part], dim=1).float().numpy()
+    data = torch.cat([gist_part, context_part], dim=1).float().cpu().numpy()
     labels = [f"G{i}" for i in range(args.n_gist)] + ["context (sum)"]
     ylabels = [repr(tok.decode([t]))[1:-1][:12] for t in answer]
     fig, ax = plt.subplots(figsize=(min(14, 3 + 0.35 * len(labels)), 1.5 + 0.3 * len(answer)))
