@@ -90,10 +90,11 @@ def _hashes(root: Path, pattern: str) -> dict[str, str]:
 def workdir(tmp_path_factory, model_dir):
     """A fresh copy of the repository with the already converted model linked in."""
     wd = tmp_path_factory.mktemp("wf")
-    ignore = shutil.ignore_patterns(".venv", "results", "logs", ".snakemake", ".git", "__pycache__", ".pytest_cache", "benchmarks", "device_out", "wheels", "docs", "device_in", ".dsite", ".dmodel")
+    skip = (".venv", "results", "logs", ".snakemake", ".git", ".pytest_cache", "benchmarks", "device_out", "wheels", "docs",
+            "device_in", ".dsite", ".dmodel")
+    ignore = shutil.ignore_patterns(*skip, "__pycache__")
     for item in ROOT.iterdir():
-        if item.name in {".venv", "results", "logs", ".snakemake", ".git", "benchmarks", "device_out", "wheels", "docs", ".pytest_cache",
-                         "device_in", ".dsite", ".dmodel"}:
+        if item.name in skip:
             continue
         (shutil.copytree(item, wd / item.name, ignore=ignore) if item.is_dir() else shutil.copy2(item, wd / item.name))
     base = wd / "results/model/base"

