@@ -1,0 +1,74 @@
+"""The committed paper-scale results (docs/results/smollm2-paper-scale/) are what their own files say: the summary,
+the passkey table and the report's numbers recompute from the committed predictions."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import math
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from .conftest import ROOT
+
+RUN = ROOT / "docs" / "results" / "smollm2-paper-scale"
+METHODS = ["closed_book", "full_context", "rag", "gist10", "gist25", "gist50"]
+
+
+def read_rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def same(a: str, b: str) -> bool:
+    if a == b:
+        return True
+    try:
+        x, y = float(a), float(b)
+    except ValueError:
+        return False
+    return math.isclose(x, y, rel_tol=1e-9, abs_tol=1e-12)
+
+
+def test_every_method_of_the_design_is_in_the_published_run():
+    assert sorted(r["method"] for r in read_rows(RUN / "summary.csv")) == sorted(METHODS)
+    for m in METHODS:
+        with gzip.open(RUN / "predictions" / f"{m}.jsonl.gz", "rt") as f:
+            assert sum(1 for line in f if line.strip()) == 199, m
+
+
+def test_published_summary_recomputes_from_the_published_predictions(tmp_path):
+    cfg = yaml.safe_load((RUN / "config.yaml").read_text())
+    preds = []
+    for m in METHODS:
+        out = tmp_path / m / "predictions.jsonl"
+        out.parent.mkdir()
+        with gzip.open(RUN / "predictions" / f"{m}.jsonl.gz", "rb") as src:
+            out.write_bytes(src.read())
+        preds.append(str(out))
+    summary, passkey = tmp_path / "summary.csv", tmp_path / "passkey.csv"
+    subprocess.run(
+        [sys.executable, "scripts/summarize_eval.py", "--predictions", *preds,
+         "--global-threshold", str(cfg["eval"]["global_proxy_threshold"]), "--bootstrap", str(cfg["eval"]["bootstrap_samples"]),
+         "--seed", str(cfg["seed"]), "--summary", str(summary), "--passkey", str(passkey),
+         "--rating-sheet", str(tmp_path / "sheet.csv"), "--log", str(tmp_path / "log")],
+        cwd=ROOT, check=True,
+    )  # fmt: skip
+    for mine, published in ((summary, RUN / "summary.csv"), (passkey, RUN / "passkey_breakdown.csv")):
+        got, want = read_rows(mine), read_rows(published)
+        assert [r.keys() for r in got] == [r.keys() for r in want]
+        for g, w in zip(got, want, strict=True):
+            diff = {k: (g[k], w[k]) for k in w if not same(g[k], w[k])}
+            assert not diff, f"{published.name}, {w.get('method')}: {diff}"
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_published_report_shows_the_summary_numbers(method):
+    html = (RUN / "report.html").read_text()
+    row = next(r for r in read_rows(RUN / "summary.csv") if r["method"] == method)
+    assert f"{float(row['ttft_ms_median']):.1f} ({float(row['ttft_ms_p90']):.1f})" in html
+    assert f"{float(row['passkey_acc']):.0%} [{float(row['passkey_acc_lo']):.0%}, {float(row['passkey_acc_hi']):.0%}]" in html
+    assert 'id="attention-missing"' not in html and 'id="mask-missing"' not in html
