@@ -1,4 +1,4 @@
-"""Small I/O helpers shared by every stage: atomic writes, JSONL, logging, hashing, seeding."""
+"""Small helpers shared by every stage: atomic writes, JSONL, logging, hashing, seeding, the host environment."""
 
 from __future__ import annotations
 
@@ -127,6 +127,36 @@ def seed_everything(seed: int) -> None:
         torch.manual_seed(seed)
     except ImportError:  # pragma: no cover
         pass
+
+
+# libraries whose versions change the results; recorded wherever a stage runs
+RESULT_LIBS = ["torch", "transformers", "peft", "bitsandbytes", "chromadb", "sentence-transformers", "snakemake", "datasets", "openai"]
+
+
+def host_environment() -> dict:
+    """Where this process runs: host, GPU, the cores it may use (a SLURM job's allocation, not the node's),
+    OS, Python and the versions of RESULT_LIBS. Stages that measure write it beside their results, so a report
+    assembled elsewhere (a SLURM login node, another machine) still says where the numbers came from."""
+    import platform
+    import socket
+    from importlib import metadata
+
+    versions = {}
+    for lib in RESULT_LIBS:
+        try:
+            versions[lib] = metadata.version(lib)
+        except metadata.PackageNotFoundError:
+            versions[lib] = "not installed"
+    gpu = None
+    try:
+        import torch
+
+        gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    except ImportError:  # pragma: no cover
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {"host": socket.gethostname(), "gpu": gpu, "cores": cores, "platform": platform.platform(),
+            "python": platform.python_version(), "versions": versions}
 
 
 def is_oom(err: BaseException) -> bool:

@@ -108,6 +108,10 @@ def get_predictions(wildcards=None):
     return [f"results/eval/{m}/predictions.jsonl" for m in METHODS]
 
 
+def get_environments(wildcards=None):
+    return [f"results/eval/{m}/environment.json" for m in METHODS]
+
+
 def get_checkpoint(wildcards):
     return f"results/checkpoints/gist{wildcards.n}"
 

@@ -6,7 +6,7 @@ EVAL_ARGS = " ".join(
         "--gist-instruction {params.gist_instruction:q} --baseline-instruction {params.baseline_instruction:q} "
         "--max-new-tokens {params.max_new_tokens} --warmup-items {params.warmup} "
         "--embedding-model {params.embedder:q} --top-k {params.top_k} --seed {params.seed} "
-        "--out {output.predictions} --log {log}",
+        "--out {output.predictions} --environment-out {output.environment} --log {log}",
     ]
 )
 
@@ -40,6 +40,7 @@ rule evaluate_baseline:
         code=lib("baselines", "evaluate", "gist", "model"),
     output:
         predictions="results/eval/{method}/predictions.jsonl",
+        environment="results/eval/{method}/environment.json",
     log:
         "logs/evaluate_baseline/{method}.log",
     benchmark:
@@ -74,6 +75,7 @@ rule evaluate_gist:
         code=lib("baselines", "evaluate", "gist", "model"),
     output:
         predictions="results/eval/gist{n}/predictions.jsonl",
+        environment="results/eval/gist{n}/environment.json",
         caches=directory("results/eval/gist{n}/caches"),
     log:
         "logs/evaluate_gist/gist{n}.log",

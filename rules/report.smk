@@ -56,6 +56,7 @@ rule build_report:
         summary="results/eval/summary.csv",
         passkey="results/eval/passkey_breakdown.csv",
         predictions=get_predictions(),
+        environments=get_environments(),
         stats="results/data/corpus_stats.json",
         qa_issues="results/data/qa.issues.json",
         checkpoints=expand("results/checkpoints/gist{n}", n=N_GIST),
@@ -71,6 +72,6 @@ rule build_report:
         "../envs/report.yaml"
     shell:
         "python scripts/build_report.py --config {input.config} --summary {input.summary} --passkey {input.passkey} "
-        "--predictions {input.predictions} --stats {input.stats} --checkpoints {input.checkpoints} "
+        "--predictions {input.predictions} --environments {input.environments} --stats {input.stats} --checkpoints {input.checkpoints} "
         "--mask {input.mask} --attention {input.attention} --rulegraph {input.rulegraph} "
         "--qa-issues {input.qa_issues} --out {output} --log {log}"

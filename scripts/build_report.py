@@ -10,7 +10,7 @@ from gistpoc.utils import write_text_atomic
 def main(args):
     config = load_config(args.config)
     html = build_report(config, args.config, args.summary, args.passkey, args.predictions, args.stats, args.checkpoints,
-                        args.mask, args.attention, args.rulegraph, args.qa_issues)
+                        args.mask, args.attention, args.rulegraph, args.qa_issues, args.environments)
     write_text_atomic(args.out, html)
 
 
@@ -20,6 +20,8 @@ if __name__ == "__main__":
     p.add_argument("--summary", required=True)
     p.add_argument("--passkey", required=True)
     p.add_argument("--predictions", nargs="+", required=True)
+    p.add_argument("--environments", nargs="*", default=[],
+                   help="environment.json of each evaluation (where it ran); missing ones are reported as not recorded")
     p.add_argument("--stats", required=True)
     p.add_argument("--checkpoints", nargs="+", required=True)
     p.add_argument("--mask", required=True)

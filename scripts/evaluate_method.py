@@ -8,7 +8,7 @@ from gistpoc.baselines.rag import Retriever, SentenceEmbedder
 from gistpoc.cli import json_arg, parser, run
 from gistpoc.evaluate.runner import run_method
 from gistpoc.model import load_model
-from gistpoc.utils import read_json, read_jsonl, seed_everything, write_jsonl
+from gistpoc.utils import host_environment, read_json, read_jsonl, seed_everything, write_json, write_jsonl
 
 log = logging.getLogger("gistpoc")
 
@@ -27,6 +27,7 @@ def main(args):
     rows = run_method(args.method, loaded, records, instruction, args.max_new_tokens, args.warmup_items, retriever, args.top_k,
                       Path(args.cache_dir) if n_gist else None, embedder)
     write_jsonl(args.out, rows)
+    write_json(args.environment_out, {"method": args.method, **host_environment()})
     ok = [r for r in rows if r["status"] == "ok"]
     log.info("%s: %d answers (%d oom)", args.method, len(rows), len(rows) - len(ok))
 
@@ -48,4 +49,5 @@ if __name__ == "__main__":
     p.add_argument("--cache-dir", default=None, help="where gist caches are saved (gist methods)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True)
+    p.add_argument("--environment-out", required=True, help="where this evaluation ran (host, GPU, versions), for the report")
     run(main, p)

@@ -139,6 +139,16 @@ def test_end_to_end_tiny_config(workdir):
         if row["factual_f1"]:
             assert parser.rows[method]["factual_f1"].startswith(f"{float(row['factual_f1']):.0%}")
     assert parser.imgs >= 7 and "<svg" in html and 'id="embedded-note"' in html
+    # where the numbers were measured: every evaluation and training run recorded its machine, and the report says it
+    for m in summary:
+        env = json.loads((wd / f"results/eval/{m}/environment.json").read_text())
+        assert env["method"] == m and env["cores"] >= 1 and env["versions"]["torch"] != "not installed"
+        assert env["gpu"] is None   # CPU-only machine
+    for n in (2, 4):
+        assert json.loads((wd / f"results/checkpoints/gist{n}/summary.json").read_text())["environment"]["python"]
+    ran_on = re.search(r'<tr id="ran-on">(.*?)</tr>', html, re.S).group(1)
+    assert "CPU only" in ran_on and all(m in ran_on for m in summary) and "training of gist2, gist4" in ran_on
+    assert 'id="not-recorded"' not in html
     assert not re.search(r'<(script|link|img|iframe)[^>]+(src|href)="https?://', html)   # works offline, alone
     # a person's view: headless Chromium renders the file alone, offline, with its plots
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -235,6 +245,15 @@ def test_report_from_a_partial_run_says_what_is_missing(workdir, tmp_path):
         pytest.skip("needs the end-to-end run")
     methods = ["closed_book", "rag", "gist2", "gist4"]
     preds = [str(wd / f"results/eval/{m}/predictions.jsonl") for m in methods]
+    # where each evaluation ran: gist4 on a GPU node of a cluster (the report is assembled on this CPU machine, as
+    # a SLURM run's local build_report is), rag's record missing (results from an older version)
+    envs = []
+    for m in ("closed_book", "gist2", "gist4"):
+        env = json.loads((wd / f"results/eval/{m}/environment.json").read_text())
+        if m == "gist4":
+            env.update(gpu="NVIDIA H200", host="gpu-node-7", cores=8)
+        (tmp_path / f"{m}.environment.json").write_text(json.dumps(env))
+        envs.append(str(tmp_path / f"{m}.environment.json"))
     py = [sys.executable]
     subprocess.run(py + ["scripts/summarize_eval.py", "--predictions", *preds, "--global-threshold", "0.5", "--bootstrap", "200",
                          "--seed", "1", "--summary", str(tmp_path / "summary.csv"), "--passkey", str(tmp_path / "passkey.csv"),
@@ -242,6 +261,7 @@ def test_report_from_a_partial_run_says_what_is_missing(workdir, tmp_path):
     subprocess.run(py + ["scripts/build_report.py", "--config", str(wd / "results/report/config.yaml"), "--summary", str(tmp_path / "summary.csv"),
                          "--passkey", str(tmp_path / "passkey.csv"), "--predictions", *preds, "--stats", str(wd / "results/data/corpus_stats.json"),
                          "--checkpoints", str(wd / "results/checkpoints/gist2"), str(wd / "results/checkpoints/gist4"),
+                         "--environments", *envs,
                          "--mask", str(wd / "results/figures/attention_mask.png"), "--attention", str(tmp_path / "never_drawn.png"),
                          "--rulegraph", str(wd / "results/figures/rulegraph.svg"), "--qa-issues", str(wd / "results/data/qa.issues.json"),
                          "--out", str(tmp_path / "report.html"), "--log", str(tmp_path / "r.log")], cwd=ROOT, check=True)
@@ -250,6 +270,11 @@ def test_report_from_a_partial_run_says_what_is_missing(workdir, tmp_path):
     tables.feed(html)
     assert set(tables.rows) == set(methods)
     assert 'id="attention-missing"' in html and 'id="mask-missing"' not in html
+    ran_on = re.search(r'<tr id="ran-on">(.*?)</tr>', html, re.S).group(1)
+    gpu_line = next(line for line in ran_on.split("<div>") if "NVIDIA H200" in line)
+    assert "8 cores" in gpu_line and "gpu-node-7" in gpu_line and "evaluation of gist4" in gpu_line and "gist2" not in gpu_line
+    assert re.search(r'id="not-recorded">where rag ran was not recorded', html)
+    assert "NVIDIA H200" not in re.search(r'<tr id="built-on">(.*?)</tr>', html, re.S).group(1)
     # every check against full context is N/A with no number, never PASS or FAIL
     rows = re.findall(r"<td>([^<]*vs full context[^<]*)</td><td class=\"num\">([^<]*)</td><td>[^<]*</td><td class=\"(\w+)\">", html)
     assert rows and all(measured == "-" and verdict == "NA" for _, measured, verdict in rows), rows

@@ -6,17 +6,14 @@ import csv
 import hashlib
 import json
 import os
-import platform
 import subprocess
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 
 import jinja2
 
 from gistpoc.report import analysis, criteria, plots
-
-LIBS = ["torch", "transformers", "peft", "bitsandbytes", "chromadb", "sentence-transformers", "snakemake", "datasets", "openai"]
+from gistpoc.utils import host_environment
 
 
 def read_csv(path) -> list[dict]:
@@ -38,14 +35,7 @@ def read_csv(path) -> list[dict]:
 
 
 def environment(config: dict, config_path: str | None) -> dict:
-    import torch
-
-    versions = {}
-    for lib in LIBS:
-        try:
-            versions[lib] = metadata.version(lib)
-        except metadata.PackageNotFoundError:
-            versions[lib] = "not installed"
+    """The machine and commit that assemble the report (where the numbers were measured: where_it_ran)."""
     commit = os.environ.get("GISTPOC_GIT_COMMIT")  # set where the tree's .git is absent or not the run's commit
     if not commit:
         try:
@@ -54,18 +44,40 @@ def environment(config: dict, config_path: str | None) -> dict:
             commit += " (uncommitted changes)" if dirty else ""
         except (OSError, subprocess.CalledProcessError):
             commit = "unknown"
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-        "gpu": gpu,
-        "versions": versions,
+        **host_environment(),
         "commit": commit,
         "config_hash": hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12],
         "config_path": config_path,
         "built_at": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }
+
+
+def where_it_ran(environment_files: list, train_summaries: dict, methods: list[str]) -> dict:
+    """The machines the measuring stages ran on, from the environments they recorded (evaluation:
+    results/eval/<method>/environment.json; training: the checkpoint's summary.json), grouped by hardware,
+    OS, Python and library versions. Methods without a record are listed as such, never guessed."""
+    groups: dict[str, dict] = {}
+
+    def add(env: dict, kind: str, name: str) -> None:
+        key = json.dumps({k: env.get(k) for k in ("gpu", "cores", "platform", "python", "versions")}, sort_keys=True)
+        g = groups.setdefault(key, {"env": env, "evaluation": [], "training": [], "hosts": []})
+        g[kind].append(name)
+        if env.get("host") not in g["hosts"]:
+            g["hosts"].append(env.get("host"))
+
+    recorded = set()
+    for path in environment_files:
+        path = Path(path)
+        if path.exists():
+            env = json.loads(path.read_text())
+            method = env.get("method", path.parent.name)
+            recorded.add(method)
+            add(env, "evaluation", method)
+    for n, s in sorted(train_summaries.items()):
+        if s.get("environment"):
+            add(s["environment"], "training", f"gist{n}")
+    return {"groups": list(groups.values()), "not_recorded": [m for m in methods if m not in recorded]}
 
 
 def fmt(value, kind: str = "num") -> str:
@@ -93,7 +105,7 @@ def ci(row: dict, key: str, kind: str = "pct") -> str:
     return f"{base} [{fmt(lo, kind)}, {fmt(hi, kind)}]" if lo is not None and hi is not None else base
 
 
-def build_report(config: dict, config_path: str | None, summary_csv, passkey_csv, predictions: list, stats_json, checkpoints: list, mask_png, attention_png, rulegraph_svg, qa_issues_json=None) -> str:
+def build_report(config: dict, config_path: str | None, summary_csv, passkey_csv, predictions: list, stats_json, checkpoints: list, mask_png, attention_png, rulegraph_svg, qa_issues_json=None, environments=()) -> str:
     summary = read_csv(summary_csv)
     breakdown = read_csv(passkey_csv)
     stats = json.loads(Path(stats_json).read_text())
@@ -137,6 +149,7 @@ def build_report(config: dict, config_path: str | None, summary_csv, passkey_csv
     return template.render(
         config=config,
         env=environment(config, config_path),
+        ran_on=where_it_ran(list(environments), train_summaries, methods),
         stats=stats,
         summary=summary,
         checks=criteria.checks(summary, on_gpu),

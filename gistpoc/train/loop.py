@@ -21,7 +21,7 @@ from gistpoc.gist.cache import answer_from_cache, compress_context
 from gistpoc.gist.collator import GistDataCollator, forward_masked
 from gistpoc.gist.template import encode_question, prompt_template
 from gistpoc.train.examples import build_schedule, doc_example, group_by_doc, n_optimizer_steps, to_example
-from gistpoc.utils import is_oom, stable_hash, write_json
+from gistpoc.utils import host_environment, is_oom, stable_hash, write_json
 
 log = logging.getLogger(__name__)
 
@@ -284,6 +284,7 @@ def train_gist(loaded, train_records: list[dict], val_records: list[dict], cfg: 
         "resumed_from_step": start_step,
         "config": cfg,
         "instruction": instruction,
+        "environment": host_environment(),
     })
     shutil.rmtree(out_dir, ignore_errors=True)
     tmp.rename(out_dir)
