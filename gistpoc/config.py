@@ -60,12 +60,29 @@ def validate_config(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict
                 lines.append(f"{key}: {err.message}")
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines))
     _fill_defaults(schema, config, schema)
+    names = [a["name"] for a in config.get("ablations", [])]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"ablations: names must be unique, got {names}")
+    for i, ab in enumerate(config.get("ablations", [])):
+        merged = {**config, "train": merged_train(config["train"], ab["train"]), "ablations": []}
+        try:
+            validate_config(merged, schema_path)
+        except ConfigError as err:
+            raise ConfigError(str(err).replace("  train.", f"  ablations[{i}].train.").replace("unknown key train.", f"unknown key ablations[{i}].train.")) from err
     data = config["data"]
     if data["min_tokens"] >= data["max_tokens"]:
         raise ConfigError(
             f"data.min_tokens ({data['min_tokens']}) must be below data.max_tokens ({data['max_tokens']})"
         )
     return config
+
+
+def merged_train(train: dict, overrides: dict) -> dict:
+    """The train section with an ablation's overrides applied (nested sections merged key by key)."""
+    out = copy.deepcopy(train)
+    for k, v in overrides.items():
+        out[k] = {**out[k], **v} if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+    return out
 
 
 def load_config(path: str | Path) -> dict:

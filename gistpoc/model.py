@@ -149,7 +149,8 @@ class LoadedModel:
 
 
 def load_model(model_cfg: dict, ref_or_path: str | Path, n_gist: int = 0, adapter_dir: str | Path | None = None, trainable: bool = False) -> LoadedModel:
-    """Load the base model (fp32 CPU / bf16 GPU / NF4), add ``n_gist`` gist tokens, optionally a LoRA adapter.
+    """Load the base model (fp32 CPU / bf16 GPU / NF4), add ``n_gist`` gist tokens, optionally a checkpoint:
+    a LoRA adapter dir, or a fully fine-tuned model dir (no adapter_config.json) that replaces the base.
 
     ``attn_implementation`` comes from config: eager (default) or sdpa both honour custom 4D masks.
     """
@@ -169,7 +170,11 @@ def load_model(model_cfg: dict, ref_or_path: str | Path, n_gist: int = 0, adapte
         )
         kwargs["device_map"] = {"": device.index or 0} if device.type == "cuda" else {"": "cpu"}
     path = resolve_model_path(ref_or_path)
-    tokenizer = load_tokenizer(adapter_dir if adapter_dir else ref_or_path)
+    if adapter_dir is not None and not (Path(adapter_dir) / "adapter_config.json").exists():
+        path, adapter_dir = str(adapter_dir), None  # a fully fine-tuned checkpoint (train.method: full) replaces the base
+        tokenizer = load_tokenizer(path)
+    else:
+        tokenizer = load_tokenizer(adapter_dir if adapter_dir else ref_or_path)
     model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     gist_ids = add_gist_tokens(tokenizer, n_gist) if n_gist else []
     grow_embeddings(model, tokenizer, gist_ids)

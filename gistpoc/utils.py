@@ -188,3 +188,20 @@ class IssueLog:
 
     def to_dict(self) -> dict:
         return {"n_skipped": len(self.items), "by_reason": self.counts(), "items": self.items}
+
+
+def records_hash(records: list[dict]) -> str:
+    """Content hash of dataset records (every field), for fingerprints of what was trained on."""
+    return sha256_text("\n".join(dumps_canonical(r) for r in records))[:16]
+
+
+def code_hash(paths: list[str]) -> str:
+    """Content hash of library files / folders (``*.py``), relative to the repository root."""
+    root = Path(__file__).resolve().parent.parent
+    h = hashlib.sha256()
+    for rel in paths:
+        p = root / rel
+        files = sorted(p.rglob("*.py")) if p.is_dir() else [p]
+        for f in files:
+            h.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()[:16]

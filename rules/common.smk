@@ -5,7 +5,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir)))
 
-from gistpoc.config import ConfigError, validate_config
+from gistpoc.config import ConfigError, merged_train, validate_config
 
 try:
     config.update(validate_config(config))
@@ -16,6 +16,8 @@ except ConfigError as err:
 N_GIST = sorted(config["gist"]["n_tokens"])
 SPLITS = ["train", "val", "test"]
 METHODS = ["closed_book", "full_context", "rag"] + [f"gist{n}" for n in N_GIST]
+# extra gist checkpoints with other train settings (the recipe ablation), evaluated on the passkey items
+ABLATIONS = {a["name"]: a for a in config["ablations"]}
 # library files each stage imports: a change to them reruns the stage (Snakemake does not see imports)
 LIB = {
     "common": ["gistpoc/utils.py", "gistpoc/cli.py", "gistpoc/config.py"],
@@ -55,6 +57,7 @@ wildcard_constraints:
     n=r"\d+",
     split="|".join(SPLITS),
     method="|".join(METHODS),
+    ablation="|".join(ABLATIONS) or "no-ablations",
 
 
 def lib(*stages):
@@ -114,6 +117,37 @@ def get_environments(wildcards=None):
 
 def get_checkpoint(wildcards):
     return f"results/checkpoints/gist{wildcards.n}"
+
+
+def ablation_train(wildcards):
+    """The ablation's train section (the run's, with its overrides), as canonical JSON."""
+    ab = ABLATIONS[wildcards.ablation]
+    return json.dumps(merged_train(config["train"], ab["train"]), sort_keys=True)
+
+
+def ablation_n(wildcards):
+    return ABLATIONS[wildcards.ablation]["n_tokens"]
+
+
+def get_ablation_dataset(split):
+    def by_ablation(wildcards):
+        return get_dataset(split, ABLATIONS[wildcards.ablation]["n_tokens"])
+
+    return by_ablation
+
+
+def get_ablation_checkpoints(wildcards=None):
+    return [f"results/ablations/{a}/checkpoint" for a in ABLATIONS]
+
+
+def get_ablation_predictions(wildcards=None):
+    return [f"results/ablations/{a}/predictions.jsonl" for a in ABLATIONS]
+
+
+def ablations_arg(wildcards, input):
+    if not input.ablation_checkpoints:
+        return ""
+    return f"--ablation-checkpoints {input.ablation_checkpoints} --ablation-predictions {input.ablation_predictions}"
 
 
 def get_judgments(wildcards=None):

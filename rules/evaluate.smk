@@ -100,6 +100,40 @@ rule evaluate_gist:
         f"python scripts/evaluate_method.py --method gist{{wildcards.n}} --checkpoint {{input.checkpoint}} --cache-dir {{output.caches}} {EVAL_ARGS}"
 
 
+rule evaluate_ablation:
+    input:
+        dataset=get_ablation_dataset("test"),
+        model="results/model/base/model_ref.json",
+        checkpoint="results/ablations/{ablation}/checkpoint",
+        code=lib("baselines", "evaluate", "gist", "model"),
+    output:
+        predictions="results/ablations/{ablation}/predictions.jsonl",
+        environment="results/ablations/{ablation}/environment.json",
+    log:
+        "logs/evaluate_ablation/{ablation}.log",
+    benchmark:
+        "benchmarks/evaluate_ablation/{ablation}.tsv"
+    conda:
+        "../envs/evaluate.yaml"
+    resources:
+        gpu=1,
+        mem_mb=scaled(8000),
+        runtime=scaled(60),
+    params:
+        model=section("model"),
+        n=ablation_n,
+        gist_instruction=config["gist"]["instruction"],
+        baseline_instruction=config["eval"]["baseline_instruction"],
+        max_new_tokens=config["eval"]["max_new_tokens"],
+        warmup=config["eval"]["warmup_items"],
+        embedder=config["eval"]["rag"]["embedding_model"],
+        top_k=config["eval"]["rag"]["top_k"],
+        seed=config["seed"],
+    shell:
+        f"python scripts/evaluate_method.py --method gist{{params.n}} --label {{wildcards.ablation}} --qtypes passkey "
+        f"--checkpoint {{input.checkpoint}} {EVAL_ARGS}"
+
+
 rule judge_answers:
     input:
         predictions=get_predictions(),

@@ -42,8 +42,41 @@ rule train_gist:
         train=section("train"),
         instruction=config["gist"]["instruction"],
         seed=config["seed"],
+        digits=config["data"]["passkey_digits"],
         state="results/state/train/gist{n}",
     shell:
         "python scripts/train_gist.py --model {params.model:q} --model-ref {input.model} --train-cfg {params.train:q} "
         "--train {input.train} --val {input.val} --n-gist {wildcards.n} --instruction {params.instruction:q} "
-        "--seed {params.seed} --out-dir {output} --state-dir {params.state} --log {log}"
+        "--seed {params.seed} --passkey-digits {params.digits} --out-dir {output} --state-dir {params.state} --log {log}"
+
+
+rule train_ablation:
+    input:
+        train=get_ablation_dataset("train"),
+        val=get_ablation_dataset("val"),
+        model="results/model/base/model_ref.json",
+        code=lib("gist", "train", "model"),
+    output:
+        directory("results/ablations/{ablation}/checkpoint"),
+    log:
+        "logs/train_ablation/{ablation}.log",
+    benchmark:
+        "benchmarks/train_ablation/{ablation}.tsv"
+    conda:
+        "../envs/train.yaml"
+    resources:
+        gpu=1,
+        mem_mb=scaled(8000),
+        runtime=scaled(240),
+    params:
+        model=section("model"),
+        train=ablation_train,
+        n=ablation_n,
+        instruction=config["gist"]["instruction"],
+        seed=config["seed"],
+        digits=config["data"]["passkey_digits"],
+        state="results/state/ablations/{ablation}",
+    shell:
+        "python scripts/train_gist.py --model {params.model:q} --model-ref {input.model} --train-cfg {params.train:q} "
+        "--train {input.train} --val {input.val} --n-gist {params.n} --instruction {params.instruction:q} "
+        "--seed {params.seed} --passkey-digits {params.digits} --out-dir {output} --state-dir {params.state} --log {log}"

@@ -63,6 +63,8 @@ rule build_report:
         mask="results/figures/attention_mask.png",
         attention="results/figures/gist_attention.png",
         rulegraph="results/figures/rulegraph.svg",
+        ablation_checkpoints=get_ablation_checkpoints(),
+        ablation_predictions=get_ablation_predictions(),
         code=lib("report"),
     output:
         "results/report.html",
@@ -70,8 +72,10 @@ rule build_report:
         "logs/build_report/build_report.log",
     conda:
         "../envs/report.yaml"
+    params:
+        ablations=ablations_arg,
     shell:
-        "python scripts/build_report.py --config {input.config} --summary {input.summary} --passkey {input.passkey} "
+        "python scripts/build_report.py {params.ablations}  --config {input.config} --summary {input.summary} --passkey {input.passkey} "
         "--predictions {input.predictions} --environments {input.environments} --stats {input.stats} --checkpoints {input.checkpoints} "
         "--mask {input.mask} --attention {input.attention} --rulegraph {input.rulegraph} "
         "--qa-issues {input.qa_issues} --out {output} --log {log}"

@@ -10,7 +10,8 @@ from gistpoc.utils import write_text_atomic
 def main(args):
     config = load_config(args.config)
     html = build_report(config, args.config, args.summary, args.passkey, args.predictions, args.stats, args.checkpoints,
-                        args.mask, args.attention, args.rulegraph, args.qa_issues, args.environments)
+                        args.mask, args.attention, args.rulegraph, args.qa_issues, args.environments,
+                        args.ablation_checkpoints, args.ablation_predictions)
     write_text_atomic(args.out, html)
 
 
@@ -28,5 +29,7 @@ if __name__ == "__main__":
     p.add_argument("--attention", required=True)
     p.add_argument("--rulegraph", default=None)
     p.add_argument("--qa-issues", default=None)
+    p.add_argument("--ablation-checkpoints", nargs="*", default=[], help="results/ablations/<name>/checkpoint of each ablation")
+    p.add_argument("--ablation-predictions", nargs="*", default=[], help="their passkey predictions, in the same order")
     p.add_argument("--out", required=True)
     run(main, p)

@@ -16,6 +16,8 @@ log = logging.getLogger("gistpoc")
 def main(args):
     seed_everything(args.seed)
     records = read_jsonl(args.dataset)
+    if args.qtypes:
+        records = [r for r in records if r["qtype"] in args.qtypes]
     n_gist = int(args.method.removeprefix("gist")) if args.method.startswith("gist") else 0
     loaded = load_model(args.model, args.model_ref, n_gist=n_gist, adapter_dir=args.checkpoint)
     embedder = SentenceEmbedder(args.embedding_model)
@@ -26,8 +28,11 @@ def main(args):
     instruction = args.gist_instruction if n_gist else args.baseline_instruction
     rows = run_method(args.method, loaded, records, instruction, args.max_new_tokens, args.warmup_items, retriever, args.top_k,
                       Path(args.cache_dir) if n_gist else None, embedder)
+    if args.label:
+        for r in rows:
+            r["method"] = args.label
     write_jsonl(args.out, rows)
-    write_json(args.environment_out, {"method": args.method, **host_environment()})
+    write_json(args.environment_out, {"method": args.label or args.method, **host_environment()})
     ok = [r for r in rows if r["status"] == "ok"]
     log.info("%s: %d answers (%d oom)", args.method, len(rows), len(rows) - len(ok))
 
@@ -47,6 +52,8 @@ if __name__ == "__main__":
     p.add_argument("--rag-manifest", default=None)
     p.add_argument("--top-k", type=int, default=3)
     p.add_argument("--cache-dir", default=None, help="where gist caches are saved (gist methods)")
+    p.add_argument("--qtypes", nargs="+", default=None, help="answer only these question types (e.g. passkey)")
+    p.add_argument("--label", default=None, help="method name written into the predictions (an ablation's name)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True)
     p.add_argument("--environment-out", required=True, help="where this evaluation ran (host, GPU, versions), for the report")

@@ -23,7 +23,7 @@ def main(args):
     row = doc_example(tok, prompt_template(tok, recs[0]["instruction"]), gist_ids, recs)
     ex = to_example(row)
     mask = GistDataCollator(tok.pad_token_id)([ex])["attention_mask"][0, 0].numpy()
-    _, _, _, spans = layout(ex)
+    _, _, _, spans, _ = layout(ex)
     n = mask.shape[0]
     fig, ax = plt.subplots(figsize=(7, 7), dpi=110)
     ax.imshow(mask, cmap="Greys", interpolation="nearest")

@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Train one gist-N checkpoint (LoRA + gist embeddings) on the gist-N training set; resumable."""
+"""Train one gist-N checkpoint (LoRA or full fine-tuning + gist embeddings): passkey-window stream mixed with
+the gist-N training documents, length curriculum with a promotion gate, a step budget; resumable."""
 
 from pathlib import Path
 
@@ -21,7 +22,8 @@ def main(args):
         args.seed,
         Path(args.out_dir),
         Path(args.state_dir),
-        Path(args.dataset_cache),
+        args.passkey_digits,
+        args.model,
     )
 
 
@@ -37,5 +39,5 @@ if __name__ == "__main__":
     p.add_argument("--seed", type=int, required=True)
     p.add_argument("--out-dir", required=True)
     p.add_argument("--state-dir", required=True, help="resumable state, kept outside the rule's outputs")
-    p.add_argument("--dataset-cache", default="results/.cache/tokenized")
+    p.add_argument("--passkey-digits", type=int, required=True, help="data.passkey_digits: length of the stream's keys")
     run(main, p)

@@ -42,7 +42,7 @@ def _example(tokenizer, gist_ids, text, questions):
 
 def test_collator_labels_positions(tokenizer, gist_model):
     _, enc, ex = _example(tokenizer, gist_model.gist_ids, "Short text. Another sentence.", [("Q one?", "A1"), ("Q two?", "A2")])
-    ids, labels, pos, spans = layout(ex)
+    ids, labels, pos, spans, _ = layout(ex)
     batch = GistDataCollator(tokenizer.pad_token_id)([ex, GistExample(ex.prefix_ids[:-4] + gist_model.gist_ids, ex.gist_start, ex.gist_end, ex.segments[:1])])
     assert batch["input_ids"].shape[0] == 2 and batch["attention_mask"].shape[1] == 1
     for s, _e in spans:

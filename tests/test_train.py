@@ -45,33 +45,41 @@ def tiny_dataset(tmp_path_factory, model_dir):
 
 def _cfg(**over):
     cfg = validate_config(yaml.safe_load((ROOT / "config.yaml").read_text()))["train"]
-    cfg.update({"warmup_steps": 1, "grad_accum": 1, "epochs": 2, "passkey_share": 1.0, "curriculum_start_tokens": 32,
-                "curriculum_fraction": 0.5, "eval_every_steps": 0, "eval_passkey_docs": 1, "checkpoint_every_steps": 1, "lr_lora": 3e-3, "lr_embed": 3e-3})
+    cfg.update({"warmup_steps": 1, "batch_size": 2, "grad_accum": 1, "passkey_share": 0.5, "eval_docs": 1, "checkpoint_every_steps": 1,
+                "lr_lora": 3e-3, "lr_embed": 3e-3, "curriculum": {**cfg["curriculum"], "stages": [32, 64], "check_every_steps": 100, "heldout_windows": 2}})
     cfg.update(over)
     return cfg
 
 
-def _cmd(data: Path, out: Path, state: Path, cfg: dict, cache: Path):
+def _cmd(data: Path, out: Path, state: Path, cfg: dict):
     model = json.dumps({"device": "cpu", "dtype": "float32", "attn_implementation": "eager", "quantization": "none"})
     return [sys.executable, "scripts/train_gist.py", "--model", model, "--model-ref", str(ROOT / "results/model/base"), "--train-cfg", json.dumps(cfg),
             "--train", str(data / "train.jsonl"), "--val", str(data / "val.jsonl"), "--n-gist", "4", "--instruction", "Compress the text.",
-            "--seed", "3", "--out-dir", str(out), "--state-dir", str(state), "--dataset-cache", str(cache)]
+            "--seed", "3", "--passkey-digits", "5", "--out-dir", str(out), "--state-dir", str(state)]
 
 
 def test_loss_goes_down_and_logs_are_complete(tmp_path, tiny_dataset, model_dir):
-    cfg = _cfg(max_steps=10, eval_every_steps=5)
-    subprocess.run(_cmd(tiny_dataset, tmp_path / "ck", tmp_path / "state", cfg, tmp_path / "cache"), check=True, cwd=ROOT)
+    cfg = _cfg(max_steps=10)
+    cfg["curriculum"]["check_every_steps"] = 5
+    subprocess.run(_cmd(tiny_dataset, tmp_path / "ck", tmp_path / "state", cfg), check=True, cwd=ROOT)
     import csv
 
     rows = list(csv.DictReader(open(tmp_path / "ck/train_log.csv")))
     assert len(rows) == 10
-    assert set(rows[0]) >= {"loss", "lr_lora", "lr_embed", "grad_norm", "gist_norm_mean", "gist_norm_max", "tokens_per_s"}
+    assert set(rows[0]) >= {"loss", "lr_lora", "lr_embed", "grad_norm", "gist_norm_mean", "gist_norm_max", "tokens_per_s", "stage_tokens"}
+    assert {int(r["passkey_microbatches"]) for r in rows} == {0, 1}   # both kinds of micro-batch were drawn
     losses = [float(r["loss"]) for r in rows]
     assert sum(losses[-4:]) / 4 < sum(losses[:4]) / 4        # the loss goes down
     evals = list(csv.DictReader(open(tmp_path / "ck/eval_log.csv")))
-    assert {e["kind"] for e in evals} == {"passkey_acc", "val_loss"}
+    assert {e["kind"] for e in evals} >= {"passkey_acc", "passkey_acc_longest", "val_loss"}
+    assert [int(e["step"]) for e in evals if e["kind"] == "val_loss"] == [5, 10]
     assert float(rows[0]["gist_norm_max"]) != float(rows[-1]["gist_norm_max"])   # gist rows are trained
-    assert (tmp_path / "ck/adapter_config.json").exists() and (tmp_path / "state/progress.json").exists()
+    # a finished run leaves no resumable state that could stand in for a retrain
+    assert (tmp_path / "ck/adapter_config.json").exists() and not (tmp_path / "state").exists()
+    summary = json.loads((tmp_path / "ck/summary.json").read_text())
+    assert summary["steps"] == 10 and summary["stopped_by"] == "max_steps"
+    held = {(r["length"], r["depth"]) for r in summary["heldout_passkey"]}
+    assert {(32, "all"), (64, "all")} <= held
     # the checkpoint loads for inference (base + gist rows + LoRA, merged)
     from gistpoc.model import load_model
 
@@ -80,8 +88,10 @@ def test_loss_goes_down_and_logs_are_complete(tmp_path, tiny_dataset, model_dir)
 
 
 def test_interrupted_run_resumes_from_its_last_checkpoint(tmp_path, tiny_dataset):
+    # promote_at 0: every check promotes, so the stage is a known function of the step (32 -> 48 -> 64 -> gate)
     cfg = _cfg(max_steps=5)
-    cmd = _cmd(tiny_dataset, tmp_path / "ck", tmp_path / "state", cfg, tmp_path / "cache")
+    cfg["curriculum"].update({"stages": [32, 48, 64], "check_every_steps": 1, "promote_at": 0.0})
+    cmd = _cmd(tiny_dataset, tmp_path / "ck", tmp_path / "state", cfg)
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     progress = tmp_path / "state/progress.json"
     deadline = time.time() + 300
@@ -97,7 +107,11 @@ def test_interrupted_run_resumes_from_its_last_checkpoint(tmp_path, tiny_dataset
     subprocess.run(cmd + ["--log", str(log)], check=True, cwd=ROOT)
     summary = json.loads((tmp_path / "ck/summary.json").read_text())
     assert summary["resumed_from_step"] == done and summary["steps"] == 5
-    assert f"resuming gist-4 from step {done}" in log.read_text()
+    stage = min(done, 2)
+    assert f"resuming gist-4 from step {done} in curriculum stage {stage} ({[32, 48, 64][stage]} tokens)" in log.read_text()
+    # the promotions are those of one uninterrupted run: no stage restarted, none skipped
+    assert [(p["step"], p["to"]) for p in summary["curriculum"]["promotions"]] == [(1, 48), (2, 64), (3, None)]
+    assert summary["curriculum"]["final_gate_step"] == 3
     import csv
 
     assert [int(r["step"]) for r in csv.DictReader(open(tmp_path / "ck/train_log.csv"))] == list(range(1, 6))
@@ -105,7 +119,7 @@ def test_interrupted_run_resumes_from_its_last_checkpoint(tmp_path, tiny_dataset
 
 def test_exploding_gist_embeddings_stop_with_a_clear_message(tmp_path, tiny_dataset):
     cfg = _cfg(max_steps=3, lr_embed=0.9, max_embed_norm=5.0, warmup_steps=0)
-    res = subprocess.run(_cmd(tiny_dataset, tmp_path / "ck", tmp_path / "state", cfg, tmp_path / "cache"), cwd=ROOT, capture_output=True, text=True)
+    res = subprocess.run(_cmd(tiny_dataset, tmp_path / "ck", tmp_path / "state", cfg), cwd=ROOT, capture_output=True, text=True)
     assert res.returncode == 1
     assert "TrainingDiverged" in res.stderr and "train.max_embed_norm" in res.stderr and "failure mode 2" in res.stderr
     assert not (tmp_path / "ck").exists()

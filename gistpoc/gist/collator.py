@@ -19,35 +19,43 @@ class GistExample:
     gist_start: int
     gist_end: int
     segments: list[tuple[list[int], list[int]]] = field(default_factory=list)  # (question_ids, answer_ids)
+    aux_segments: list[tuple[list[int], list[int]]] = field(default_factory=list)  # auxiliary (cue, continuation)
 
 
-def layout(ex: GistExample) -> tuple[list[int], list[int], list[int], list[tuple[int, int]]]:
-    """Flatten an example: (input_ids, labels, position_ids, segment spans).
+def layout(ex: GistExample) -> tuple[list[int], list[int], list[int], list[tuple[int, int]], list[bool]]:
+    """Flatten an example: (input_ids, labels, position_ids, segment spans, aux flag per position).
 
     Every segment restarts its positions at ``gist_end`` (as if it followed the gist span directly),
-    which is exactly where a question continues from a saved gist cache at inference.
+    which is exactly where a question continues from a saved gist cache at inference. Auxiliary
+    segments come after the question segments and are flagged, so their loss can be weighted apart.
     """
     ids = list(ex.prefix_ids)
     labels = [IGNORE] * len(ids)
     pos = list(range(len(ids)))
+    aux = [False] * len(ids)
     spans = []
-    for q_ids, a_ids in ex.segments:
-        start = len(ids)
-        ids += q_ids + a_ids
-        labels += [IGNORE] * len(q_ids) + list(a_ids)
-        pos += list(range(ex.gist_end, ex.gist_end + len(q_ids) + len(a_ids)))
-        spans.append((start, len(ids)))
-    return ids, labels, pos, spans
+    for is_aux, segs in ((False, ex.segments), (True, ex.aux_segments)):
+        for q_ids, a_ids in segs:
+            start = len(ids)
+            ids += q_ids + a_ids
+            labels += [IGNORE] * len(q_ids) + list(a_ids)
+            pos += list(range(ex.gist_end, ex.gist_end + len(q_ids) + len(a_ids)))
+            aux += [is_aux] * (len(q_ids) + len(a_ids))
+            spans.append((start, len(ids)))
+    return ids, labels, pos, spans, aux
 
 
 class GistDataCollator:
     """Pads a list of GistExample into a batch; ``attention_mask`` is boolean (B, 1, L, L).
 
     Use ``gistpoc.gist.mask.to_additive`` (done by ``forward_masked``) before the model sees it.
+    ``aux`` (B, L) flags the labels of auxiliary segments; with ``teacher_mask=True`` the batch also holds
+    ``teacher_attention_mask``, the same layout with the context visible (self-distillation's teacher).
     """
 
-    def __init__(self, pad_token_id: int):
+    def __init__(self, pad_token_id: int, teacher_mask: bool = False):
         self.pad_token_id = pad_token_id
+        self.teacher_mask = teacher_mask
 
     def __call__(self, examples: list[GistExample]) -> dict[str, torch.Tensor]:
         rows = [layout(ex) for ex in examples]
@@ -55,20 +63,28 @@ class GistDataCollator:
         input_ids = torch.full((len(rows), length), self.pad_token_id, dtype=torch.long)
         labels = torch.full((len(rows), length), IGNORE, dtype=torch.long)
         position_ids = torch.zeros((len(rows), length), dtype=torch.long)
-        masks = []
-        for i, ((ids, lab, pos, spans), ex) in enumerate(zip(rows, examples)):
+        aux = torch.zeros((len(rows), length), dtype=torch.bool)
+        masks, teacher = [], []
+        for i, ((ids, lab, pos, spans, flags), ex) in enumerate(zip(rows, examples)):
             n = len(ids)
             input_ids[i, :n] = torch.tensor(ids)
             labels[i, :n] = torch.tensor(lab)
             position_ids[i, :n] = torch.tensor(pos)
             position_ids[i, n:] = torch.arange(n, length)
+            aux[i, :n] = torch.tensor(flags)
             masks.append(gist_mask(n, ex.gist_start, ex.gist_end, spans))
-        return {
+            if self.teacher_mask:
+                teacher.append(gist_mask(n, ex.gist_start, ex.gist_end, spans, hide_context=False))
+        batch = {
             "input_ids": input_ids,
             "labels": labels,
             "position_ids": position_ids,
             "attention_mask": batch_masks(masks, length),
+            "aux": aux,
         }
+        if self.teacher_mask:
+            batch["teacher_attention_mask"] = batch_masks(teacher, length)
+        return batch
 
 
 def model_dtype(model) -> torch.dtype:
@@ -76,13 +92,15 @@ def model_dtype(model) -> torch.dtype:
     return next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
 
 
-def forward_masked(model, batch: dict[str, torch.Tensor], **kwargs):
+def forward_masked(model, batch: dict[str, torch.Tensor], mask_key: str = "attention_mask", **kwargs):
     """Model forward with the batch's boolean 4D mask turned into the additive form, on the model's device.
 
     With labels, only the logits from the first labelled position on are computed (``logits_to_keep``)
     and the loss is taken there: at 8k tokens and a 128k vocabulary the full logits alone would be
     ~4 GB in fp32, more than the rest of a QLoRA step on a 24 GB card (design failure mode 4).
-    The loss equals the usual shifted token-mean cross-entropy over answer tokens.
+    ``loss`` is the usual shifted token-mean cross-entropy over the answer tokens of the question
+    segments; ``aux_loss`` the same over auxiliary segments (None without any); ``label_mask`` (B, keep-1)
+    marks the question-answer targets of ``logits`` (for distillation). ``mask_key`` picks the teacher mask.
     """
     from types import SimpleNamespace
 
@@ -92,7 +110,7 @@ def forward_masked(model, batch: dict[str, torch.Tensor], **kwargs):
     inputs = dict(
         input_ids=batch["input_ids"].to(device),
         position_ids=batch["position_ids"].to(device),
-        attention_mask=to_additive(batch["attention_mask"].to(device), model_dtype(model)),
+        attention_mask=to_additive(batch[mask_key].to(device), model_dtype(model)),
         use_cache=False,
         **kwargs,
     )
@@ -107,5 +125,12 @@ def forward_masked(model, batch: dict[str, torch.Tensor], **kwargs):
     out = model(**inputs, logits_to_keep=keep)
     logits = out.logits[:, :-1].float()
     target = labels[:, length - keep + 1 :]
-    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=IGNORE)
-    return SimpleNamespace(loss=loss, logits=out.logits, attentions=getattr(out, "attentions", None))
+    token_loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=IGNORE, reduction="none").view(target.shape)
+    labelled_t = target != IGNORE
+    aux = batch.get("aux")
+    aux_t = aux.to(device)[:, length - keep + 1 :] & labelled_t if aux is not None else torch.zeros_like(labelled_t)
+    main_t = labelled_t & ~aux_t
+    loss = token_loss[main_t].sum() / main_t.sum().clamp(min=1)
+    aux_loss = token_loss[aux_t].sum() / aux_t.sum() if bool(aux_t.any()) else None
+    return SimpleNamespace(loss=loss, aux_loss=aux_loss, logits=out.logits, label_logits=logits, label_mask=main_t, target=target,
+                           attentions=getattr(out, "attentions", None))

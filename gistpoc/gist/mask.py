@@ -10,16 +10,19 @@ from __future__ import annotations
 import torch
 
 
-def gist_mask(seq_len: int, gist_start: int, gist_end: int, segments: list[tuple[int, int]] | None = None) -> torch.Tensor:
+def gist_mask(seq_len: int, gist_start: int, gist_end: int, segments: list[tuple[int, int]] | None = None, hide_context: bool = True) -> torch.Tensor:
     """Boolean (seq_len, seq_len) mask, True = may attend.
 
     Rows are queries, columns keys. ``segments`` are [start, end) spans after ``gist_end``; each sees
     the gist span and itself (causally), not the context and not the other segments. With an empty
     gist span (gist_start == gist_end) the mask is plain causal: no compression, nothing hidden.
+    ``hide_context=False`` keeps the segments' isolation but lets them see the context: the
+    full-context teacher of self-distillation, on the very same token layout.
     """
     mask = torch.ones(seq_len, seq_len, dtype=torch.bool).tril()
     if gist_end > gist_start:
-        mask[gist_end:, :gist_start] = False
+        if hide_context:
+            mask[gist_end:, :gist_start] = False
         for s, e in segments or []:
             mask[s:e, gist_end:s] = False
     return mask

@@ -105,7 +105,51 @@ def ci(row: dict, key: str, kind: str = "pct") -> str:
     return f"{base} [{fmt(lo, kind)}, {fmt(hi, kind)}]" if lo is not None and hi is not None else base
 
 
-def build_report(config: dict, config_path: str | None, summary_csv, passkey_csv, predictions: list, stats_json, checkpoints: list, mask_png, attention_png, rulegraph_svg, qa_issues_json=None, environments=()) -> str:
+def read_checkpoint(ck) -> tuple[dict, dict]:
+    """A checkpoint's summary.json (with derived fields for the report) and its train / eval logs."""
+    ck = Path(ck)
+    s = json.loads((ck / "summary.json").read_text())
+    lg = {"train": read_csv(ck / "train_log.csv") if (ck / "train_log.csv").stat().st_size else [],
+          "eval": read_csv(ck / "eval_log.csv") if (ck / "eval_log.csv").stat().st_size else []}
+    ev = lg["eval"]
+    s["final_val_loss"] = next((r["value"] for r in reversed(ev) if r["kind"] == "val_loss"), None)
+    cur = s.get("curriculum") or {}
+    stages = cur.get("stages", [])
+    held = s.get("heldout_passkey", [])
+    longest = max((r["length"] for r in held), default=None)
+    s["final_passkey_acc"] = next((r["acc"] for r in held if r["length"] == longest and r["depth"] == "all"), None)
+    reached = stages[: cur.get("stage", 0) + 1]
+    s["stage_path"] = " > ".join(str(x) for x in reached) + (" (last gate passed)" if cur.get("final_gate_step") is not None else "")
+    s["promotion_text"] = ", ".join(f"{p['step']}: {p['to'] or 'done'}" for p in cur.get("promotions", [])) or "none"
+    cells: dict[int, str] = {}
+    for length in sorted({r["length"] for r in held}):
+        by = {r["depth"]: r["acc"] for r in held if r["length"] == length}
+        if by:
+            cells[length] = " / ".join(fmt(by.get(d), "pct") for d in ("all", "early", "middle", "late"))
+    s["heldout_cells"] = cells
+    return s, lg
+
+
+def ablation_rows(config: dict, checkpoints: list, predictions: list, n_boot: int, seed: int) -> tuple[list[dict], dict, dict]:
+    """One row per ablation (summary, test passkey accuracy with CI) and its logs for the side-by-side curves."""
+    from gistpoc.evaluate.summary import summarize_method
+
+    notes = {a["name"]: a.get("note", "") for a in config.get("ablations", [])}
+    rows, logs, labels = [], {}, {}
+    for ck, pred in zip(checkpoints, predictions):
+        name = Path(ck).parent.name
+        s, lg = read_checkpoint(ck)
+        with open(pred) as fh:
+            items = [json.loads(line) for line in fh]
+        summ = summarize_method(items, 0.5, n_boot, seed) if items else {}
+        rows.append({"name": name, "n": s["n_gist"], "note": notes.get(name, ""), "steps": s["steps"], "stage_path": s["stage_path"],
+                     "heldout": s["final_passkey_acc"], "test_ci": ci(summ, "passkey_acc")})
+        logs[name], labels[name] = lg, name
+    return rows, logs, labels
+
+
+def build_report(config: dict, config_path: str | None, summary_csv, passkey_csv, predictions: list, stats_json, checkpoints: list, mask_png, attention_png, rulegraph_svg, qa_issues_json=None, environments=(),
+                 ablation_checkpoints=(), ablation_predictions=()) -> str:
     summary = read_csv(summary_csv)
     breakdown = read_csv(passkey_csv)
     stats = json.loads(Path(stats_json).read_text())
@@ -113,15 +157,17 @@ def build_report(config: dict, config_path: str | None, summary_csv, passkey_csv
     on_gpu = any(r.get("mem_kind") == "cuda_max_allocated" for r in summary)
     logs, train_summaries = {}, {}
     for ck in checkpoints:
-        ck = Path(ck)
-        s = json.loads((ck / "summary.json").read_text())
-        n = s["n_gist"]
-        train_summaries[n] = s
-        logs[n] = {"train": read_csv(ck / "train_log.csv") if (ck / "train_log.csv").stat().st_size else [],
-                   "eval": read_csv(ck / "eval_log.csv") if (ck / "eval_log.csv").stat().st_size else []}
-        ev = logs[n]["eval"]
-        s["final_val_loss"] = next((r["value"] for r in reversed(ev) if r["kind"] == "val_loss"), None)
-        s["final_passkey_acc"] = next((r["value"] for r in reversed(ev) if r["kind"] == "passkey_acc"), None)
+        s, lg = read_checkpoint(ck)
+        train_summaries[s["n_gist"]] = s
+        logs[s["n_gist"]] = lg
+    heldout_lengths = sorted({length for s in train_summaries.values() for length in s["heldout_cells"]})
+    ablations, ab_logs, ab_labels = ablation_rows(config, list(ablation_checkpoints), list(ablation_predictions),
+                                                  config["eval"]["bootstrap_samples"], config["seed"])
+    ablation_fig = None
+    if ablations:
+        n_ab = ablations[0]["n"]
+        recipe = {f"run recipe (gist-{n_ab})": logs[n_ab]} if n_ab in logs else {}
+        ablation_fig = plots.training_curves({**recipe, **ab_logs}, {**{k: k for k in recipe}, **ab_labels})
     preds: dict[str, dict[str, dict]] = {}
     for path in predictions:
         with open(path) as fh:
@@ -139,6 +185,7 @@ def build_report(config: dict, config_path: str | None, summary_csv, passkey_csv
         "systems": plots.systems_bars(summary),
         "passkey": plots.passkey_heatmaps(breakdown, methods),
         "training": plots.training_curves(logs),
+        "ablation": ablation_fig,
         "tokens": plots.token_histogram(stats["tokens"]["values"]),
         "mask": plots.png_file_base64(mask_png),
         "attention": plots.png_file_base64(attention_png),
@@ -158,6 +205,8 @@ def build_report(config: dict, config_path: str | None, summary_csv, passkey_csv
         findings=analysis.question_type_findings(summary),
         trend=analysis.gist_count_trend(summary),
         train=train_summaries,
+        heldout_lengths=heldout_lengths,
+        ablations=ablations,
         drill=drill,
         methods=methods,
         figures=figures,

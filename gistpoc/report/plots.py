@@ -104,27 +104,38 @@ def passkey_heatmaps(breakdown: list[dict], methods: list[str]) -> str:
     return to_base64(fig)
 
 
-def training_curves(logs: dict[int, dict]) -> str:
-    """Loss, validation loss, held-out passkey accuracy and gist-embedding norms per N."""
+def training_curves(logs: dict, labels: dict | None = None) -> str:
+    """Loss, held-out passkey accuracy (at the current stage and at the longest length) and gist-embedding
+    norms per checkpoint; ``logs`` maps a key to {"train": rows, "eval": rows}, ``labels`` names the keys."""
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
-    for n, lg in sorted(logs.items()):
+    for key, lg in logs.items():
+        name = (labels or {}).get(key, f"gist-{key}")
         tr, ev = lg["train"], lg["eval"]
         if tr:
-            axes[0].plot([r["step"] for r in tr], [r["loss"] for r in tr], label=f"gist-{n} train", lw=1)
-            axes[2].plot([r["step"] for r in tr], [r["gist_norm_max"] for r in tr], label=f"gist-{n} max norm", lw=1)
+            line = axes[0].plot([r["step"] for r in tr], [r["loss"] for r in tr], label=f"{name} train", lw=1)[0]
+            axes[2].plot([r["step"] for r in tr], [r["gist_norm_max"] for r in tr], label=f"{name} max norm", lw=1)
+        else:
+            line = None
+        color = line.get_color() if line is not None else None
         vl = [r for r in ev if r["kind"] == "val_loss"]
         if vl:
-            axes[0].plot([r["step"] for r in vl], [r["value"] for r in vl], "o--", label=f"gist-{n} val")
+            axes[0].plot([r["step"] for r in vl], [r["value"] for r in vl], "o--", ms=3, color=color, label=f"{name} val")
         pk = [r for r in ev if r["kind"] == "passkey_acc"]
         if pk:
-            axes[1].plot([r["step"] for r in pk], [r["value"] for r in pk], "o-", label=f"gist-{n}")
-    axes[0].set_title("answer-token loss", fontsize=9)
-    axes[1].set_title("held-out passkey accuracy during training", fontsize=9)
+            axes[1].plot([r["step"] for r in pk], [r["value"] for r in pk], "o-", ms=3, color=color, label=f"{name} (stage length)")
+        longest = [r for r in ev if r["kind"] == "passkey_acc_longest"]
+        if longest:
+            axes[1].plot([r["step"] for r in longest], [r["value"] for r in longest], "s:", ms=3, color=color, label=f"{name} (longest)")
+        for r in ev:
+            if r["kind"] == "promotion":
+                axes[1].axvline(r["step"], color=color, lw=0.5, alpha=0.5)
+    axes[0].set_title("answer-token loss (train / validation documents)", fontsize=9)
+    axes[1].set_title("held-out passkey accuracy (lines: promotions)", fontsize=9)
     axes[1].set_ylim(-0.05, 1.05)
     axes[2].set_title("gist embedding norm (max over gist rows)", fontsize=9)
     for ax in axes:
         ax.set_xlabel("optimizer step")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=6)
     return to_base64(fig)
 
 

@@ -1,34 +1,42 @@
-"""The gist training loop: LoRA on q/k/v/o + gist embeddings, masked loss on answers, resumable.
+"""The gist training loop: LoRA (or full fine-tuning) + gist embeddings, a step budget, a gated curriculum.
 
 Plain PyTorch (nanoGPT style) so a reader can hold it in their head:
-schedule -> micro-batches -> masked forward -> accumulate -> clip -> step -> log -> checkpoint.
+stream (passkey windows | documents) -> masked forward -> accumulate -> clip -> step -> log
+-> every k steps: held-out passkey accuracy -> curriculum gate -> checkpoint.
 """
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import logging
 import math
 import shutil
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from gistpoc.gist.cache import answer_from_cache, compress_context
+from gistpoc.evaluate.metrics import passkey_correct
 from gistpoc.gist.collator import GistDataCollator, forward_masked
-from gistpoc.gist.template import encode_question, prompt_template
-from gistpoc.train.examples import build_schedule, doc_example, group_by_doc, n_optimizer_steps, to_example
-from gistpoc.utils import host_environment, is_oom, stable_hash, write_json
+from gistpoc.gist.template import prompt_template
+from gistpoc.train.examples import doc_example, group_by_doc, strip_passkey, to_example
+from gistpoc.train.stream import Curriculum, PasskeyStream, TextPool, cue_continuation, effective_stages, heldout_windows
+from gistpoc.utils import code_hash, host_environment, is_oom, records_hash, stable_hash, write_json
 
 log = logging.getLogger(__name__)
 
+DEPTH_BINS = [(0.0, 0.33, "early"), (0.33, 0.66, "middle"), (0.66, 1.01, "late")]  # as in evaluate.summary
+# the library code a trained checkpoint depends on: part of the resume fingerprint
+TRAIN_CODE = ["gistpoc/train", "gistpoc/gist", "gistpoc/model.py", "gistpoc/data/passkey.py", "gistpoc/evaluate/metrics.py"]
+
 OOM_HELP = (
     "out of memory. Remedies (design failure mode 4): train.gradient_checkpointing: true; "
-    "lower data.max_tokens (e.g. 4096); train.batch_size: 1 with a larger train.grad_accum; "
-    "train.optimizer: adamw8bit; model.quantization: nf4."
+    "lower data.max_tokens (e.g. 4096) or the last train.curriculum.stages; train.batch_size: 1 with a larger "
+    "train.grad_accum; train.optimizer: adamw8bit; model.quantization: nf4."
 )
 
 
@@ -68,33 +76,68 @@ def apply_lora(model, gist_ids: list[int], cfg: dict):
     return get_peft_model(model, LoraConfig(**kwargs))
 
 
+def prepare_trainable(model, gist_ids: list[int], cfg: dict):
+    """``train.method``: lora (LoRA on the attention projections + gist rows) or full (every weight trains)."""
+    if cfg["method"] == "lora":
+        return apply_lora(model, gist_ids, cfg)
+    if getattr(model, "is_loaded_in_4bit", False):
+        raise ValueError("train.method: full cannot train 4-bit weights; use train.method: lora (QLoRA) with model.quantization: nf4")
+    model.requires_grad_(True)
+    if cfg["gradient_checkpointing"]:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return model
+
+
 def param_groups(model, cfg: dict) -> list[dict]:
-    lora, embed = [], []
+    """Two learning rates: ``lr_lora`` for the adapted weights (LoRA matrices, or every base weight with
+    method full) and ``lr_embed`` for the embeddings (the gist rows; the whole table with method full)."""
+    body, embed = [], []
+    emb_ids = {id(p) for p in model.get_input_embeddings().parameters()}
     for name, p in model.named_parameters():
-        if p.requires_grad:
-            (lora if "lora_" in name else embed).append(p)
-    groups = [{"params": lora, "lr": cfg["lr_lora"], "name": "lora"}]
+        if not p.requires_grad:
+            continue
+        is_body = "lora_" in name if cfg["method"] == "lora" else id(p) not in emb_ids
+        (body if is_body else embed).append(p)
+    groups = [{"params": body, "lr": cfg["lr_lora"], "name": "body"}]
     if embed:
         groups.append({"params": embed, "lr": cfg["lr_embed"], "name": "embed"})
     return groups
 
 
 def make_optimizer(groups, cfg: dict):
-    if cfg.get("optimizer") == "adamw8bit":
+    if cfg["optimizer"] == "adamw8bit":
         import bitsandbytes as bnb
 
         return bnb.optim.AdamW8bit(groups, weight_decay=0.0)
     return torch.optim.AdamW(groups, weight_decay=0.0)
 
 
-def lr_factor(step: int, warmup: int, total: int, schedule: str) -> float:
-    """Linear warm-up, then constant or cosine decay to 10 % of the peak."""
+def lr_factor(step: int, warmup: int, total: int, schedule: str, decay_fraction: float = 0.2, min_factor: float = 0.1,
+              gate_step: int | None = None) -> float:
+    """Multiplier of the peak learning rate at optimizer step ``step`` (0-based) of ``total``.
+
+    Linear warm-up over ``warmup`` steps, then
+    - ``constant``: 1;
+    - ``cosine`` (the design's): cosine decay to ``min_factor`` over the remaining steps;
+    - ``wsd`` (warm-up, stable, decay): 1 until the last ``decay_fraction`` of the run, then linear to
+      ``min_factor``, but never before the curriculum's last stage has passed its gate (``gate_step``,
+      None = not yet): decaying before the plateau is left stops the learning (issue table).
+    """
     if warmup and step < warmup:
         return (step + 1) / warmup
-    if schedule == "constant" or total <= warmup:
+    if schedule == "constant":
         return 1.0
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+    if schedule == "cosine":
+        if total <= warmup:
+            return 1.0
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        return min_factor + (1 - min_factor) * 0.5 * (1 + math.cos(math.pi * progress))
+    if gate_step is None:
+        return 1.0
+    start = max(round(total * (1 - decay_fraction)), gate_step, warmup)
+    if step < start or total <= start:
+        return 1.0
+    return 1.0 - (1 - min_factor) * (step - start) / (total - start)
 
 
 def gist_embedding_norms(model, gist_ids: list[int]) -> torch.Tensor:
@@ -104,44 +147,66 @@ def gist_embedding_norms(model, gist_ids: list[int]) -> torch.Tensor:
         return emb(torch.tensor(gist_ids, device=dev)).float().norm(dim=-1).cpu()
 
 
-@torch.no_grad()
-def passkey_accuracy(model, tokenizer, instruction: str, gist_ids: list[int], eos_ids: list[int], records: list[dict], n_docs: int) -> float:
-    """Held-out passkey retrieval from the gist cache alone (exact match), on the first ``n_docs`` docs."""
-    template = prompt_template(tokenizer, instruction)
-    model.eval()
-    hits = total = 0
-    for recs in list(group_by_doc(records).values())[:n_docs]:
-        pk = next(r for r in recs if r["qtype"] == "passkey")
-        row = doc_example(tokenizer, template, gist_ids, [pk], qtypes=("passkey",))
-        cache = compress_context(model, row["prefix_ids"], row["gist_start"], row["gist_end"])
-        gen = answer_from_cache(model, cache, encode_question(tokenizer, template, pk["question"]), eos_ids, 8)
-        hits += int(tokenizer.decode(gen.token_ids, skip_special_tokens=True).strip() == pk["answer"])
-        total += 1
-    model.train()
-    return hits / total if total else float("nan")
+def answer_text(tokenizer, ids: list[int], eos_ids: list[int]) -> str:
+    """Decode generated ids up to the first end-of-turn id."""
+    stop = next((i for i, t in enumerate(ids) if t in eos_ids), len(ids))
+    return tokenizer.decode(ids[:stop], skip_special_tokens=True).strip()
 
 
 @torch.no_grad()
-def validation_loss(model, tokenizer, instruction: str, gist_ids: list[int], records: list[dict]) -> float:
-    template = prompt_template(tokenizer, instruction)
+def passkey_hits(model, tokenizer, rows: list[dict], eos_ids: list[int], batch_size: int) -> list[float]:
+    """Held-out passkey retrieval through the gist span, scored by the evaluation's ``passkey_correct``.
+
+    One masked forward per batch with the key as the teacher-forced answer: the arg-max at each answer
+    position is what greedy decoding from the gist cache produces as long as the previous tokens agree,
+    so the decoded arg-max string recovers the key exactly when greedy decoding does.
+    """
     collate = GistDataCollator(tokenizer.pad_token_id)
+    was_training = model.training
     model.eval()
-    losses = []
-    for recs in group_by_doc(records).values():
-        out = forward_masked(model, collate([to_example(doc_example(tokenizer, template, gist_ids, recs))]))
-        losses.append(float(out.loss))
-    model.train()
+    hits = []
+    for i in range(0, len(rows), batch_size):
+        chunk = rows[i : i + batch_size]
+        out = forward_masked(model, collate([to_example(r) for r in chunk]))
+        pred = out.label_logits.argmax(-1)
+        for b, r in enumerate(chunk):
+            ids = pred[b][out.label_mask[b]].tolist()
+            hits.append(passkey_correct(answer_text(tokenizer, ids, eos_ids), r["passkey"]))
+    model.train(was_training)
+    return hits
+
+
+def accuracy_table(rows: list[dict], hits: list[float], length: int) -> list[dict]:
+    """Held-out accuracy at one length, overall and per depth bin."""
+    out = [{"length": length, "depth": "all", "n": len(hits), "acc": sum(hits) / len(hits) if hits else float("nan")}]
+    for lo, hi, name in DEPTH_BINS:
+        sel = [h for r, h in zip(rows, hits) if lo <= r["depth"] < hi]
+        if sel:
+            out.append({"length": length, "depth": name, "n": len(sel), "acc": sum(sel) / len(sel)})
+    return out
+
+
+@torch.no_grad()
+def validation_loss(model, doc_rows: list[dict], pad_id: int) -> float:
+    collate = GistDataCollator(pad_id)
+    was_training = model.training
+    model.eval()
+    losses = [float(forward_masked(model, collate([to_example(r)])).loss) for r in doc_rows]
+    model.train(was_training)
     return sum(losses) / len(losses) if losses else float("nan")
 
 
-def _save_state(state_dir: Path, model, optimizer, step: int, rows: list[dict], evals: list[dict], fingerprint: str) -> None:
-    """Resumable state, written to a temp dir and swapped in (never half-written)."""
+def trainable_state(model) -> dict[str, torch.Tensor]:
+    return {n: p.detach().cpu() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def _save_state(state_dir: Path, model, optimizer, step: int, progress: dict) -> None:
+    """Resumable state (trainable weights, optimizer, progress), written to a temp dir and swapped in."""
     tmp = state_dir.with_name(state_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    model.save_pretrained(tmp / "adapter", save_embedding_layers=False)
-    torch.save({"optimizer": optimizer.state_dict(), "step": step, "rng": torch.get_rng_state()}, tmp / "trainer.pt")
-    write_json(tmp / "progress.json", {"step": step, "fingerprint": fingerprint, "rows": rows, "evals": evals})
+    torch.save({"weights": trainable_state(model), "optimizer": optimizer.state_dict(), "step": step, "rng": torch.get_rng_state()}, tmp / "trainer.pt")
+    write_json(tmp / "progress.json", {**progress, "step": step})
     old = state_dir.with_name(state_dir.name + ".old")
     if state_dir.exists():
         state_dir.rename(old)
@@ -160,88 +225,139 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
         w.writerows(rows)
 
 
-def train_gist(loaded, train_records: list[dict], val_records: list[dict], cfg: dict, instruction: str, seed: int, out_dir: Path, state_dir: Path, dataset_cache: Path) -> TrainResult:
-    """Train one gist-N checkpoint; resumes from ``state_dir`` when its fingerprint matches."""
-    import datasets
-
+def train_gist(loaded, train_records: list[dict], val_records: list[dict], cfg: dict, instruction: str, seed: int,
+               out_dir: Path, state_dir: Path, passkey_digits: int, model_cfg: dict | None = None) -> TrainResult:
+    """Train one gist-N checkpoint for ``cfg["max_steps"]`` optimizer steps; resumes from ``state_dir`` when
+    its fingerprint (config, data contents, code, model) matches, and removes that state once the
+    checkpoint is written (a finished run leaves nothing that could stand in for a retrain)."""
     tokenizer, gist_ids, eos_ids = loaded.tokenizer, loaded.gist_ids, loaded.eos_ids
-    fingerprint = stable_hash({"cfg": cfg, "instruction": instruction, "seed": seed, "n_gist": len(gist_ids), "records": [r["id"] for r in train_records]})
-    table_dir = dataset_cache / fingerprint
-    if not (table_dir / "dataset_info.json").exists():
-        rows = build_schedule(tokenizer, instruction, gist_ids, train_records, cfg, seed)
-        datasets.Dataset.from_list(rows).save_to_disk(str(table_dir))
-    table = datasets.load_from_disk(str(table_dir))  # memory-mapped Arrow
-    total_steps = n_optimizer_steps(len(table), cfg["batch_size"], cfg["grad_accum"], cfg.get("max_steps", 0))
-    log.info("gist-%d: %d sequences, %d optimizer steps", len(gist_ids), len(table), total_steps)
+    n = len(gist_ids)
+    template = prompt_template(tokenizer, instruction)
+    docs = group_by_doc(train_records)
+    doc_ids = list(docs)
+    doc_rows = {d: doc_example(tokenizer, template, gist_ids, recs) for d, recs in docs.items()}
+    val_docs = group_by_doc(val_records)
+    val_rows = [doc_example(tokenizer, template, gist_ids, recs) for recs in list(val_docs.values())[: cfg["eval_docs"]]]
+    # the passkey stream draws from training documents only; the gate's held-out windows from validation ones
+    pool = TextPool(tokenizer, [strip_passkey(recs[0]) for recs in docs.values()], doc_ids)
+    val_pool = TextPool(tokenizer, [strip_passkey(recs[0]) for recs in val_docs.values()], list(val_docs))
+    stream = PasskeyStream(tokenizer, template, gist_ids, pool, passkey_digits, seed, tuple(cfg["passkey_wordings"]))
+    cur_cfg = cfg["curriculum"]
+    max_len = max(r["context_tokens"] for r in train_records)
+    curriculum = Curriculum(effective_stages(cur_cfg["stages"], max_len), cur_cfg["promote_at"])
+    # held-out windows at every stage and at the data's longest length (does a 4k curriculum carry to 8k?)
+    lengths = sorted(set(curriculum.stages) | {max_len})
+    heldout = heldout_windows(tokenizer, template, gist_ids, val_pool, lengths, cur_cfg["heldout_windows"], passkey_digits, seed)
+    total_steps = cfg["max_steps"]
+    fingerprint = stable_hash({"cfg": cfg, "instruction": instruction, "seed": seed, "n_gist": n, "digits": passkey_digits,
+                               "train": records_hash(train_records), "val": records_hash(val_records), "model": model_cfg,
+                               "template": [template.head, template.q_prefix, template.q_suffix, template.answer_end],
+                               "code": code_hash(TRAIN_CODE)})
+    log.info("gist-%d: %d training documents (%d tokens of passkey-window text), %d optimizer steps, curriculum %s",
+             n, len(doc_ids), pool.n_tokens, total_steps, curriculum.stages)
 
     torch.manual_seed(seed)
-    model = apply_lora(loaded.model, gist_ids, cfg)
+    w_cue, w_kl = cfg["aux"]["cue_continuation"], cfg["aux"]["self_distill"]
+    teacher = None
+    if w_kl > 0 and cfg["method"] == "full":
+        teacher = copy.deepcopy(loaded.model).eval().requires_grad_(False)  # the untouched base model
+    model = prepare_trainable(loaded.model, gist_ids, cfg)
     model.train()
     optimizer = make_optimizer(param_groups(model, cfg), cfg)
     rows: list[dict] = []
     evals: list[dict] = []
     start_step = 0
+    elapsed_before = 0.0  # training seconds of earlier (interrupted) attempts, for train.time_limit_minutes
     if (state_dir / "progress.json").exists():
         progress = json.loads((state_dir / "progress.json").read_text())
         if progress["fingerprint"] == fingerprint:
-            from peft import set_peft_model_state_dict
-            from safetensors.torch import load_file
-
-            adapter = next((state_dir / "adapter").glob("adapter_model.*"))
-            set_peft_model_state_dict(model, load_file(str(adapter)) if adapter.suffix == ".safetensors" else torch.load(adapter))
             trainer = torch.load(state_dir / "trainer.pt", weights_only=False)
+            missing = set(trainable_state(model)) - set(trainer["weights"])
+            if missing:
+                raise RuntimeError(f"resumable state in {state_dir} lacks {sorted(missing)[:3]}: delete it to start over")
+            model.load_state_dict(trainer["weights"], strict=False)
             optimizer.load_state_dict(trainer["optimizer"])
             torch.set_rng_state(trainer["rng"])
             start_step, rows, evals = progress["step"], progress["rows"], progress["evals"]
-            log.info("resuming gist-%d from step %d (%s)", len(gist_ids), start_step, state_dir)
+            elapsed_before = progress["elapsed_s"]
+            curriculum = Curriculum.from_state(progress["curriculum"])
+            log.info("resuming gist-%d from step %d in curriculum stage %d (%d tokens) (%s)", n, start_step, curriculum.stage, curriculum.length, state_dir)
         else:
-            log.info("state in %s belongs to another configuration: starting over", state_dir)
-    collate = GistDataCollator(tokenizer.pad_token_id)
-    per_step = cfg["batch_size"] * cfg["grad_accum"]
+            log.info("state in %s belongs to another configuration, data or code: starting over", state_dir)
+    collate = GistDataCollator(tokenizer.pad_token_id, teacher_mask=w_kl > 0)
     base_lrs = [g["lr"] for g in optimizer.param_groups]
     last_loss = float("nan")
-    epoch_len = max(1, math.ceil(len(table) / cfg.get("epochs", 1)))
+    bs = cfg["batch_size"]
+    after_gate = cur_cfg["after_gate_steps"]
+
+    def run_end() -> int:
+        """max_steps, or fewer once the last stage has passed its gate and after_gate_steps is set."""
+        if after_gate and curriculum.final_gate_step is not None:
+            return min(total_steps, curriculum.final_gate_step + after_gate)
+        return total_steps
+
+    t_start = time.monotonic()
+    stopped_by = "max_steps"
+    step = start_step
     try:
-        for step in range(start_step, total_steps):
+        while step < run_end():
             t0 = time.perf_counter()
-            factor = lr_factor(step, cfg["warmup_steps"], total_steps, cfg.get("lr_schedule", "cosine"))
+            factor = lr_factor(step, cfg["warmup_steps"], run_end(), cfg["lr_schedule"], cfg["decay_fraction"], cfg["min_lr_factor"],
+                               curriculum.final_gate_step)
             for g, base in zip(optimizer.param_groups, base_lrs):
                 g["lr"] = base * factor
-            loss_sum, n_tokens, n_micro = 0.0, 0, 0
+            sums = {"loss": 0.0, "aux_loss": 0.0, "kl": 0.0}
+            n_tokens = n_passkey = 0
             for m in range(cfg["grad_accum"]):
-                lo = step * per_step + m * cfg["batch_size"]
-                chunk = [to_example(table[i]) for i in range(lo, min(lo + cfg["batch_size"], len(table)))]
-                if not chunk:
-                    break
-                batch = collate(chunk)
+                is_pk = stream.is_passkey(step, m, cfg["passkey_share"])
+                batch_rows = stream.windows(step, m, bs, curriculum.length) if is_pk else [doc_rows[d] for d in stream.documents(step, m, bs, doc_ids)]
+                examples = [to_example(r) for r in batch_rows]
+                if w_cue > 0:
+                    rng = stream.rng(step, m, "cue")
+                    for ex, r in zip(examples, batch_rows):
+                        pair = cue_continuation(rng, r, cfg["aux"]["cue_tokens"], cfg["aux"]["continuation_tokens"])
+                        if pair:
+                            ex.aux_segments.append(pair)
+                batch = collate(examples)
                 out = forward_masked(model, batch)
                 loss = out.loss
+                if out.aux_loss is not None:
+                    loss = loss + w_cue * out.aux_loss
+                    sums["aux_loss"] += float(out.aux_loss.detach())
+                if w_kl > 0 and not is_pk:
+                    kl = distill_kl(model, teacher, batch, out)
+                    loss = loss + w_kl * kl
+                    sums["kl"] += float(kl.detach())
                 if not torch.isfinite(loss):
                     raise TrainingDiverged(
-                        f"gist-{len(gist_ids)}: loss is {float(loss)} at step {step}. Lower train.lr_embed (e.g. 1e-5), "
+                        f"gist-{n}: loss is {float(loss)} at step {step}. Lower train.lr_embed (e.g. 1e-5), "
                         "raise train.warmup_steps (e.g. 200), keep train.max_grad_norm: 1.0 (design failure mode 2). "
                         f"The last good state is kept in {state_dir}."
                     )
                 (loss / cfg["grad_accum"]).backward()
-                loss_sum += float(loss.detach())
+                sums["loss"] += float(out.loss.detach())
                 n_tokens += int(batch["input_ids"].numel())
-                n_micro += 1
+                n_passkey += int(is_pk)
             grad_norm = float(torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], cfg["max_grad_norm"]))
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             norms = gist_embedding_norms(model, gist_ids)
             if not torch.isfinite(norms).all() or norms.max() > cfg["max_embed_norm"]:
                 raise TrainingDiverged(
-                    f"gist-{len(gist_ids)}: gist embedding norm {float(norms.max()):.1f} exceeds train.max_embed_norm "
+                    f"gist-{n}: gist embedding norm {float(norms.max()):.1f} exceeds train.max_embed_norm "
                     f"({cfg['max_embed_norm']}) at step {step}. Lower train.lr_embed / raise warm-up (design failure mode 2). "
                     f"The last good state is kept in {state_dir}."
                 )
             dt = time.perf_counter() - t0
-            last_loss = loss_sum / max(1, n_micro)
+            k = cfg["grad_accum"]
+            last_loss = sums["loss"] / k
             rows.append({
                 "step": step + 1,
-                "epoch": round((step + 1) * per_step / epoch_len, 3),
+                "stage_tokens": curriculum.length,
+                "passkey_microbatches": n_passkey,
                 "loss": round(last_loss, 6),
+                "aux_loss": round(sums["aux_loss"] / k, 6),
+                "kl": round(sums["kl"] / k, 6),
                 "lr_lora": optimizer.param_groups[0]["lr"],
                 "lr_embed": optimizer.param_groups[-1]["lr"],
                 "grad_norm": round(grad_norm, 6),
@@ -249,43 +365,99 @@ def train_gist(loaded, train_records: list[dict], val_records: list[dict], cfg: 
                 "gist_norm_max": round(float(norms.max()), 5),
                 "tokens_per_s": round(n_tokens / dt, 1),
             })
-            log.info("step %d/%d loss %.4f grad %.3f gist-norm %.3f %.0f tok/s", step + 1, total_steps, last_loss, grad_norm, float(norms.max()), n_tokens / dt)
+            log.info("step %d/%d loss %.4f grad %.3f gist-norm %.3f stage %d %.0f tok/s", step + 1, run_end(), last_loss, grad_norm,
+                     float(norms.max()), curriculum.length, n_tokens / dt)
             done = step + 1
-            if cfg.get("eval_every_steps") and (done % cfg["eval_every_steps"] == 0 or done == total_steps):
-                acc = passkey_accuracy(model, tokenizer, instruction, gist_ids, eos_ids, val_records, cfg.get("eval_passkey_docs", 4))
-                evals.append({"step": done, "kind": "passkey_acc", "value": acc})
-                log.info("step %d held-out passkey accuracy %.3f", done, acc)
-            boundary = (done * per_step) // epoch_len != (step * per_step) // epoch_len
-            if boundary or done == total_steps:
-                vloss = validation_loss(model, tokenizer, instruction, gist_ids, val_records)
-                evals.append({"step": done, "kind": "val_loss", "value": vloss})
+            step = done
+            elapsed = elapsed_before + time.monotonic() - t_start
+            out_of_time = bool(cfg["time_limit_minutes"]) and elapsed >= 60 * cfg["time_limit_minutes"]
+            last = done >= run_end() or out_of_time
+            if done % cur_cfg["check_every_steps"] == 0 or last:
+                evals += gate_check(model, tokenizer, curriculum, heldout, eos_ids, bs, done, n)
+                vloss = validation_loss(model, val_rows, tokenizer.pad_token_id)
+                evals.append({"step": done, "kind": "val_loss", "length": None, "value": vloss})
                 log.info("step %d validation loss %.4f", done, vloss)
-            if done % cfg["checkpoint_every_steps"] == 0 or done == total_steps:
-                _save_state(state_dir, model, optimizer, done, rows, evals, fingerprint)
+            if done % cfg["checkpoint_every_steps"] == 0 or last or done >= run_end():
+                _save_state(state_dir, model, optimizer, done, {"fingerprint": fingerprint, "rows": rows, "evals": evals,
+                                                                 "curriculum": curriculum.state(), "elapsed_s": elapsed})
+            if out_of_time and done < run_end():
+                stopped_by = "time_limit"
+                log.warning("gist-%d: train.time_limit_minutes (%s) reached at step %d of %d", n, cfg["time_limit_minutes"], done, run_end())
+                break
+        if stopped_by != "time_limit" and run_end() < total_steps:
+            stopped_by = "after_gate_steps"
+        heldout_final = []
+        for length, wins in heldout.items():
+            heldout_final += accuracy_table(wins, passkey_hits(model, tokenizer, wins, eos_ids, bs), length)
     except (RuntimeError, MemoryError) as err:
         if is_oom(err):
             kind = "CUDA " if isinstance(err, torch.cuda.OutOfMemoryError) else ""
-            raise RuntimeError(f"gist-{len(gist_ids)}: {kind}{OOM_HELP}") from err
+            raise RuntimeError(f"gist-{n}: {kind}{OOM_HELP}") from err
         raise
+    for r in heldout_final:
+        if r["depth"] == "all":
+            log.info("gist-%d held-out passkey accuracy at %d tokens: %.3f", n, r["length"], r["acc"])
 
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    model.save_pretrained(tmp, save_embedding_layers=False)
+    if cfg["method"] == "lora":
+        model.save_pretrained(tmp, save_embedding_layers=False)
+    else:
+        model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     _write_csv(tmp / "train_log.csv", rows)
     _write_csv(tmp / "eval_log.csv", evals)
     write_json(tmp / "summary.json", {
-        "n_gist": len(gist_ids),
-        "steps": total_steps,
-        "sequences": len(table),
+        "n_gist": n,
+        "method": cfg["method"],
+        "steps": step,
+        "max_steps": total_steps,
+        "stopped_by": stopped_by,
         "first_loss": rows[0]["loss"] if rows else None,
         "final_loss": rows[-1]["loss"] if rows else None,
         "resumed_from_step": start_step,
+        "curriculum": curriculum.state(),
+        "heldout_passkey": heldout_final,
+        "training_documents": doc_ids,
+        "passkey_digits": passkey_digits,
+        "fingerprint": fingerprint,
         "config": cfg,
         "instruction": instruction,
         "environment": host_environment(),
     })
     shutil.rmtree(out_dir, ignore_errors=True)
     tmp.rename(out_dir)
-    return TrainResult(total_steps, last_loss, start_step)
+    shutil.rmtree(state_dir, ignore_errors=True)
+    return TrainResult(step, last_loss, start_step)
+
+
+def gate_check(model, tokenizer, curriculum: Curriculum, heldout: dict[int, list[dict]], eos_ids: list[int], bs: int, step: int, n: int) -> list[dict]:
+    """Held-out accuracy at the current stage (and at the longest length), then the promotion gate."""
+    length = curriculum.length
+    acc = sum(passkey_hits(model, tokenizer, heldout[length], eos_ids, bs)) / len(heldout[length])
+    out = [{"step": step, "kind": "passkey_acc", "length": length, "value": acc}]
+    longest = max(heldout)
+    if longest != length:
+        acc_full = sum(passkey_hits(model, tokenizer, heldout[longest], eos_ids, bs)) / len(heldout[longest])
+    else:
+        acc_full = acc
+    out.append({"step": step, "kind": "passkey_acc_longest", "length": longest, "value": acc_full})
+    event = curriculum.check(step, acc)
+    log.info("step %d held-out passkey accuracy %.3f at %d tokens (%.3f at %d)%s", step, acc, length, acc_full, longest,
+             f": {event}, stage now {curriculum.length} tokens" if event else "")
+    if event:
+        out.append({"step": step, "kind": "promotion", "length": curriculum.length, "value": acc})
+    return out
+
+
+def distill_kl(model, teacher, batch: dict, student_out) -> torch.Tensor:
+    """KL(teacher || student) over the answer tokens: the teacher is the base model (adapter disabled, or a frozen
+    copy with method full) reading the context directly; the student answers from the gist span alone."""
+    ctx = model.disable_adapter() if teacher is None else nullcontext()
+    with torch.no_grad(), ctx:
+        t_out = forward_masked(teacher if teacher is not None else model, batch, mask_key="teacher_attention_mask")
+    sel = student_out.label_mask
+    s_logp = torch.log_softmax(student_out.label_logits[sel], -1)
+    t_logp = torch.log_softmax(t_out.label_logits[sel], -1)
+    return (t_logp.exp() * (t_logp - s_logp)).sum(-1).mean()

@@ -1,0 +1,194 @@
+"""An unbounded stream of passkey windows from the training documents, and the length curriculum's gate.
+
+The training budget is a number of optimizer steps, not epochs over the documents: every micro-batch is
+either ``batch_size`` passkey windows (probability ``train.passkey_share``) or ``batch_size`` training
+documents with all their questions. A passkey window is a random stretch of real training text (documents
+joined end to end, so a window may be longer than one document) of the current curriculum stage's length,
+with a random key planted at a random depth in one of the wordings of ``gistpoc.data.passkey.WORDINGS``.
+Every draw is a pure function of (seed, step, micro-batch): a resumed run sees exactly the batches an
+uninterrupted one would, without saving any random state.
+
+Only texts of the training split ever enter ``TextPool`` for training; held-out windows for the gate come
+from the validation documents (``heldout_windows``).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from gistpoc.data.passkey import WORDINGS, inject_passkey
+from gistpoc.gist.template import encode_answer, encode_prefix, encode_question
+
+
+class TextPool:
+    """Texts joined with blank lines and tokenised once; ``window`` cuts a token-length stretch out of it."""
+
+    def __init__(self, tokenizer, texts: list[str], doc_ids: list[str]):
+        if not texts:
+            raise ValueError("TextPool needs at least one text")
+        self.text = "\n\n".join(texts)
+        self.doc_spans = []  # (char_start, char_end, doc_id): which document a character came from
+        pos = 0
+        for t, d in zip(texts, doc_ids):
+            self.doc_spans.append((pos, pos + len(t), d))
+            pos += len(t) + 2
+        self.offsets = tokenizer(self.text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.offsets)
+
+    def window(self, rng: random.Random, n_tokens: int) -> tuple[str, tuple[int, int]]:
+        """A window of about ``n_tokens`` tokens (all of the pool if it is shorter), wrapping around the end."""
+        n = min(n_tokens, self.n_tokens)
+        start = rng.randrange(self.n_tokens)
+        end = start + n
+        if end <= self.n_tokens:
+            a, b = self.offsets[start][0], self.offsets[end - 1][1]
+            return self.text[a:b], (a, b)
+        a = self.offsets[start][0]
+        b = self.offsets[end - self.n_tokens - 1][1]
+        return self.text[a:] + "\n\n" + self.text[:b], (a, b)
+
+    def sources(self, span: tuple[int, int]) -> set[str]:
+        """The documents a window (character span, possibly wrapping) was cut from."""
+        a, b = span
+        ranges = [(a, b)] if a < b else [(a, len(self.text)), (0, b)]
+        return {d for s, e, d in self.doc_spans for lo, hi in ranges if s < hi and e > lo}
+
+
+def sentence_tokens(tokenizer, wording: str, digits: int) -> int:
+    """Tokens the planted sentence takes (windows leave room for it)."""
+    return len(tokenizer(" " + WORDINGS[wording][0].format(key="9" * digits) + " ", add_special_tokens=False)["input_ids"])
+
+
+def passkey_row(tokenizer, template, gist_ids: list[int], text: str, seed_key: str, digits: int, wording: str, target: float | None = None) -> dict:
+    """A tokenised passkey example (same fields as a document row) with its key, depth and length."""
+    sentence, question = WORDINGS[wording]
+    pk = inject_passkey(text, seed_key, digits, sentence=sentence, target=target, max_snap=0.05)
+    enc = encode_prefix(tokenizer, template, pk["context"], gist_ids)
+    return {
+        "kind": "passkey",
+        "prefix_ids": enc.prefix_ids,
+        "gist_start": enc.gist_start,
+        "gist_end": enc.gist_end,
+        "question_ids": [encode_question(tokenizer, template, question)],
+        "answer_ids": [encode_answer(tokenizer, template, pk["passkey"])],
+        "passkey": pk["passkey"],
+        "depth": pk["passkey_depth"],
+        "context_tokens": enc.context_tokens,
+        "wording": wording,
+    }
+
+
+def cue_continuation(rng: random.Random, row: dict, cue_tokens: int, continuation_tokens: int) -> tuple[list[int], list[int]] | None:
+    """A (cue, continuation) pair of context token ids: from the gist cache, continue the text after the cue."""
+    ctx = row["prefix_ids"][: row["gist_start"]]
+    need = cue_tokens + continuation_tokens
+    head = len(ctx) - row["context_tokens"]  # chat header before the context
+    if row["context_tokens"] < need:
+        return None
+    s = head + rng.randrange(row["context_tokens"] - need + 1)
+    return ctx[s : s + cue_tokens], ctx[s + cue_tokens : s + need]
+
+
+@dataclass
+class PasskeyStream:
+    """Deterministic micro-batches of passkey windows and training documents (see the module docstring)."""
+
+    tokenizer: object
+    template: object
+    gist_ids: list[int]
+    pool: TextPool
+    digits: int
+    seed: int
+    wordings: tuple[str, ...] = ("design", "variant")
+    room: int = field(init=False, default=0)
+
+    def __post_init__(self):
+        self.room = max(sentence_tokens(self.tokenizer, w, self.digits) for w in self.wordings)
+
+    def rng(self, step: int, micro: int, what: str) -> random.Random:
+        return random.Random(f"{self.seed}:{step}:{micro}:{what}")
+
+    def is_passkey(self, step: int, micro: int, share: float) -> bool:
+        return self.rng(step, micro, "kind").random() < share
+
+    def windows(self, step: int, micro: int, n: int, length: int) -> list[dict]:
+        """``n`` passkey rows whose contexts hold ``length`` tokens, give or take the sentence's tokenisation."""
+        rng = self.rng(step, micro, "windows")
+        rows = []
+        for i in range(n):
+            text, _ = self.pool.window(rng, max(16, length - self.room))
+            wording = self.wordings[rng.randrange(len(self.wordings))]
+            rows.append(passkey_row(self.tokenizer, self.template, self.gist_ids, text, f"{self.seed}:{step}:{micro}:{i}", self.digits, wording))
+        return rows
+
+    def documents(self, step: int, micro: int, n: int, doc_ids: list[str]) -> list[str]:
+        rng = self.rng(step, micro, "documents")
+        return [doc_ids[rng.randrange(len(doc_ids))] for _ in range(n)]
+
+
+def heldout_windows(tokenizer, template, gist_ids: list[int], pool: TextPool, lengths: list[int], per_length: int, digits: int, seed: int) -> dict[int, list[dict]]:
+    """Fixed held-out passkey windows per length (design wording, depths spread evenly over 5-95 %)."""
+    room = sentence_tokens(tokenizer, "design", digits)
+    out = {}
+    for length in lengths:
+        rng = random.Random(f"heldout:{seed}:{length}")
+        rows = []
+        for i in range(per_length):
+            text, _ = pool.window(rng, max(16, length - room))
+            target = 0.05 + 0.9 * (i + 0.5) / per_length
+            rows.append(passkey_row(tokenizer, template, gist_ids, text, f"heldout:{seed}:{length}:{i}", digits, "design", target))
+        out[length] = rows
+    return out
+
+
+def effective_stages(stages: list[int], max_tokens: int) -> list[int]:
+    """The configured stage lengths capped at the data's longest context (a stage at or beyond it becomes
+    that length); with no stages, one stage at that length (no curriculum)."""
+    below = sorted({s for s in stages if s < max_tokens})
+    return below + [max_tokens] if len(below) < len(set(stages)) or not below else below
+
+
+@dataclass
+class Curriculum:
+    """The length curriculum's state: current stage, promotions, when the last stage passed its gate.
+
+    ``check(step, acc)`` is called every ``check_every_steps`` with the held-out passkey accuracy at the
+    current stage's length; at or above ``promote_at`` it promotes to the next stage, or, in the last
+    stage, records ``final_gate_step`` (from then on a warm-up-stable-decay schedule may decay).
+    """
+
+    stages: list[int]
+    promote_at: float
+    stage: int = 0
+    final_gate_step: int | None = None
+    promotions: list[dict] = field(default_factory=list)
+
+    @property
+    def length(self) -> int:
+        return self.stages[self.stage]
+
+    @property
+    def done(self) -> bool:
+        return self.final_gate_step is not None
+
+    def check(self, step: int, acc: float) -> str | None:
+        if acc < self.promote_at or self.done:
+            return None
+        if self.stage + 1 < len(self.stages):
+            self.promotions.append({"step": step, "from": self.stages[self.stage], "to": self.stages[self.stage + 1], "acc": acc})
+            self.stage += 1
+            return "promoted"
+        self.final_gate_step = step
+        self.promotions.append({"step": step, "from": self.length, "to": None, "acc": acc})
+        return "final gate passed"
+
+    def state(self) -> dict:
+        return {"stages": self.stages, "promote_at": self.promote_at, "stage": self.stage, "final_gate_step": self.final_gate_step, "promotions": self.promotions}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "Curriculum":
+        return cls(list(state["stages"]), state["promote_at"], state["stage"], state["final_gate_step"], list(state["promotions"]))

@@ -1,0 +1,141 @@
+"""The training recipe's parts: the passkey stream (train documents only), the curriculum gate, the schedules,
+the passkey scorer shared by training and evaluation."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from gistpoc.evaluate.metrics import passkey_correct
+from gistpoc.gist.template import prompt_template
+from gistpoc.train.loop import lr_factor
+from gistpoc.train.stream import Curriculum, PasskeyStream, TextPool, cue_continuation, effective_stages, heldout_windows
+
+
+def _docs(real_text: str, n: int) -> list[tuple[str, str]]:
+    """n distinct real-text documents, each marked with a word that names it."""
+    paras = [p for p in real_text.split("\n") if len(p) > 200]
+    return [(f"doc{i}", f"Marker{i}x marks this document. " + paras[i % len(paras)]) for i in range(n)]
+
+
+@pytest.fixture(scope="module")
+def setup(tokenizer, real_text):
+    from gistpoc.model import add_gist_tokens
+
+    gist_ids = add_gist_tokens(tokenizer, 4)
+    template = prompt_template(tokenizer, "Compress the text.")
+    docs = _docs(real_text, 9)
+    train, held = docs[:6], docs[6:]
+    pool = TextPool(tokenizer, [t for _, t in train], [d for d, _ in train])
+    return tokenizer, gist_ids, template, train, held, pool
+
+
+def test_stream_windows_come_from_training_documents_only(setup):
+    tokenizer, gist_ids, template, train, held, pool = setup
+    stream = PasskeyStream(tokenizer, template, gist_ids, pool, 5, seed=11)
+    held_markers = {f"Marker{d[3:]}x" for d, _ in held}
+    seen_docs = set()
+    for step in range(40):
+        rng = random.Random(step)
+        text, span = pool.window(rng, 96)
+        sources = pool.sources(span)
+        assert sources and sources <= {d for d, _ in train}
+        seen_docs |= sources
+        for row in stream.windows(step, 0, 2, 96):
+            ctx = tokenizer.decode(row["prefix_ids"][: row["gist_start"]])
+            assert not any(m in ctx for m in held_markers)
+            assert row["passkey"] in ctx and len(row["passkey"]) == 5
+            assert row["gist_end"] - row["gist_start"] == 4
+            # the window holds about the stage length (the sentence is budgeted in)
+            assert 96 - 24 <= row["context_tokens"] <= 96 + 8
+    assert len(seen_docs) >= 4          # windows move over the pool, also across document boundaries
+
+
+def test_stream_is_a_pure_function_of_seed_step_and_microbatch(setup):
+    tokenizer, gist_ids, template, _, _, pool = setup
+    a = PasskeyStream(tokenizer, template, gist_ids, pool, 5, seed=3)
+    b = PasskeyStream(tokenizer, template, gist_ids, pool, 5, seed=3)
+    assert a.windows(7, 1, 2, 64) == b.windows(7, 1, 2, 64)         # what a resumed run sees again
+    assert a.windows(7, 1, 2, 64) != a.windows(8, 1, 2, 64)
+    kinds = [a.is_passkey(s, 0, 0.75) for s in range(400)]
+    assert 0.68 < sum(kinds) / len(kinds) < 0.82
+    wordings = {r["wording"] for s in range(20) for r in a.windows(s, 0, 2, 64)}
+    assert wordings == {"design", "variant"}
+
+
+def test_heldout_windows_spread_over_depths(setup):
+    tokenizer, gist_ids, template, _, held, _ = setup
+    pool = TextPool(tokenizer, [t for _, t in held], [d for d, _ in held])
+    wins = heldout_windows(tokenizer, template, gist_ids, pool, [64, 128], 6, 5, seed=1)
+    assert set(wins) == {64, 128} and all(len(v) == 6 for v in wins.values())
+    depths = [r["depth"] for r in wins[128]]
+    assert min(depths) < 0.33 and max(depths) > 0.66
+    assert wins == heldout_windows(tokenizer, template, gist_ids, pool, [64, 128], 6, 5, seed=1)
+
+
+def test_cue_continuation_is_context_text(setup):
+    tokenizer, gist_ids, template, _, _, _ = setup
+    row = PasskeyStream(tokenizer, template, gist_ids, setup[5], 5, seed=2).windows(0, 0, 1, 80)[0]
+    cue, cont = cue_continuation(random.Random(0), row, 8, 24)
+    ctx = row["prefix_ids"][row["gist_start"] - row["context_tokens"] : row["gist_start"]]
+    joined = cue + cont
+    assert len(cue) == 8 and len(cont) == 24
+    assert any(ctx[i : i + 32] == joined for i in range(len(ctx) - 31))
+    short = {**row, "context_tokens": 10}
+    assert cue_continuation(random.Random(0), short, 8, 24) is None
+
+
+def test_effective_stages_cap_at_the_data():
+    assert effective_stages([256, 512, 1024, 2048, 4096], 8000) == [256, 512, 1024, 2048, 4096]
+    assert effective_stages([64, 128, 256, 512], 330) == [64, 128, 256, 330]
+    assert effective_stages([], 330) == [330]
+
+
+def test_gate_promotes_on_accuracy_and_survives_a_restart():
+    cur = Curriculum([64, 128, 256], promote_at=0.8)
+    assert cur.check(50, 0.79) is None and cur.length == 64
+    assert cur.check(100, 0.8) == "promoted" and cur.length == 128
+    restored = Curriculum.from_state(cur.state())          # what a resumed run rebuilds from progress.json
+    assert restored.length == 128 and restored.promotions == cur.promotions
+    assert restored.check(150, 0.95) == "promoted" and restored.length == 256
+    assert restored.final_gate_step is None
+    assert restored.check(200, 0.5) is None
+    assert restored.check(250, 0.9) == "final gate passed" and restored.final_gate_step == 250
+    assert restored.check(300, 1.0) is None and len(restored.promotions) == 3
+
+
+def test_schedules():
+    # warm-up is linear in every schedule
+    assert [lr_factor(s, 4, 100, "constant") for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    assert all(lr_factor(s, 4, 100, "constant") == 1.0 for s in range(4, 100))
+    # cosine (the design's) decays right after warm-up, to min_factor
+    assert lr_factor(50, 0, 100, "cosine") == pytest.approx(0.55)
+    assert lr_factor(99, 0, 100, "cosine") == pytest.approx(0.1, abs=1e-3)
+    # wsd: stable until the last 20 %, and only once the last stage has passed its gate
+    assert lr_factor(90, 0, 100, "wsd", 0.2, 0.1, gate_step=None) == 1.0
+    assert lr_factor(79, 0, 100, "wsd", 0.2, 0.1, gate_step=10) == 1.0
+    assert lr_factor(80, 0, 100, "wsd", 0.2, 0.1, gate_step=10) == 1.0
+    assert lr_factor(90, 0, 100, "wsd", 0.2, 0.1, gate_step=10) == pytest.approx(0.55)
+    # a gate passed late postpones the decay to the gate
+    assert lr_factor(85, 0, 100, "wsd", 0.2, 0.1, gate_step=90) == 1.0
+    assert lr_factor(95, 0, 100, "wsd", 0.2, 0.1, gate_step=90) == pytest.approx(0.55)
+
+
+@pytest.mark.parametrize("text,key,ok", [
+    ("48213", "48213", 1.0),                                       # what a trained gist answers
+    ("The passkey is 48213. Remember it.", "48213", 1.0),           # the design's wording echoed
+    ("The pass key is 48213. 48213 is the pass key.", "48213", 1.0),  # the variant wording
+    ("I believe the key was 48213!", "48213", 1.0),                 # a foreign wording
+    ("4821", "48213", 0.0),
+    ("482139", "48213", 0.0),
+    ("The passkey is 12345, not 48213.", "48213", 0.0),              # the first number counts
+    ("no number here", "48213", 0.0),
+    ("", "48213", 0.0),
+])
+def test_one_passkey_scorer_for_training_and_evaluation(text, key, ok):
+    from gistpoc.evaluate import runner
+    from gistpoc.train import loop
+
+    assert passkey_correct(text, key) == ok
+    assert loop.passkey_correct is passkey_correct and runner.passkey_correct is passkey_correct
