@@ -27,7 +27,7 @@ def main(args):
         retriever = Retriever(manifest["db"], manifest["collection"], embedder)
     instruction = args.gist_instruction if n_gist else args.baseline_instruction
     rows = run_method(args.method, loaded, records, instruction, args.max_new_tokens, args.warmup_items, retriever, args.top_k,
-                      Path(args.cache_dir) if n_gist else None, embedder)
+                      Path(args.cache_dir) if n_gist and args.cache_dir else None, embedder)
     if args.label:
         for r in rows:
             r["method"] = args.label

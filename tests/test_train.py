@@ -123,3 +123,34 @@ def test_exploding_gist_embeddings_stop_with_a_clear_message(tmp_path, tiny_data
     assert res.returncode == 1
     assert "TrainingDiverged" in res.stderr and "train.max_embed_norm" in res.stderr and "failure mode 2" in res.stderr
     assert not (tmp_path / "ck").exists()
+
+
+def test_full_fine_tuning_with_both_auxiliary_losses(tmp_path, tiny_dataset, model_dir):
+    """train.method: full trains every weight; cue-continuation and self-distillation add their terms."""
+    cfg = _cfg(max_steps=4, method="full", lr_lora=1e-5, lr_embed=1e-4)
+    cfg["curriculum"]["stages"] = [64]
+    cfg["aux"] = {"cue_continuation": 0.5, "cue_tokens": 8, "continuation_tokens": 24, "self_distill": 0.5}
+    subprocess.run(_cmd(tiny_dataset, tmp_path / "ck", tmp_path / "state", cfg), check=True, cwd=ROOT)
+    import csv
+
+    rows = list(csv.DictReader(open(tmp_path / "ck/train_log.csv")))
+    pk = [r for r in rows if int(r["passkey_microbatches"])]
+    docs = [r for r in rows if not int(r["passkey_microbatches"])]
+    assert pk and docs                                             # seed 3 draws both kinds in 4 steps
+    assert all(float(r["aux_loss"]) > 0 for r in pk)               # the cue continuation is learned from the gist
+    assert all(float(r["kl"]) > 0 for r in docs) and all(float(r["kl"]) == 0 for r in pk)
+    assert not (tmp_path / "ck/adapter_config.json").exists() and (tmp_path / "ck/config.json").exists()
+    summary = json.loads((tmp_path / "ck/summary.json").read_text())
+    assert summary["method"] == "full"
+    from gistpoc.model import load_model
+
+    lm = load_model({"device": "cpu"}, model_dir, n_gist=4, adapter_dir=tmp_path / "ck")   # the whole model replaces the base
+    base = load_model({"device": "cpu"}, model_dir, n_gist=4)
+    w, w0 = lm.model.model.layers[0].self_attn.q_proj.weight, base.model.model.layers[0].self_attn.q_proj.weight
+    assert lm.gist_ids == base.gist_ids and not torch_equal(w, w0)
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return bool(torch.equal(a, b))
