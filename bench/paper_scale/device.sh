@@ -24,7 +24,7 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} PYTHONUNBUFFERED=1
 # as changed inputs (in the first run a re-copied resources/raw/techdocs/python311 folder made it redo every data
 # stage); before every Snakemake start, set all of them to one fixed past time (contents are unchanged).
 settle() { find gistpoc scripts rules schemas resources Snakefile config.yaml "$CONFIG" -exec touch -h -d 2026-01-01 {} +; }
-smk() { settle; python -m snakemake "$@" --configfile "$CONFIG"; }   # targets before --configfile (it takes many values)
+smk() { settle; python -m snakemake --rerun-incomplete "$@" --configfile "$CONFIG"; }   # targets before --configfile (it takes many values)
 
 lanes() {  # lanes NGPU TARGET...: targets dealt round-robin to one background Snakemake per GPU
     local n=$1 i; shift
@@ -68,6 +68,13 @@ minilm)
     python -m pip install -q --no-index --no-deps --no-compile --target "$SITE" "$whl"
     touch .dsite/MINILM_OK
     ;;
+stop)  # end a running pipeline (all its Snakemakes and jobs)
+    pkill -f "bench/paper_scale/device.sh pipeline" || true
+    pkill -f "snakemake" || true
+    pkill -f "scripts/(train_gist|evaluate_method|plot_gist_attention).py" || true
+    sleep 3
+    rm -rf .snakemake/locks
+    ;;
 start)
     rm -f device_run.done
     setsid nohup bash "$0" pipeline >device_run.log 2>&1 </dev/null &
@@ -83,23 +90,23 @@ pipeline)
     smk --cores 1 --touch dataset results/rag/index.json results/figures/attention_mask.png \
         results/figures/rulegraph.svg results/report/config.yaml
     date -u +"train %FT%TZ"
-    # one Snakemake per GPU ("lane", CUDA_VISIBLE_DEVICES) over disjoint targets, --nolock: the checkpoints, the
-    # ablation checkpoints and the two evaluations that need neither a checkpoint nor the MiniLM, dealt round-robin
-    # (heaviest first); RAG needs only the MiniLM, which comes a call or two after this start, on the last lane
+    # one Snakemake per GPU ("lane", CUDA_VISIBLE_DEVICES) over disjoint targets, --nolock: the checkpoints and the
+    # ablation checkpoints, dealt round-robin (heaviest first); the three baselines need the MiniLM (every method's
+    # global-theme proxy uses it), which comes a call or two after this start: they run on the last lane then
     ngpu=$(python -c "import torch; print(max(1, torch.cuda.device_count()))")
     read -r -a train_targets <<<"$(python - "$CONFIG" <<'PY'
 import sys, yaml
 c = yaml.safe_load(open(sys.argv[1]))
 ns = sorted(c["gist"]["n_tokens"], reverse=True)
-print(" ".join([f"results/checkpoints/gist{n}" for n in ns] + [f"results/ablations/{a['name']}/checkpoint" for a in c.get("ablations", [])]
-               + ["results/eval/full_context/predictions.jsonl", "results/eval/closed_book/predictions.jsonl"]))
+print(" ".join([f"results/checkpoints/gist{n}" for n in ns] + [f"results/ablations/{a['name']}/checkpoint" for a in c.get("ablations", [])]))
 PY
 )"
     lanes "$ngpu" "${train_targets[@]}"
     (until [ -f .dsite/MINILM_OK ]; do sleep 5; done
      date -u +"rag %FT%TZ"
      CUDA_VISIBLE_DEVICES=$((ngpu - 1)) smk --nolock --cores 2 --resources gpu=1 --printshellcmds \
-         results/eval/rag/predictions.jsonl >device_rag.log 2>&1 || echo "rag run failed, see device_rag.log") &
+         results/eval/rag/predictions.jsonl results/eval/full_context/predictions.jsonl results/eval/closed_book/predictions.jsonl \
+         >device_rag.log 2>&1 || echo "baseline run failed, see device_rag.log") &
     wait
     date -u +"evaluate %FT%TZ"
     read -r -a eval_targets <<<"$(python - "$CONFIG" <<'PY'

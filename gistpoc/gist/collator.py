@@ -95,11 +95,11 @@ def model_dtype(model) -> torch.dtype:
 def forward_masked(model, batch: dict[str, torch.Tensor], mask_key: str = "attention_mask", **kwargs):
     """Model forward with the batch's boolean 4D mask turned into the additive form, on the model's device.
 
-    With labels, only the logits from the first labelled position on are computed (``logits_to_keep``)
+    With labels, only the logits at positions that predict a label are computed (``logits_to_keep`` indices)
     and the loss is taken there: at 8k tokens and a 128k vocabulary the full logits alone would be
     ~4 GB in fp32, more than the rest of a QLoRA step on a 24 GB card (design failure mode 4).
     ``loss`` is the usual shifted token-mean cross-entropy over the answer tokens of the question
-    segments; ``aux_loss`` the same over auxiliary segments (None without any); ``label_mask`` (B, keep-1)
+    segments; ``aux_loss`` the same over auxiliary segments (None without any); ``label_mask`` (B, K)
     marks the question-answer targets of ``logits`` (for distillation). ``mask_key`` picks the teacher mask.
     """
     from types import SimpleNamespace
@@ -118,17 +118,18 @@ def forward_masked(model, batch: dict[str, torch.Tensor], mask_key: str = "atten
     if labels is None:
         return model(**inputs)
     labels = labels.to(device)
-    length = labels.shape[1]
-    labelled = (labels != IGNORE).any(0).nonzero()
-    first = int(labelled[0]) if len(labelled) else length - 1
-    keep = length - first + 1  # the position before the first label predicts it
-    out = model(**inputs, logits_to_keep=keep)
-    logits = out.logits[:, :-1].float()
-    target = labels[:, length - keep + 1 :]
+    # only the positions that predict a label (in any row): rows of different lengths in one batch would
+    # otherwise keep logits from the earliest label of the batch to the end of the longest row
+    labelled = (labels != IGNORE).any(0).nonzero().squeeze(-1)
+    if len(labelled) == 0:
+        labelled = torch.tensor([labels.shape[1] - 1], device=device)
+    out = model(**inputs, logits_to_keep=labelled - 1)
+    logits = out.logits.float()
+    target = labels[:, labelled]
     token_loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=IGNORE, reduction="none").view(target.shape)
     labelled_t = target != IGNORE
     aux = batch.get("aux")
-    aux_t = aux.to(device)[:, length - keep + 1 :] & labelled_t if aux is not None else torch.zeros_like(labelled_t)
+    aux_t = aux.to(device)[:, labelled] & labelled_t if aux is not None else torch.zeros_like(labelled_t)
     main_t = labelled_t & ~aux_t
     loss = token_loss[main_t].sum() / main_t.sum().clamp(min=1)
     aux_loss = token_loss[aux_t].sum() / aux_t.sum() if bool(aux_t.any()) else None
