@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import sys
+import traceback
 from typing import Callable
 
 from gistpoc.utils import setup_logging
@@ -16,6 +17,7 @@ log = logging.getLogger("gistpoc")
 def parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--log", default=None, help="log file (the rule's log:)")
+    p.add_argument("--debug", action="store_true", help="re-raise errors (a debugger or pytest sees them) after logging them")
     return p
 
 
@@ -35,9 +37,9 @@ def run(main: Callable[[argparse.Namespace], None], p: argparse.ArgumentParser) 
     except KeyboardInterrupt:
         log.error("interrupted; rerun the rule to resume")
         sys.exit(130)
-    except Exception as err:  # one clear line in the log, full traceback at debug level
+    except Exception as err:  # one clear line first, then the full traceback: both land in the rule's log
         log.error("%s: %s", type(err).__name__, err)
-        log.debug("traceback", exc_info=True)
-        if logging.getLogger().isEnabledFor(logging.DEBUG) or "--debug" in sys.argv:
+        log.error("full traceback:\n%s", traceback.format_exc().rstrip())
+        if args.debug:
             raise
         sys.exit(1)

@@ -113,8 +113,9 @@ def stable_hash(obj: Any, n: int = 16) -> str:
 
 
 def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch. (No result depends on ``hash()``: setting PYTHONHASHSEED here would only
+    reach child processes, so it is not done.)"""
     random.seed(seed)
-    os.environ["PYTHONHASHSEED"] = str(seed)
     try:
         import numpy as np
 

@@ -1,6 +1,13 @@
 # Phase 5 of the design: figures and the self-contained HTML report.
 
 
+# light bookkeeping: run where Snakemake runs (never queued as cluster jobs)
+localrules:
+    write_run_config,
+    plot_rulegraph,
+    build_report,
+
+
 rule write_run_config:
     output:
         "results/report/config.yaml",
@@ -40,6 +47,7 @@ rule plot_rulegraph:
     input:
         workflow.snakefile,
         rules=sorted(str(p) for p in Path(workflow.basedir, "rules").glob("*.smk")),
+        config="results/report/config.yaml",
     output:
         "results/figures/rulegraph.svg",
     log:
@@ -47,7 +55,8 @@ rule plot_rulegraph:
     conda:
         "../envs/report.yaml"
     shell:
-        "(snakemake --rulegraph --nolock results/report.html | python scripts/dot_to_svg.py --out {output}) 2> {log}"
+        "(snakemake --rulegraph --nolock results/report.html --configfile {input.config} "
+        "| python scripts/dot_to_svg.py --out {output}) 2> {log}"
 
 
 rule build_report:

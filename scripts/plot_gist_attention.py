@@ -1,7 +1,9 @@
 #!/usr/bin/env python
 """Attention of answer tokens over the gist tokens for one real test example (trained checkpoint).
 
-The last column sums the attention on the whole context: it is exactly 0 because of the gist mask.
+The example is the passkey question of the shortest test document (the full attention maps of every layer
+are kept in memory: at 8k tokens they would not fit a CPU machine). The last column sums the attention on
+the whole context: it is exactly 0 because of the gist mask.
 """
 
 import matplotlib
@@ -21,7 +23,7 @@ from gistpoc.utils import atomic_path, read_jsonl  # noqa: E402
 
 def main(args):
     records = read_jsonl(args.dataset)
-    rec = next((r for r in records if r["qtype"] == "global"), records[0])
+    rec = min((r for r in records if r["qtype"] == "passkey"), key=lambda r: r["context_tokens"], default=records[0])
     loaded = load_model({**args.model, "attn_implementation": "eager"}, args.model_ref, n_gist=args.n_gist, adapter_dir=args.checkpoint)
     tok, model = loaded.tokenizer, loaded.model
     tpl = prompt_template(tok, args.instruction)

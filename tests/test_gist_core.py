@@ -116,7 +116,8 @@ def test_compress_context_equivalence(tokenizer, gist_model, real_text):
         q = torch.tensor([q_ids])
         qpos = torch.arange(cache.next_position, cache.next_position + len(q_ids))[None]
         cached_logits = model(input_ids=q, position_ids=qpos, past_key_values=cache.to_dynamic_cache()).logits[0]
-    torch.testing.assert_close(cached_logits, full_logits, atol=1e-4, rtol=1e-4)
+    # fp32 logits of magnitude ~10-30: the two paths sum in different orders (seen 7e-4 apart on an AVX-512 CPU)
+    torch.testing.assert_close(cached_logits, full_logits, atol=2e-3, rtol=1e-4)
     assert cached_logits.argmax(-1).equal(full_logits.argmax(-1))
     # greedy decoding from the cache does not mutate it: the same question twice gives the same tokens
     before = [k.clone() for k in cache.keys]
@@ -124,7 +125,7 @@ def test_compress_context_equivalence(tokenizer, gist_model, real_text):
     g2 = answer_from_cache(model, cache, q_ids, gist_model.eos_ids, 8)
     assert g1.token_ids == g2.token_ids
     assert all(a.equal(b) for a, b in zip(before, cache.keys))
-    torch.testing.assert_close(g1.first_logits, full_logits[-1], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(g1.first_logits, full_logits[-1], atol=2e-3, rtol=1e-4)
 
 
 def test_kv_bytes_formula_and_roundtrip(tmp_path, tokenizer, gist_model, real_text):

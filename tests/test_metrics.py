@@ -77,3 +77,22 @@ def test_criteria_do_not_pass_on_an_uninformative_baseline():
     summary[1].update(factual_f1=0.6, factual_f1_lo=0.4)
     got = {c["check"]: c for c in checks(summary, on_gpu=False)}
     assert got["gist25 factual F1 vs full context"]["verdict"] == "FAIL"   # 0.083 / 0.6 = 14%
+
+
+def test_criteria_never_compare_timings_measured_on_different_machines():
+    """A gist row measured on a CPU against a RAG row measured on a GPU is N/A, not a FAIL or a PASS."""
+    from gistpoc.report.criteria import checks
+
+    base = {"n_items": 4, "n_oom": 0, "decode_tokens_per_s_median": 20.0, "peak_mem_bytes_median": 2**30}
+    summary = [
+        {**base, "method": "full_context", "mem_kind": "cuda_max_allocated", "ttft_ms_median": 100.0},
+        {**base, "method": "rag", "mem_kind": "cuda_max_allocated", "ttft_ms_median": 60.0},
+        {**base, "method": "gist25", "mem_kind": "cpu_rss", "ttft_ms_median": 10.0},
+    ]
+    got = {c["check"]: c for c in checks(summary, on_gpu=True)}
+    for name in ("gist25 TTFT vs RAG", "gist25 throughput vs full context", "2. Speed: gist25 TTFT >= 30% faster than RAG",
+                 "1. Memory: gist25 <= RAG (and <= 10 GB on GPU)"):
+        assert got[name]["verdict"] == "N/A" and "not comparable" in got[name]["note"], name
+    summary[2]["mem_kind"] = "cuda_max_allocated"
+    got = {c["check"]: c for c in checks(summary, on_gpu=True)}
+    assert got["gist25 TTFT vs RAG"]["verdict"] == "PASS"            # 10 / 60 ms, same kind of machine

@@ -127,23 +127,29 @@ def read_checkpoint(ck) -> tuple[dict, dict]:
         if by:
             cells[length] = " / ".join(fmt(by.get(d), "pct") for d in ("all", "early", "middle", "late"))
     s["heldout_cells"] = cells
+    stopped = s.get("stopped_by", "max_steps")
+    s["steps_text"] = f"{s['steps']}" + ("" if stopped == "max_steps" else f" of {s.get('max_steps')} ({stopped.replace('_', ' ')})")
     return s, lg
 
 
 def ablation_rows(config: dict, checkpoints: list, predictions: list, n_boot: int, seed: int) -> tuple[list[dict], dict, dict]:
-    """One row per ablation (summary, test passkey accuracy with CI) and its logs for the side-by-side curves."""
+    """One row per ablation (summary, test passkey accuracy with CI when its predictions are given) and its logs
+    for the side-by-side curves."""
     from gistpoc.evaluate.summary import summarize_method
 
     notes = {a["name"]: a.get("note", "") for a in config.get("ablations", [])}
     rows, logs, labels = [], {}, {}
-    for ck, pred in zip(checkpoints, predictions):
+    by_name = {Path(p).parent.name: p for p in predictions}
+    for ck in checkpoints:
         name = Path(ck).parent.name
         s, lg = read_checkpoint(ck)
-        with open(pred) as fh:
-            items = [json.loads(line) for line in fh]
-        summ = summarize_method(items, 0.5, n_boot, seed) if items else {}
-        rows.append({"name": name, "n": s["n_gist"], "note": notes.get(name, ""), "steps": s["steps"], "stage_path": s["stage_path"],
-                     "heldout": s["final_passkey_acc"], "test_ci": ci(summ, "passkey_acc")})
+        test_ci = "not evaluated on the test set in this run"
+        if name in by_name:
+            with open(by_name[name]) as fh:
+                items = [json.loads(line) for line in fh]
+            test_ci = ci(summarize_method(items, 0.5, n_boot, seed), "passkey_acc") if items else "-"
+        rows.append({"name": name, "n": s["n_gist"], "note": notes.get(name, ""), "steps": s["steps_text"], "stage_path": s["stage_path"],
+                     "heldout": s["final_passkey_acc"], "test_ci": test_ci})
         logs[name], labels[name] = lg, name
     return rows, logs, labels
 

@@ -69,8 +69,8 @@ def apply_lora(model, gist_ids: list[int], cfg: dict):
     if getattr(model, "is_loaded_in_4bit", False):
         from peft import prepare_model_for_kbit_training
 
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.get("gradient_checkpointing", False))
-    elif cfg.get("gradient_checkpointing"):
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg["gradient_checkpointing"])
+    elif cfg["gradient_checkpointing"]:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
     return get_peft_model(model, LoraConfig(**kwargs))
