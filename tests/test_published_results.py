@@ -72,3 +72,13 @@ def test_published_report_shows_the_summary_numbers(method):
     assert f"{float(row['ttft_ms_median']):.1f} ({float(row['ttft_ms_p90']):.1f})" in html
     assert f"{float(row['passkey_acc']):.0%} [{float(row['passkey_acc_lo']):.0%}, {float(row['passkey_acc_hi']):.0%}]" in html
     assert 'id="attention-missing"' not in html and 'id="mask-missing"' not in html
+
+
+def test_published_report_holds_the_recipe_ablation_and_its_training_logs():
+    cfg = yaml.safe_load((RUN / "config.yaml").read_text())
+    html = (RUN / "report.html").read_text()
+    assert 'id="ablation-table"' in html and 'alt="ablation curves"' in html
+    for ab in cfg["ablations"]:
+        assert ab["name"] in html
+        for f in ("train_log.csv", "eval_log.csv", "summary.json"):
+            assert (RUN / "training" / f"ablation-{ab['name']}_{f}").exists()
