@@ -133,5 +133,5 @@ def forward_masked(model, batch: dict[str, torch.Tensor], mask_key: str = "atten
     main_t = labelled_t & ~aux_t
     loss = token_loss[main_t].sum() / main_t.sum().clamp(min=1)
     aux_loss = token_loss[aux_t].sum() / aux_t.sum() if bool(aux_t.any()) else None
-    return SimpleNamespace(loss=loss, aux_loss=aux_loss, logits=out.logits, label_logits=logits, label_mask=main_t, target=target,
+    return SimpleNamespace(loss=loss, aux_loss=aux_loss, logits=out.logits, label_logits=logits, label_mask=main_t,
                            attentions=getattr(out, "attentions", None))

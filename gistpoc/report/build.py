@@ -147,7 +147,7 @@ def ablation_rows(config: dict, checkpoints: list, predictions: list, n_boot: in
         if name in by_name:
             with open(by_name[name]) as fh:
                 items = [json.loads(line) for line in fh]
-            test_ci = ci(summarize_method(items, 0.5, n_boot, seed), "passkey_acc") if items else "-"
+            test_ci = ci(summarize_method(items, config["eval"]["global_proxy_threshold"], n_boot, seed), "passkey_acc") if items else "-"
         rows.append({"name": name, "n": s["n_gist"], "note": notes.get(name, ""), "steps": s["steps_text"], "stage_path": s["stage_path"],
                      "heldout": s["final_passkey_acc"], "test_ci": test_ci})
         logs[name], labels[name] = lg, name

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from gistpoc.evaluate.metrics import passkey_correct
+from gistpoc.evaluate.summary import DEPTH_BINS
 from gistpoc.gist.collator import GistDataCollator, forward_masked
 from gistpoc.gist.template import prompt_template
 from gistpoc.train.examples import doc_example, group_by_doc, strip_passkey, to_example
@@ -29,7 +30,6 @@ from gistpoc.utils import code_hash, host_environment, is_oom, records_hash, sta
 
 log = logging.getLogger(__name__)
 
-DEPTH_BINS = [(0.0, 0.33, "early"), (0.33, 0.66, "middle"), (0.66, 1.01, "late")]  # as in evaluate.summary
 # the library code a trained checkpoint depends on: part of the resume fingerprint
 TRAIN_CODE = ["gistpoc/train", "gistpoc/gist", "gistpoc/model.py", "gistpoc/data/passkey.py", "gistpoc/evaluate/metrics.py"]
 
@@ -272,7 +272,7 @@ def train_gist(loaded, train_records: list[dict], val_records: list[dict], cfg: 
         progress = json.loads((state_dir / "progress.json").read_text())
         if progress["fingerprint"] == fingerprint:
             trainer = torch.load(state_dir / "trainer.pt", weights_only=False)
-            missing = set(trainable_state(model)) - set(trainer["weights"])
+            missing = {name for name, p in model.named_parameters() if p.requires_grad} - set(trainer["weights"])
             if missing:
                 raise RuntimeError(f"resumable state in {state_dir} lacks {sorted(missing)[:3]}: delete it to start over")
             model.load_state_dict(trainer["weights"], strict=False)
