@@ -37,7 +37,7 @@ def _fill_defaults(schema: dict, node: Any, root: dict) -> None:
             _fill_defaults(schema["items"], item, root)
 
 
-def validate_config(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict:
+def validate_config(config: dict, schema_path: str | Path = SCHEMA_PATH, _nested: bool = False) -> dict:
     """Validate ``config`` (filled with schema defaults) and return it.
 
     Raises ConfigError naming the offending key, e.g. ``train.lr_lora: -1 is less than ...``.
@@ -60,15 +60,36 @@ def validate_config(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict
                 lines.append(f"{key}: {err.message}")
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines))
     _fill_defaults(schema, config, schema)
+    if _nested:  # a train section with overrides applied, checked on its own
+        return config
     names = [a["name"] for a in config.get("ablations", [])]
     if len(set(names)) != len(names):
         raise ConfigError(f"ablations: names must be unique, got {names}")
     for i, ab in enumerate(config.get("ablations", [])):
         merged = {**config, "train": merged_train(config["train"], ab["train"]), "ablations": []}
         try:
-            validate_config(merged, schema_path)
+            validate_config(merged, schema_path, _nested=True)
         except ConfigError as err:
             raise ConfigError(str(err).replace("  train.", f"  ablations[{i}].train.").replace("unknown key train.", f"unknown key ablations[{i}].train.")) from err
+    if "pretrain" in config:
+        merged = {**config, "train": merged_train(config["train"], config["pretrain"]), "ablations": [], "pretrain": {}}
+        try:
+            validate_config(merged, schema_path, _nested=True)
+        except ConfigError as err:
+            raise ConfigError(str(err).replace("  train.", "  pretrain.").replace("unknown key train.", "unknown key pretrain.")) from err
+    settings = [("gist.pretrained", config["gist"]["pretrained"], config["train"])] + [
+        (f"ablations[{i}].pretrained", ab["pretrained"], merged_train(config["train"], ab["train"]))
+        for i, ab in enumerate(config.get("ablations", [])) if "pretrained" in ab]
+    for key, value, train in settings:
+        if value == "none":
+            continue
+        if train["method"] != "lora":
+            raise ConfigError(f"{key}: {value!r} needs train.method: lora (a pre-trained adapter is LoRA + gist rows)")
+        if value != "train":
+            missing = [n for n in config["gist"]["n_tokens"] if not (Path(value) / f"gist{n}").is_dir()]
+            if missing and key == "gist.pretrained":
+                raise ConfigError(f"{key}: {value!r} holds no adapter folder for N = {missing} "
+                                  f"(expected {value}/gist<N>/ for every gist.n_tokens; or set gist.pretrained: train | none)")
     data = config["data"]
     if data["min_tokens"] >= data["max_tokens"]:
         raise ConfigError(

@@ -206,3 +206,19 @@ def code_hash(paths: list[str]) -> str:
         for f in files:
             h.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes() + b"\0")
     return h.hexdigest()[:16]
+
+
+def git_commit() -> str:
+    """The commit of the working tree (``GISTPOC_GIT_COMMIT`` where the tree's .git is absent or not the run's),
+    marked when tracked files differ from it."""
+    import subprocess
+
+    commit = os.environ.get("GISTPOC_GIT_COMMIT")
+    if commit:
+        return commit
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True).stdout.strip())
+        return commit + (" (uncommitted changes)" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"

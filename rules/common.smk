@@ -125,6 +125,48 @@ def ablation_train(wildcards):
     return json.dumps(merged_train(config["train"], ab["train"]), sort_keys=True)
 
 
+def pretrained_dir(setting, n):
+    """gist.pretrained -> the stage-1 adapter folder for gist-N ('' for none)."""
+    if setting == "none":
+        return ""
+    return f"results/pretrained/gist{n}" if setting == "train" else f"{setting.rstrip('/')}/gist{n}"
+
+
+def pretrained_inputs(setting, n):
+    folder = pretrained_dir(setting, n)
+    if not folder or setting == "train":
+        return [folder] if folder else []
+    return [f"{folder}/adapter_model.safetensors", f"{folder}/provenance.json"]  # a shipped adapter: its files
+
+
+def get_pretrained(wildcards):
+    return pretrained_inputs(config["gist"]["pretrained"], wildcards.n)
+
+
+def pretrained_arg(wildcards):
+    folder = pretrained_dir(config["gist"]["pretrained"], wildcards.n)
+    return f"--pretrained {folder}" if folder else ""
+
+
+def ablation_setting(wildcards):
+    ab = ABLATIONS[wildcards.ablation]
+    return ab.get("pretrained", config["gist"]["pretrained"]), ab["n_tokens"]
+
+
+def get_ablation_pretrained(wildcards):
+    return pretrained_inputs(*ablation_setting(wildcards))
+
+
+def ablation_pretrained_arg(wildcards):
+    folder = pretrained_dir(*ablation_setting(wildcards))
+    return f"--pretrained {folder}" if folder else ""
+
+
+def pretrain_train():
+    """The train section with the pretrain: overrides (stage 1), as canonical JSON."""
+    return json.dumps(merged_train(config["train"], config["pretrain"]), sort_keys=True)
+
+
 def ablation_n(wildcards):
     return ABLATIONS[wildcards.ablation]["n_tokens"]
 

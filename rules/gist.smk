@@ -19,11 +19,42 @@ rule plot_mask:
         "--out {output} --log {log}"
 
 
+rule pretrain_gist:
+    input:
+        train="results/dataset/train.gist{n}.jsonl",
+        model="results/model/base/model_ref.json",
+        code=lib("gist", "train", "model"),
+    output:
+        directory("results/pretrained/gist{n}"),
+    log:
+        "logs/pretrain_gist/gist{n}.log",
+    benchmark:
+        "benchmarks/pretrain_gist/gist{n}.tsv"
+    conda:
+        "../envs/train.yaml"
+    resources:
+        gpu=1,
+        mem_mb=scaled(8000),
+        runtime=scaled(240),
+    params:
+        model=section("model"),
+        train=pretrain_train(),
+        instruction=config["gist"]["instruction"],
+        seed=config["seed"],
+        digits=config["data"]["passkey_digits"],
+        state="results/state/pretrain/gist{n}",
+    shell:
+        "python scripts/pretrain_gist.py --model {params.model:q} --model-ref {input.model} --train-cfg {params.train:q} "
+        "--train {input.train} --n-gist {wildcards.n} --instruction {params.instruction:q} "
+        "--seed {params.seed} --passkey-digits {params.digits} --out-dir {output} --state-dir {params.state} --log {log}"
+
+
 rule train_gist:
     input:
         train="results/dataset/train.gist{n}.jsonl",
         val="results/dataset/val.gist{n}.jsonl",
         model="results/model/base/model_ref.json",
+        pretrained=get_pretrained,
         code=lib("gist", "train", "model"),
     output:
         directory("results/checkpoints/gist{n}"),
@@ -44,10 +75,12 @@ rule train_gist:
         seed=config["seed"],
         digits=config["data"]["passkey_digits"],
         state="results/state/train/gist{n}",
+        pretrained=pretrained_arg,
     shell:
         "python scripts/train_gist.py --model {params.model:q} --model-ref {input.model} --train-cfg {params.train:q} "
         "--train {input.train} --val {input.val} --n-gist {wildcards.n} --instruction {params.instruction:q} "
-        "--seed {params.seed} --passkey-digits {params.digits} --out-dir {output} --state-dir {params.state} --log {log}"
+        "--seed {params.seed} --passkey-digits {params.digits} --out-dir {output} --state-dir {params.state} "
+        "{params.pretrained} --log {log}"
 
 
 rule train_ablation:
@@ -55,6 +88,7 @@ rule train_ablation:
         train=get_ablation_dataset("train"),
         val=get_ablation_dataset("val"),
         model="results/model/base/model_ref.json",
+        pretrained=get_ablation_pretrained,
         code=lib("gist", "train", "model"),
     output:
         directory("results/ablations/{ablation}/checkpoint"),
@@ -76,7 +110,9 @@ rule train_ablation:
         seed=config["seed"],
         digits=config["data"]["passkey_digits"],
         state="results/state/ablations/{ablation}",
+        pretrained=ablation_pretrained_arg,
     shell:
         "python scripts/train_gist.py --model {params.model:q} --model-ref {input.model} --train-cfg {params.train:q} "
         "--train {input.train} --val {input.val} --n-gist {params.n} --instruction {params.instruction:q} "
-        "--seed {params.seed} --passkey-digits {params.digits} --out-dir {output} --state-dir {params.state} --log {log}"
+        "--seed {params.seed} --passkey-digits {params.digits} --out-dir {output} --state-dir {params.state} "
+        "{params.pretrained} --log {log}"

@@ -24,6 +24,7 @@ def main(args):
         Path(args.state_dir),
         args.passkey_digits,
         args.model,
+        init_adapter=Path(args.pretrained) if args.pretrained else None,
     )
 
 
@@ -40,4 +41,5 @@ if __name__ == "__main__":
     p.add_argument("--out-dir", required=True)
     p.add_argument("--state-dir", required=True, help="resumable state, kept outside the rule's outputs")
     p.add_argument("--passkey-digits", type=int, required=True, help="data.passkey_digits: length of the stream's keys")
+    p.add_argument("--pretrained", default="", help="a pre-trained (stage-1) adapter folder to start from (gist.pretrained)")
     run(main, p)

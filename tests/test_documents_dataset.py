@@ -8,7 +8,7 @@ import pytest
 
 from gistpoc.data import extract as E
 from gistpoc.data.dataset import build_records, inject_all
-from gistpoc.data.documents import assign_splits, dedupe, window_document
+from gistpoc.data.documents import assign_splits, dedupe, split_of, window_document
 from gistpoc.data.passkey import PASSKEY_QUESTION, inject_passkey, sentence_boundaries
 from gistpoc.model import GIST_TEMPLATE, add_gist_tokens
 from gistpoc.qa.grounded import grounded_qa
@@ -46,19 +46,37 @@ def test_window_respects_token_range(wiki_docs, tokenizer):
 
 
 def test_splits_are_deterministic_disjoint_and_mixed(wiki_docs, tokenizer):
-    wikitext = list(E.iter_wikitext_raw(RESOURCES / "raw/wikitext/wikitext-2-raw-v1.wiki.test.raw.bz2", IssueLog()))[:10]
+    wikitext = list(E.iter_wikitext_raw(RESOURCES / "raw/wikitext/wikitext-2-raw-v1.wiki.test.raw.bz2", IssueLog()))[:40]
     docs = []
     for d in wiki_docs + wikitext:
         docs += window_document({**d, "source": "wikipedia" if d in wiki_docs else "techdocs"}, tokenizer, 64, 128, 2, IssueLog())
-    a = assign_splits(docs, {"train": 4, "val": 2, "test": 2}, seed=3, issues=IssueLog())
-    b = assign_splits(list(reversed(docs)), {"train": 4, "val": 2, "test": 2}, seed=3, issues=IssueLog())
+    sizes = {"train": 4, "val": 2, "test": 2}
+    a = assign_splits(docs, sizes, seed=3, issues=IssueLog())
+    b = assign_splits(list(reversed(docs)), sizes, seed=3, issues=IssueLog())
     assert a == b
     by_split = {s: {d["base_doc_id"] for d in a if d["split"] == s} for s in ("train", "val", "test")}
     assert [len(by_split[s]) for s in ("train", "val", "test")] == [4, 2, 2]
     assert not (by_split["train"] & by_split["test"]) and not (by_split["val"] & by_split["test"])
-    assert {d["source"] for d in a if d["split"] == "test"} == {"wikipedia", "techdocs"}
-    c = assign_splits(docs, {"train": 4, "val": 2, "test": 2}, seed=4, issues=IssueLog())
+    assert all(split_of(b) == s for s, ids in by_split.items() for b in ids)
+    assert len({d["source"] for d in a if d["split"] == "train"}) == 2   # round-robin over sources within a split
+    c = assign_splits(docs, sizes, seed=4, issues=IssueLog())
     assert c != a
+
+
+def test_the_split_is_a_function_of_the_document_id(wiki_docs, tokenizer):
+    """The default and the paper configs (other sizes, other length bounds, other dumps) agree on every document's
+    split, and adding documents moves none: a pre-trained adapter's training documents stay training documents."""
+    wikitext = list(E.iter_wikitext_raw(RESOURCES / "raw/wikitext/wikitext-2-raw-v1.wiki.test.raw.bz2", IssueLog()))[:40]
+    docs = []
+    for d in wiki_docs + wikitext:
+        docs += window_document({**d, "source": "x"}, tokenizer, 64, 128, 2, IssueLog())
+    small = assign_splits(docs[: len(docs) // 2], {"train": 3, "val": 1, "test": 2}, seed=1, issues=IssueLog())
+    large = assign_splits(docs, {"train": 50, "val": 50, "test": 50}, seed=1234, issues=IssueLog())
+    label = {d["doc_id"]: d["split"] for d in large}
+    assert all(label[d["doc_id"]] == d["split"] for d in small)
+    assert {d["split"] for d in large} == {"train", "val", "test"}
+    shares = {s: sum(split_of(f"id{i}") == s for i in range(4000)) / 4000 for s in ("train", "val", "test")}
+    assert abs(shares["train"] - 0.6) < 0.03 and abs(shares["test"] - 0.2) < 0.03
 
 
 def test_passkey_injection(wiki_docs):

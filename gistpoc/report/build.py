@@ -5,15 +5,13 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import os
-import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
 
 import jinja2
 
 from gistpoc.report import analysis, criteria, plots
-from gistpoc.utils import host_environment
+from gistpoc.utils import git_commit, host_environment
 
 
 def read_csv(path) -> list[dict]:
@@ -36,14 +34,7 @@ def read_csv(path) -> list[dict]:
 
 def environment(config: dict, config_path: str | None) -> dict:
     """The machine and commit that assemble the report (where the numbers were measured: where_it_ran)."""
-    commit = os.environ.get("GISTPOC_GIT_COMMIT")  # set where the tree's .git is absent or not the run's commit
-    if not commit:
-        try:
-            commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-            dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True).stdout.strip())
-            commit += " (uncommitted changes)" if dirty else ""
-        except (OSError, subprocess.CalledProcessError):
-            commit = "unknown"
+    commit = git_commit()
     return {
         **host_environment(),
         "commit": commit,

@@ -24,6 +24,7 @@ from gistpoc.evaluate.metrics import passkey_correct
 from gistpoc.evaluate.summary import DEPTH_BINS
 from gistpoc.gist.collator import GistDataCollator, forward_masked
 from gistpoc.gist.template import prompt_template
+from gistpoc.train import pretrained
 from gistpoc.train.examples import doc_example, group_by_doc, strip_passkey, to_example
 from gistpoc.train.stream import Curriculum, PasskeyStream, TextPool, cue_continuation, effective_stages, heldout_windows
 from gistpoc.utils import code_hash, host_environment, is_oom, records_hash, stable_hash, write_json
@@ -31,7 +32,8 @@ from gistpoc.utils import code_hash, host_environment, is_oom, records_hash, sta
 log = logging.getLogger(__name__)
 
 # the library code a trained checkpoint depends on: part of the resume fingerprint
-TRAIN_CODE = ["gistpoc/train", "gistpoc/gist", "gistpoc/model.py", "gistpoc/data/passkey.py", "gistpoc/evaluate/metrics.py"]
+TRAIN_CODE = ["gistpoc/train", "gistpoc/gist", "gistpoc/model.py", "gistpoc/data/passkey.py", "gistpoc/data/documents.py",
+              "gistpoc/evaluate/metrics.py"]
 
 OOM_HELP = (
     "out of memory. Remedies (design failure mode 4): train.gradient_checkpointing: true; "
@@ -226,10 +228,14 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
 
 
 def train_gist(loaded, train_records: list[dict], val_records: list[dict], cfg: dict, instruction: str, seed: int,
-               out_dir: Path, state_dir: Path, passkey_digits: int, model_cfg: dict | None = None) -> TrainResult:
+               out_dir: Path, state_dir: Path, passkey_digits: int, model_cfg: dict | None = None,
+               init_adapter: Path | None = None) -> TrainResult:
     """Train one gist-N checkpoint for ``cfg["max_steps"]`` optimizer steps; resumes from ``state_dir`` when
-    its fingerprint (config, data contents, code, model) matches, and removes that state once the
-    checkpoint is written (a finished run leaves nothing that could stand in for a retrain)."""
+    its fingerprint (config, data contents, code, model, starting adapter) matches, and removes that state once
+    the checkpoint is written (a finished run leaves nothing that could stand in for a retrain).
+
+    ``init_adapter``: a pre-trained (stage-1) adapter folder to start from, validated by ``pretrained.check``.
+    For stage 1 itself, ``val_records`` are held-out training documents (``pretrained.heldout_split``)."""
     tokenizer, gist_ids, eos_ids = loaded.tokenizer, loaded.gist_ids, loaded.eos_ids
     n = len(gist_ids)
     template = prompt_template(tokenizer, instruction)
@@ -249,7 +255,12 @@ def train_gist(loaded, train_records: list[dict], val_records: list[dict], cfg: 
     lengths = sorted(set(curriculum.stages) | {max_len})
     heldout = heldout_windows(tokenizer, template, gist_ids, val_pool, lengths, cur_cfg["heldout_windows"], passkey_digits, seed)
     total_steps = cfg["max_steps"]
-    fingerprint = stable_hash({"cfg": cfg, "instruction": instruction, "seed": seed, "n_gist": n, "digits": passkey_digits,
+    init_info = None
+    if init_adapter is not None:
+        prov = pretrained.check(init_adapter, loaded, cfg)
+        init_info = {"path": str(init_adapter), "adapter_sha256": pretrained.file_hash(init_adapter), "steps": prov["steps"],
+                     "commit": prov["commit"]}
+    fingerprint = stable_hash({"init": init_info,"cfg": cfg, "instruction": instruction, "seed": seed, "n_gist": n, "digits": passkey_digits,
                                "train": records_hash(train_records), "val": records_hash(val_records), "model": model_cfg,
                                "template": [template.head, template.q_prefix, template.q_suffix, template.answer_end],
                                "code": code_hash(TRAIN_CODE)})
@@ -262,6 +273,10 @@ def train_gist(loaded, train_records: list[dict], val_records: list[dict], cfg: 
     if w_kl > 0 and cfg["method"] == "full":
         teacher = copy.deepcopy(loaded.model).eval().requires_grad_(False)  # the untouched base model
     model = prepare_trainable(loaded.model, gist_ids, cfg)
+    if init_adapter is not None:
+        pretrained.load_weights(model, init_adapter)
+        log.info("gist-%d starts from the pre-trained adapter %s (%d stage-1 steps, commit %s)", n, init_adapter,
+                 init_info["steps"], init_info["commit"])
     model.train()
     optimizer = make_optimizer(param_groups(model, cfg), cfg)
     rows: list[dict] = []
@@ -420,6 +435,8 @@ def train_gist(loaded, train_records: list[dict], val_records: list[dict], cfg: 
         "curriculum": curriculum.state(),
         "heldout_passkey": heldout_final,
         "training_documents": doc_ids,
+        "validation_documents": list(val_docs),
+        "pretrained": init_info,
         "passkey_digits": passkey_digits,
         "fingerprint": fingerprint,
         "config": cfg,

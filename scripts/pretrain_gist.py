@@ -1,0 +1,44 @@
+#!/usr/bin/env python
+"""Stage 1: pre-train one gist-N adapter, task-agnostic, on the training split only (passkey windows with the
+length curriculum, optional cue-continuation); the curriculum gate reads held-out training documents. Writes the
+adapter with provenance.json (what train_gist's gist.pretrained validates); resumable."""
+
+import json
+from pathlib import Path
+
+from gistpoc.cli import json_arg, parser, run
+from gistpoc.model import load_model
+from gistpoc.train import pretrained
+from gistpoc.train.loop import train_gist
+from gistpoc.utils import git_commit, read_jsonl, records_hash, seed_everything, write_json
+
+
+def main(args):
+    seed_everything(args.seed)
+    records = read_jsonl(args.train)
+    train, heldout = pretrained.heldout_split(records)
+    loaded = load_model(args.model, args.model_ref, n_gist=args.n_gist, trainable=True)
+    fingerprint_model = pretrained.base_fingerprint(loaded.model, min(loaded.gist_ids))  # before LoRA wraps it
+    out = Path(args.out_dir)
+    train_gist(loaded, train, heldout, args.train_cfg, args.instruction, args.seed, out, Path(args.state_dir),
+               args.passkey_digits, args.model)
+    summary = json.loads((out / "summary.json").read_text())
+    summary["heldout_documents"] = sorted({pretrained.base_doc_id(d) for d in summary["validation_documents"]})
+    prov = pretrained.provenance(loaded, args.train_cfg, summary, records_hash(records), git_commit())
+    prov["base_fingerprint"] = fingerprint_model
+    write_json(out / pretrained.PROVENANCE, prov)
+
+
+if __name__ == "__main__":
+    p = parser(__doc__)
+    p.add_argument("--model", type=json_arg, required=True, help="the model: section of the config, as JSON")
+    p.add_argument("--model-ref", required=True)
+    p.add_argument("--train-cfg", type=json_arg, required=True, help="the train: section with the pretrain: overrides, as JSON")
+    p.add_argument("--train", required=True, help="the gist-N training records (only the training split is read)")
+    p.add_argument("--n-gist", type=int, required=True)
+    p.add_argument("--instruction", required=True)
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--out-dir", required=True)
+    p.add_argument("--state-dir", required=True, help="resumable state, kept outside the rule's outputs")
+    p.add_argument("--passkey-digits", type=int, required=True)
+    run(main, p)
