@@ -162,6 +162,16 @@ def ablation_pretrained_arg(wildcards):
     return f"--pretrained {folder}" if folder else ""
 
 
+def get_all_pretrained(wildcards=None):
+    """The stage-1 adapter files of every gist-N (for the report), [] with gist.pretrained: none."""
+    return [f for n in N_GIST for f in pretrained_inputs(config["gist"]["pretrained"], n)]
+
+
+def pretrained_report_arg(wildcards=None):
+    folders = [pretrained_dir(config["gist"]["pretrained"], n) for n in N_GIST]
+    return f"--pretrained {' '.join(folders)}" if all(folders) else ""
+
+
 def pretrain_train():
     """The train section with the pretrain: overrides (stage 1), as canonical JSON."""
     return json.dumps(merged_train(config["train"], config["pretrain"]), sort_keys=True)

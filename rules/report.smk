@@ -74,6 +74,7 @@ rule build_report:
         rulegraph="results/figures/rulegraph.svg",
         ablation_checkpoints=get_ablation_checkpoints(),
         ablation_predictions=get_ablation_predictions(),
+        pretrained=get_all_pretrained,
         code=lib("report"),
     output:
         "results/report.html",
@@ -83,8 +84,9 @@ rule build_report:
         "../envs/report.yaml"
     params:
         ablations=ablations_arg,
+        pretrained=pretrained_report_arg,
     shell:
-        "python scripts/build_report.py {params.ablations}  --config {input.config} --summary {input.summary} --passkey {input.passkey} "
+        "python scripts/build_report.py {params.ablations} {params.pretrained} --config {input.config} --summary {input.summary} --passkey {input.passkey} "
         "--predictions {input.predictions} --environments {input.environments} --stats {input.stats} --checkpoints {input.checkpoints} "
         "--mask {input.mask} --attention {input.attention} --rulegraph {input.rulegraph} "
         "--qa-issues {input.qa_issues} --out {output} --log {log}"

@@ -146,7 +146,7 @@ def ablation_rows(config: dict, checkpoints: list, predictions: list, n_boot: in
 
 
 def build_report(config: dict, config_path: str | None, summary_csv, passkey_csv, predictions: list, stats_json, checkpoints: list, mask_png, attention_png, rulegraph_svg, qa_issues_json=None, environments=(),
-                 ablation_checkpoints=(), ablation_predictions=()) -> str:
+                 ablation_checkpoints=(), ablation_predictions=(), pretrained_dirs=()) -> str:
     summary = read_csv(summary_csv)
     breakdown = read_csv(passkey_csv)
     stats = json.loads(Path(stats_json).read_text())
@@ -158,6 +158,14 @@ def build_report(config: dict, config_path: str | None, summary_csv, passkey_csv
         train_summaries[s["n_gist"]] = s
         logs[s["n_gist"]] = lg
     heldout_lengths = sorted({length for s in train_summaries.values() for length in s["heldout_cells"]})
+    stage1, stage1_logs = {}, {}
+    for folder in pretrained_dirs:
+        s, lg = read_checkpoint(folder)
+        prov = json.loads((Path(folder) / "provenance.json").read_text())
+        s.update(folder=str(folder), commit=prov["commit"], n_documents=len(prov["training_documents"]),
+                 n_heldout_documents=len(prov["heldout_documents"]), gpu=(s.get("environment") or {}).get("gpu"))
+        stage1[s["n_gist"]], stage1_logs[s["n_gist"]] = s, lg
+    stage1_lengths = sorted({length for s in stage1.values() for length in s["heldout_cells"]})
     ablations, ab_logs, ab_labels = ablation_rows(config, list(ablation_checkpoints), list(ablation_predictions),
                                                   config["eval"]["bootstrap_samples"], config["seed"])
     ablation_fig = None
@@ -182,6 +190,7 @@ def build_report(config: dict, config_path: str | None, summary_csv, passkey_csv
         "systems": plots.systems_bars(summary),
         "passkey": plots.passkey_heatmaps(breakdown, methods),
         "training": plots.training_curves(logs),
+        "stage1": plots.training_curves(stage1_logs) if stage1 else None,
         "ablation": ablation_fig,
         "tokens": plots.token_histogram(stats["tokens"]["values"]),
         "mask": plots.png_file_base64(mask_png),
@@ -193,6 +202,8 @@ def build_report(config: dict, config_path: str | None, summary_csv, passkey_csv
     return template.render(
         config=config,
         env=environment(config, config_path),
+        stage1=stage1,
+        stage1_lengths=stage1_lengths,
         ran_on=where_it_ran(list(environments), train_summaries, methods),
         stats=stats,
         summary=summary,
