@@ -26,6 +26,7 @@ def main(args):
     summary["heldout_documents"] = sorted({pretrained.base_doc_id(d) for d in summary["validation_documents"]})
     prov = pretrained.provenance(loaded, args.train_cfg, summary, records_hash(records), git_commit())
     prov["base_fingerprint"] = fingerprint_model
+    prov["seed"] = args.seed
     write_json(out / pretrained.PROVENANCE, prov)
 
 
