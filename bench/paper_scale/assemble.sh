@@ -28,13 +28,17 @@ done
     --passkey results/eval/passkey_breakdown.csv --rating-sheet results/eval/reasoning_rating_sheet.csv
 snakemake --rulegraph --nolock results/report.html --configfile results/report/config.yaml 2>/dev/null |
     "$PY" scripts/dot_to_svg.py --out results/figures/rulegraph.svg
-ck=(); for n in $(cfg "' '.join(str(n) for n in c['gist']['n_tokens'])"); do ck+=("results/checkpoints/gist$n"); done
+ck=(); pre=(); for n in $(cfg "' '.join(str(n) for n in c['gist']['n_tokens'])"); do
+    ck+=("results/checkpoints/gist$n")
+    [ -f "results/pretrained/gist$n/provenance.json" ] && pre+=("results/pretrained/gist$n")
+done
 att=(); [ -f results/figures/gist_attention.png ] && att=(--attention results/figures/gist_attention.png) || att=(--attention missing.png)
 "$PY" scripts/build_report.py --config results/report/config.yaml --summary results/eval/summary.csv \
     --passkey results/eval/passkey_breakdown.csv --predictions "${preds[@]}" --environments "${envs[@]}" \
     --stats results/data/corpus_stats.json --checkpoints "${ck[@]}" --mask results/figures/attention_mask.png "${att[@]}" \
     --rulegraph results/figures/rulegraph.svg --qa-issues results/data/qa.issues.json \
-    ${ab_ck[@]:+--ablation-checkpoints "${ab_ck[@]}"} ${ab_pred[@]:+--ablation-predictions "${ab_pred[@]}"} --out results/report.html
+    ${ab_ck[@]:+--ablation-checkpoints "${ab_ck[@]}"} ${ab_pred[@]:+--ablation-predictions "${ab_pred[@]}"} \
+    ${pre[@]:+--pretrained "${pre[@]}"} --out results/report.html
 
 rm -rf "$DEST/predictions" "$DEST/training" "$DEST/figures"
 mkdir -p "$DEST/predictions" "$DEST/training" "$DEST/figures"
@@ -44,10 +48,11 @@ for m in $methods; do gzip -9nc "results/eval/$m/predictions.jsonl" >"$DEST/pred
 for a in $ablations; do
     [ -f "results/ablations/$a/predictions.jsonl" ] && gzip -9nc "results/ablations/$a/predictions.jsonl" >"$DEST/predictions/ablation-$a.jsonl.gz"
 done
-for d in "${ck[@]}" "${ab_ck[@]}"; do
+for d in "${ck[@]}" "${ab_ck[@]}" "${pre[@]}"; do
     name=$(basename "$d"); [ "$name" = checkpoint ] && name=ablation-$(basename "$(dirname "$d")")
-    for f in train_log.csv eval_log.csv summary.json; do cp "$d/$f" "$DEST/training/${name}_$f"; done
+    case $d in results/pretrained/*) name=stage1-$name ;; esac
+    for f in train_log.csv eval_log.csv summary.json provenance.json; do [ -f "$d/$f" ] && cp "$d/$f" "$DEST/training/${name}_$f"; done
 done
 [ -f results/figures/gist_attention.png ] && cp results/figures/gist_attention.png "$DEST/figures/"
-tar czf "$DEST/logs.tar.gz" $(ls -d logs benchmarks device_run.log device_rag.log device_lane*.log 2>/dev/null)
+tar czf "$DEST/logs.tar.gz" $(ls -d logs benchmarks results/pretrained-restart/*/*.csv results/pretrained-restart/*/*.json device_run.log device_rag.log device_lane*.log 2>/dev/null)
 du -sh "$DEST"
