@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import json
 import math
 import subprocess
 import sys
@@ -35,9 +36,13 @@ def same(a: str, b: str) -> bool:
 
 def test_every_method_of_the_design_is_in_the_published_run():
     assert sorted(r["method"] for r in read_rows(RUN / "summary.csv")) == sorted(METHODS)
+    stats = json.loads((RUN / "corpus_stats.json").read_text())
     for m in METHODS:
         with gzip.open(RUN / "predictions" / f"{m}.jsonl.gz", "rt") as f:
-            assert sum(1 for line in f if line.strip()) == 199, m
+            rows = [json.loads(line) for line in f if line.strip()]
+        # every test document, each with its four question types (factual, global, reasoning, passkey)
+        assert len({r["doc_id"] for r in rows}) == stats["by_split"]["test"] == 50, m
+        assert len(rows) == 4 * 50 and {r["qtype"] for r in rows} == {"factual", "global", "reasoning", "passkey"}, m
 
 
 def test_published_summary_recomputes_from_the_published_predictions(tmp_path):
@@ -82,3 +87,19 @@ def test_published_report_holds_the_recipe_ablation_and_its_training_logs():
         assert ab["name"] in html
         for f in ("train_log.csv", "eval_log.csv", "summary.json"):
             assert (RUN / "training" / f"ablation-{ab['name']}_{f}").exists()
+
+
+def test_published_stage1_adapters_saw_training_documents_only():
+    """Stage 1 of the published run: its training and held-out documents are training-split documents (of every
+    config: the split is a function of the id), and none of them is a test document of the published run."""
+    from gistpoc.data.documents import split_of
+
+    with gzip.open(RUN / "predictions" / "closed_book.jsonl.gz", "rt") as f:
+        test_docs = {json.loads(line)["doc_id"].split("#w")[0] for line in f if line.strip()}
+    html = (RUN / "report.html").read_text()
+    assert 'id="stage1-table"' in html and 'alt="stage-1 training curves"' in html
+    for n in (10, 25, 50):
+        prov = json.loads((RUN / "training" / f"stage1-gist{n}_provenance.json").read_text())
+        seen = set(prov["training_documents"]) | set(prov["heldout_documents"])
+        assert prov["n_gist"] == n and len(prov["training_documents"]) > 100 and prov["heldout_documents"]
+        assert all(split_of(d) == "train" for d in seen) and not seen & test_docs

@@ -33,7 +33,7 @@ lanes() {  # lanes NGPU TARGET...: targets dealt round-robin to one background S
         local -a mine=()
         for ((j = i; j < ${#t[@]}; j += n)); do mine+=("${t[j]}"); done
         [ ${#mine[@]} -gt 0 ] || continue
-        CUDA_VISIBLE_DEVICES=$i smk --nolock --cores 12 --resources gpu=8 --keep-going --printshellcmds "${mine[@]}" \
+        CUDA_VISIBLE_DEVICES=$i smk --nolock --cores 12 --max-threads 1 --resources gpu=8 --keep-going --printshellcmds "${mine[@]}" \
             >"device_lane${LANE_TAG:-}$i.log" 2>&1 &
     done
 }
