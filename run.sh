@@ -4,4 +4,4 @@ set -euo pipefail
 cd "$(dirname "$0")"
 bash tools/setup.sh
 export PATH="$PWD/.venv/bin:$PATH" HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1} TOKENIZERS_PARALLELISM=false
-snakemake --cores "${CORES:-1}" results/report.html "$@"
+snakemake --cores "${CORES:-$(nproc)}" results/report.html "$@"

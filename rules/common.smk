@@ -14,6 +14,9 @@ except ConfigError as err:
 
 
 N_GIST = sorted(config["gist"]["n_tokens"])
+# torch jobs (training, evaluation, embedding) take every core they are given, up to 4: Snakemake sets
+# OMP_NUM_THREADS / MKL_NUM_THREADS to a job's threads, and torch sizes its pool from them
+TORCH_THREADS = max(1, min(int(workflow.cores or 1), 4))
 SPLITS = ["train", "val", "test"]
 METHODS = ["closed_book", "full_context", "rag"] + [f"gist{n}" for n in N_GIST]
 # extra gist checkpoints with other train settings (the recipe ablation), evaluated on the passkey items

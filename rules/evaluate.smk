@@ -19,6 +19,7 @@ rule build_rag_index:
     output:
         db=directory("results/rag/chroma"),
         manifest="results/rag/index.json",
+    threads: TORCH_THREADS
     log:
         "logs/build_rag_index/build_rag_index.log",
     conda:
@@ -41,6 +42,7 @@ rule evaluate_baseline:
     output:
         predictions="results/eval/{method}/predictions.jsonl",
         environment="results/eval/{method}/environment.json",
+    threads: TORCH_THREADS
     log:
         "logs/evaluate_baseline/{method}.log",
     benchmark:
@@ -77,6 +79,7 @@ rule evaluate_gist:
         predictions="results/eval/gist{n}/predictions.jsonl",
         environment="results/eval/gist{n}/environment.json",
         caches=directory("results/eval/gist{n}/caches"),
+    threads: TORCH_THREADS
     log:
         "logs/evaluate_gist/gist{n}.log",
     benchmark:
@@ -109,6 +112,7 @@ rule evaluate_ablation:
     output:
         predictions="results/ablations/{ablation}/predictions.jsonl",
         environment="results/ablations/{ablation}/environment.json",
+    threads: TORCH_THREADS
     log:
         "logs/evaluate_ablation/{ablation}.log",
     benchmark:

@@ -26,6 +26,7 @@ rule pretrain_gist:
         code=lib("gist", "train", "model"),
     output:
         directory("results/pretrained/gist{n}"),
+    threads: TORCH_THREADS
     log:
         "logs/pretrain_gist/gist{n}.log",
     benchmark:
@@ -58,6 +59,7 @@ rule train_gist:
         code=lib("gist", "train", "model"),
     output:
         directory("results/checkpoints/gist{n}"),
+    threads: TORCH_THREADS
     log:
         "logs/train_gist/gist{n}.log",
     benchmark:
@@ -92,6 +94,7 @@ rule train_ablation:
         code=lib("gist", "train", "model"),
     output:
         directory("results/ablations/{ablation}/checkpoint"),
+    threads: TORCH_THREADS
     log:
         "logs/train_ablation/{ablation}.log",
     benchmark:

@@ -29,6 +29,7 @@ rule plot_gist_attention:
         code=lib("gist", "model"),
     output:
         "results/figures/gist_attention.png",
+    threads: TORCH_THREADS
     log:
         "logs/plot_gist_attention/plot_gist_attention.log",
     conda:

@@ -193,9 +193,12 @@ def test_changing_one_value_reruns_only_what_depends_on_it(workdir):
     # the rule graph is drawn for the run's own config, so it follows write_run_config
     assert plan("eval: {max_new_tokens: 7}") == {"evaluate_baseline", "evaluate_gist", "evaluate_ablation", "summarize_eval", "write_run_config",
                                                  "plot_rulegraph", "build_report"}
-    # the ablation inherits every train value it does not override, so it reruns too
-    assert plan("train: {lr_lora: 0.002}") == {"train_gist", "evaluate_gist", "plot_gist_attention", "summarize_eval", "write_run_config", "build_report",
-                                                "train_ablation", "evaluate_ablation", "plot_rulegraph"}
+    # the ablation and stage 1 inherit every train value they do not override, so they rerun too
+    assert plan("train: {lr_lora: 0.002}") == {"pretrain_gist", "train_gist", "evaluate_gist", "plot_gist_attention", "summarize_eval", "write_run_config",
+                                                "build_report", "train_ablation", "evaluate_ablation", "plot_rulegraph"}
+    # a stage-1 value reruns stage 1 and what starts from it, not the ablation that has no stage 1
+    assert plan("pretrain: {max_steps: 3}") == {"pretrain_gist", "train_gist", "evaluate_gist", "plot_gist_attention", "summarize_eval", "write_run_config",
+                                                 "build_report", "plot_rulegraph"}
     rules = plan("data: {max_tokens: 200}")
     assert "build_documents" in rules and "train_gist" in rules and not rules & {"extract_wikipedia", "extract_arxiv", "extract_techdocs", "prepare_model"}
 
