@@ -90,6 +90,17 @@ def validate_config(config: dict, schema_path: str | Path = SCHEMA_PATH, _nested
             if missing and key == "gist.pretrained":
                 raise ConfigError(f"{key}: {value!r} holds no adapter folder for N = {missing} "
                                   f"(expected {value}/gist<N>/ for every gist.n_tokens; or set gist.pretrained: train | none)")
+    ns, warm = config["gist"]["n_tokens"], config["gist"]["warm_start"]
+    for i, w in enumerate(warm):
+        key = f"gist.warm_start[{i}]"
+        if w["n"] not in ns or w["from"] not in ns:
+            raise ConfigError(f"{key}: n ({w['n']}) and from ({w['from']}) must both be in gist.n_tokens {ns}")
+        if w["from"] <= w["n"]:
+            raise ConfigError(f"{key}: from ({w['from']}) must have more gist tokens than n ({w['n']}): its first n rows seed gist-{w['n']}")
+        if w["from"] in {v["n"] for v in warm}:
+            raise ConfigError(f"{key}: gist-{w['from']} is itself warm-started; start from a checkpoint that is not")
+    if len({w["n"] for w in warm}) != len(warm):
+        raise ConfigError("gist.warm_start: each n at most once")
     data = config["data"]
     if data["min_tokens"] >= data["max_tokens"]:
         raise ConfigError(

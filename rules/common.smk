@@ -175,6 +175,20 @@ def pretrained_report_arg(wildcards=None):
     return f"--pretrained {' '.join(folders)}" if all(folders) else ""
 
 
+WARM_FROM = {w["n"]: w["from"] for w in config["gist"]["warm_start"]}
+
+
+def get_warm_start(wildcards):
+    """Stage 1 of a warm-started gist-N needs the other N's stage-1 adapter."""
+    m = WARM_FROM.get(int(wildcards.n))
+    return [f"results/pretrained/gist{m}"] if m else []
+
+
+def warm_start_arg(wildcards):
+    m = WARM_FROM.get(int(wildcards.n))
+    return f"--warm-start results/pretrained/gist{m}" if m else ""
+
+
 def pretrain_train():
     """The train section with the pretrain: overrides (stage 1), as canonical JSON."""
     return json.dumps(merged_train(config["train"], config["pretrain"]), sort_keys=True)

@@ -23,6 +23,7 @@ rule pretrain_gist:
     input:
         train="results/dataset/train.gist{n}.jsonl",
         model="results/model/base/model_ref.json",
+        warm=get_warm_start,
         code=lib("gist", "train", "model"),
     output:
         directory("results/pretrained/gist{n}"),
@@ -44,10 +45,12 @@ rule pretrain_gist:
         seed=config["seed"],
         digits=config["data"]["passkey_digits"],
         state="results/state/pretrain/gist{n}",
+        warm=warm_start_arg,
     shell:
         "python scripts/pretrain_gist.py --model {params.model:q} --model-ref {input.model} --train-cfg {params.train:q} "
         "--train {input.train} --n-gist {wildcards.n} --instruction {params.instruction:q} "
-        "--seed {params.seed} --passkey-digits {params.digits} --out-dir {output} --state-dir {params.state} --log {log}"
+        "--seed {params.seed} --passkey-digits {params.digits} --out-dir {output} --state-dir {params.state} "
+        "{params.warm} --log {log}"
 
 
 rule train_gist:

@@ -20,13 +20,15 @@ def main(args):
     loaded = load_model(args.model, args.model_ref, n_gist=args.n_gist, trainable=True)
     fingerprint_model = pretrained.base_fingerprint(loaded.model, min(loaded.gist_ids))  # before LoRA wraps it
     out = Path(args.out_dir)
+    warm = Path(args.warm_start) if args.warm_start else None
     train_gist(loaded, train, heldout, args.train_cfg, args.instruction, args.seed, out, Path(args.state_dir),
-               args.passkey_digits, args.model)
+               args.passkey_digits, args.model, init_adapter=warm, warm_start=warm is not None)
     summary = json.loads((out / "summary.json").read_text())
     summary["heldout_documents"] = sorted({pretrained.base_doc_id(d) for d in summary["validation_documents"]})
     prov = pretrained.provenance(loaded, args.train_cfg, summary, records_hash(records), git_commit())
     prov["base_fingerprint"] = fingerprint_model
     prov["seed"] = args.seed
+    prov["warm_start"] = summary["pretrained"]  # the adapter it started from (another N's stage 1), or None
     write_json(out / pretrained.PROVENANCE, prov)
 
 
@@ -42,4 +44,5 @@ if __name__ == "__main__":
     p.add_argument("--out-dir", required=True)
     p.add_argument("--state-dir", required=True, help="resumable state, kept outside the rule's outputs")
     p.add_argument("--passkey-digits", type=int, required=True)
+    p.add_argument("--warm-start", default="", help="another N's stage-1 adapter folder to start from (gist.warm_start)")
     run(main, p)

@@ -229,13 +229,14 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
 
 def train_gist(loaded, train_records: list[dict], val_records: list[dict], cfg: dict, instruction: str, seed: int,
                out_dir: Path, state_dir: Path, passkey_digits: int, model_cfg: dict | None = None,
-               init_adapter: Path | None = None) -> TrainResult:
+               init_adapter: Path | None = None, warm_start: bool = False) -> TrainResult:
     """Train one gist-N checkpoint for ``cfg["max_steps"]`` optimizer steps; resumes from ``state_dir`` when
     its fingerprint (config, data contents, code, model, starting adapter) matches, and removes that state once
     the checkpoint is written (a finished run leaves nothing that could stand in for a retrain).
 
     ``init_adapter``: a pre-trained (stage-1) adapter folder to start from, validated by ``pretrained.check``.
-    For stage 1 itself, ``val_records`` are held-out training documents (``pretrained.heldout_split``)."""
+    For stage 1 itself, ``val_records`` are held-out training documents (``pretrained.heldout_split``), and
+    ``warm_start`` seeds it from another N's stage-1 adapter (its LoRA and its first N gist rows)."""
     tokenizer, gist_ids, eos_ids = loaded.tokenizer, loaded.gist_ids, loaded.eos_ids
     n = len(gist_ids)
     template = prompt_template(tokenizer, instruction)
@@ -257,9 +258,9 @@ def train_gist(loaded, train_records: list[dict], val_records: list[dict], cfg: 
     total_steps = cfg["max_steps"]
     init_info = None
     if init_adapter is not None:
-        prov = pretrained.check(init_adapter, loaded, cfg)
+        prov = pretrained.check(init_adapter, loaded, cfg, warm_start=warm_start)
         init_info = {"path": str(init_adapter), "adapter_sha256": pretrained.file_hash(init_adapter), "steps": prov["steps"],
-                     "commit": prov["commit"]}
+                     "commit": prov["commit"], "n_gist": prov["n_gist"], "warm_start": warm_start}
     fingerprint = stable_hash({"init": init_info,"cfg": cfg, "instruction": instruction, "seed": seed, "n_gist": n, "digits": passkey_digits,
                                "train": records_hash(train_records), "val": records_hash(val_records), "model": model_cfg,
                                "template": [template.head, template.q_prefix, template.q_suffix, template.answer_end],
@@ -274,7 +275,7 @@ def train_gist(loaded, train_records: list[dict], val_records: list[dict], cfg: 
         teacher = copy.deepcopy(loaded.model).eval().requires_grad_(False)  # the untouched base model
     model = prepare_trainable(loaded.model, gist_ids, cfg)
     if init_adapter is not None:
-        pretrained.load_weights(model, init_adapter)
+        pretrained.load_weights(model, init_adapter, n if warm_start else None)
         log.info("gist-%d starts from the pre-trained adapter %s (%d stage-1 steps, commit %s)", n, init_adapter,
                  init_info["steps"], init_info["commit"])
     model.train()

@@ -88,9 +88,11 @@ def resolve(setting: str, n: int) -> Path | None:
     return Path(setting) / f"gist{n}"
 
 
-def check(adapter_dir: Path, loaded, cfg: dict) -> dict:
+def check(adapter_dir: Path, loaded, cfg: dict, warm_start: bool = False) -> dict:
     """Validate a pre-trained adapter against the loaded model (gist tokens added) and the fine-tuning train
-    section; return its provenance. Every mismatch stops with the file and what differs."""
+    section; return its provenance. Every mismatch stops with the file and what differs.
+
+    ``warm_start``: the adapter is another N's (at least as many gist tokens), whose first rows seed this one's."""
     adapter_dir = Path(adapter_dir)
     for name in (PROVENANCE, ADAPTER):
         if not (adapter_dir / name).exists():
@@ -99,9 +101,12 @@ def check(adapter_dir: Path, loaded, cfg: dict) -> dict:
     prov = json.loads((adapter_dir / PROVENANCE).read_text())
     where = adapter_dir / PROVENANCE
     n = len(loaded.gist_ids)
-    if prov["n_gist"] != n:
+    if warm_start and prov["n_gist"] < n:
+        raise PretrainedError(f"gist.warm_start: {where} has N = {prov['n_gist']} gist tokens, fewer than the {n} it should seed")
+    if not warm_start and prov["n_gist"] != n:
         raise PretrainedError(f"gist.pretrained: {where} is for N = {prov['n_gist']} gist tokens, this checkpoint has N = {n}")
-    if prov["gist_ids"] != list(loaded.gist_ids) or prov["vocab_size"] != len(loaded.tokenizer):
+    vocab = len(loaded.tokenizer) + (prov["n_gist"] - n if warm_start else 0)
+    if prov["gist_ids"][:n] != list(loaded.gist_ids) or prov["vocab_size"] != vocab:
         raise PretrainedError(f"gist.pretrained: {where}: gist token ids {prov['gist_ids'][:2]}.. / vocabulary {prov['vocab_size']} "
                               f"differ from this tokenizer's {list(loaded.gist_ids)[:2]}.. / {len(loaded.tokenizer)}: another tokenizer")
     fp = base_fingerprint(loaded.model, min(loaded.gist_ids))
@@ -118,12 +123,15 @@ def check(adapter_dir: Path, loaded, cfg: dict) -> dict:
     return prov
 
 
-def load_weights(model, adapter_dir: Path) -> None:
-    """Copy a pre-trained adapter's weights (LoRA matrices, gist rows) into a freshly wrapped PEFT model."""
+def load_weights(model, adapter_dir: Path, n_gist: int | None = None) -> None:
+    """Copy a pre-trained adapter's weights (LoRA matrices, gist rows) into a freshly wrapped PEFT model; with
+    ``n_gist`` (a warm start from a larger N), only the first ``n_gist`` gist rows."""
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
     state = load_file(str(Path(adapter_dir) / ADAPTER))
+    if n_gist is not None:
+        state = {k: v[:n_gist] if "trainable_tokens_delta" in k else v for k, v in state.items()}
     result = set_peft_model_state_dict(model, state)
     tied = getattr(model.config, "tie_word_embeddings", False)  # a tied lm_head shares the embedding's gist rows
     missing = [k for k in result.missing_keys if ("lora_" in k or "trainable_tokens" in k) and not (tied and "lm_head" in k)]
