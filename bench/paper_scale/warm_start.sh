@@ -7,7 +7,17 @@ set -euo pipefail
 CONFIG=${CONFIG:-docs/results/smollm2-paper-scale/config.yaml}
 n=$1 from=$2 minutes=$3 over=${4:-"{}"}
 export PYTHONPATH=$PWD/.dsite:$PWD PATH=$PWD/.dsite/bin:$PATH OMP_NUM_THREADS=4 PYTHONUNBUFFERED=1
-[ -f results/model/base/model_ref.json ] || python -m snakemake --cores 4 results/model/base/model_ref.json --configfile "$CONFIG" >/dev/null 2>&1
+DEV=$PWD/device_in
+# a bare machine: the few wheels the scripts need, the stage-1 training records and the GGUF in parts (g1..g3)
+if [ -d "$DEV/g1" ] && [ ! -f results/model/base/model_ref.json ]; then
+    python -m pip install -q --no-index --no-deps --target .dsite "$DEV"/g1/*.whl
+    tar xJf "$DEV/g1/data.tar.xz"
+    mkdir -p .dmodel && cat "$DEV"/g[0-9]/gpart_* >.dmodel/smollm2.gguf
+    [ "$(sha256sum .dmodel/smollm2.gguf | cut -d' ' -f1)" = "$(cat "$DEV/g1/SHA256")" ] || { echo "GGUF checksum mismatch" >&2; exit 1; }
+    export GISTPOC_SMOLLM2_GGUF=$PWD/.dmodel/smollm2.gguf
+    python scripts/prepare_model.py --model "$(python -c "import json; from gistpoc.config import load_config; print(json.dumps(load_config('$CONFIG')['model']))")" \
+        --out-dir results/model/base --log logs/prepare_model.log
+fi
 python - "$CONFIG" "$minutes" "$over" >warm_args.json <<'PY'
 import json, sys
 from gistpoc.config import load_config, merged_train
