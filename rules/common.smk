@@ -132,14 +132,21 @@ def pretrained_dir(setting, n):
     """gist.pretrained -> the stage-1 adapter folder for gist-N ('' for none)."""
     if setting == "none":
         return ""
-    return f"results/pretrained/gist{n}" if setting == "train" else f"{setting.rstrip('/')}/gist{n}"
+    return (
+        f"results/pretrained/gist{n}"
+        if setting == "train"
+        else f"{setting.rstrip('/')}/gist{n}"
+    )
 
 
 def pretrained_inputs(setting, n):
     folder = pretrained_dir(setting, n)
     if not folder or setting == "train":
         return [folder] if folder else []
-    return [f"{folder}/adapter_model.safetensors", f"{folder}/provenance.json"]  # a shipped adapter: its files
+    return [
+        f"{folder}/adapter_model.safetensors",
+        f"{folder}/provenance.json",
+    ]  # a shipped adapter: its files
 
 
 def get_pretrained(wildcards):
@@ -167,7 +174,9 @@ def ablation_pretrained_arg(wildcards):
 
 def get_all_pretrained(wildcards=None):
     """The stage-1 adapter files of every gist-N (for the report), [] with gist.pretrained: none."""
-    return [f for n in N_GIST for f in pretrained_inputs(config["gist"]["pretrained"], n)]
+    return [
+        f for n in N_GIST for f in pretrained_inputs(config["gist"]["pretrained"], n)
+    ]
 
 
 def pretrained_report_arg(wildcards=None):

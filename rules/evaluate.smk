@@ -19,11 +19,11 @@ rule build_rag_index:
     output:
         db=directory("results/rag/chroma"),
         manifest="results/rag/index.json",
-    threads: TORCH_THREADS
     log:
         "logs/build_rag_index/build_rag_index.log",
     conda:
         "../envs/evaluate.yaml"
+    threads: TORCH_THREADS
     params:
         embedder=config["eval"]["rag"]["embedding_model"],
         chunk_tokens=config["eval"]["rag"]["chunk_tokens"],
@@ -42,7 +42,6 @@ rule evaluate_baseline:
     output:
         predictions="results/eval/{method}/predictions.jsonl",
         environment="results/eval/{method}/environment.json",
-    threads: TORCH_THREADS
     log:
         "logs/evaluate_baseline/{method}.log",
     benchmark:
@@ -51,6 +50,7 @@ rule evaluate_baseline:
         method="closed_book|full_context|rag",
     conda:
         "../envs/evaluate.yaml"
+    threads: TORCH_THREADS
     resources:
         gpu=1,
         mem_mb=scaled(8000),
@@ -79,13 +79,13 @@ rule evaluate_gist:
         predictions="results/eval/gist{n}/predictions.jsonl",
         environment="results/eval/gist{n}/environment.json",
         caches=directory("results/eval/gist{n}/caches"),
-    threads: TORCH_THREADS
     log:
         "logs/evaluate_gist/gist{n}.log",
     benchmark:
         "benchmarks/evaluate/gist{n}.tsv"
     conda:
         "../envs/evaluate.yaml"
+    threads: TORCH_THREADS
     resources:
         gpu=1,
         mem_mb=scaled(8000),
@@ -112,13 +112,13 @@ rule evaluate_ablation:
     output:
         predictions="results/ablations/{ablation}/predictions.jsonl",
         environment="results/ablations/{ablation}/environment.json",
-    threads: TORCH_THREADS
     log:
         "logs/evaluate_ablation/{ablation}.log",
     benchmark:
         "benchmarks/evaluate_ablation/{ablation}.tsv"
     conda:
         "../envs/evaluate.yaml"
+    threads: TORCH_THREADS
     resources:
         gpu=1,
         mem_mb=scaled(8000),

@@ -27,13 +27,13 @@ rule pretrain_gist:
         code=lib("gist", "train", "model"),
     output:
         directory("results/pretrained/gist{n}"),
-    threads: TORCH_THREADS
     log:
         "logs/pretrain_gist/gist{n}.log",
     benchmark:
         "benchmarks/pretrain_gist/gist{n}.tsv"
     conda:
         "../envs/train.yaml"
+    threads: TORCH_THREADS
     resources:
         gpu=1,
         mem_mb=scaled(8000),
@@ -62,13 +62,13 @@ rule train_gist:
         code=lib("gist", "train", "model"),
     output:
         directory("results/checkpoints/gist{n}"),
-    threads: TORCH_THREADS
     log:
         "logs/train_gist/gist{n}.log",
     benchmark:
         "benchmarks/train_gist/gist{n}.tsv"
     conda:
         "../envs/train.yaml"
+    threads: TORCH_THREADS
     resources:
         gpu=1,
         mem_mb=scaled(8000),
@@ -97,13 +97,13 @@ rule train_ablation:
         code=lib("gist", "train", "model"),
     output:
         directory("results/ablations/{ablation}/checkpoint"),
-    threads: TORCH_THREADS
     log:
         "logs/train_ablation/{ablation}.log",
     benchmark:
         "benchmarks/train_ablation/{ablation}.tsv"
     conda:
         "../envs/train.yaml"
+    threads: TORCH_THREADS
     resources:
         gpu=1,
         mem_mb=scaled(8000),

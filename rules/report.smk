@@ -29,11 +29,11 @@ rule plot_gist_attention:
         code=lib("gist", "model"),
     output:
         "results/figures/gist_attention.png",
-    threads: TORCH_THREADS
     log:
         "logs/plot_gist_attention/plot_gist_attention.log",
     conda:
         "../envs/train.yaml"
+    threads: TORCH_THREADS
     params:
         model=section("model"),
         n=N_GIST[len(N_GIST) // 2],
