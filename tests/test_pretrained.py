@@ -63,3 +63,40 @@ def test_gist_pretrained_setting_is_validated():
         validate_config({**raw, "pretrain": {"max_steps": -1}})
     with pytest.raises(ConfigError, match=r"N = \[7\]"):
         validate_config({**raw, "gist": {**raw["gist"], "n_tokens": [7, 25]}})
+
+
+def test_warm_start_takes_the_lora_and_the_first_gist_rows_of_a_larger_n(model_dir):
+    import torch
+    from safetensors.torch import load_file
+
+    from gistpoc.model import load_model
+    from gistpoc.train import pretrained
+    from gistpoc.train.loop import prepare_trainable
+
+    cfg = _default()["train"]
+    loaded = load_model({"device": "cpu", "dtype": "float32"}, model_dir, n_gist=10, trainable=True)
+    with pytest.raises(pretrained.PretrainedError, match="N = 25 gist tokens, this checkpoint has N = 10"):
+        pretrained.check(SHIPPED / "gist25", loaded, cfg)
+    assert pretrained.check(SHIPPED / "gist25", loaded, cfg, warm_start=True)["n_gist"] == 25
+    model = prepare_trainable(loaded.model, loaded.gist_ids, cfg)
+    pretrained.load_weights(model, SHIPPED / "gist25", n_gist=10)
+    src = load_file(str(SHIPPED / "gist25/adapter_model.safetensors"))
+    mine = dict(model.named_parameters())
+    delta = next(v for k, v in mine.items() if "embed_tokens" in k and "trainable_tokens_delta" in k)
+    want = next(v for k, v in src.items() if "embed_tokens" in k and "trainable_tokens_delta" in k)
+    assert delta.shape[0] == 10 and torch.allclose(delta.float(), want[:10].float())
+    lora = next(k for k in src if "layers.0.self_attn.q_proj.lora_B" in k)
+    got = next(v for k, v in mine.items() if "layers.0.self_attn.q_proj.lora_B" in k)
+    assert torch.allclose(got.float(), src[lora].float())
+
+
+def test_warm_start_setting_is_validated():
+    raw = yaml.safe_load((ROOT / "config.yaml").read_text())
+    g = raw["gist"]
+    assert validate_config({**raw, "gist": {**g, "warm_start": [{"n": 10, "from": 25}]}})["gist"]["warm_start"] == [{"n": 10, "from": 25}]
+    with pytest.raises(ConfigError, match=r"gist.warm_start\[0\]: n \(12\) and from \(25\) must both be in gist.n_tokens"):
+        validate_config({**raw, "gist": {**g, "warm_start": [{"n": 12, "from": 25}]}})
+    with pytest.raises(ConfigError, match="must have more gist tokens than n"):
+        validate_config({**raw, "gist": {**g, "warm_start": [{"n": 50, "from": 25}]}})
+    with pytest.raises(ConfigError, match="is itself warm-started"):
+        validate_config({**raw, "gist": {**g, "warm_start": [{"n": 10, "from": 25}, {"n": 25, "from": 50}]}})

@@ -42,7 +42,11 @@ def test_lint_is_clean():
 def test_paper_config_dry_run_offline():
     res = smk("-n", "results/report.html", "--configfile", "config.paper.yaml")
     rules = planned_rules(res.stdout + res.stderr)
-    assert {"train_gist", "evaluate_gist", "judge_answers", "build_report", "generate_qa"} <= rules
+    assert {"pretrain_gist", "train_gist", "evaluate_gist", "judge_answers", "build_report", "generate_qa"} <= rules
+    # gist.warm_start: gist-10's stage 1 starts from gist-25's stage-1 adapter
+    warm = re.search(r"rule pretrain_gist:\n    input: ([^\n]*)\n    output: results/pretrained/gist10", res.stdout)
+    assert warm and "results/pretrained/gist25" in warm.group(1), res.stdout[:2000]
+    assert "--warm-start results/pretrained/gist25" in res.stdout
 
 
 def test_bad_config_value_stops_with_the_key():
