@@ -163,7 +163,8 @@ def build_report(config: dict, config_path: str | None, summary_csv, passkey_csv
         s, lg = read_checkpoint(folder)
         prov = json.loads((Path(folder) / "provenance.json").read_text())
         s.update(folder=str(folder), commit=prov["commit"], n_documents=len(prov["training_documents"]),
-                 n_heldout_documents=len(prov["heldout_documents"]), gpu=(s.get("environment") or {}).get("gpu"))
+                 n_heldout_documents=len(prov["heldout_documents"]), gpu=(s.get("environment") or {}).get("gpu"),
+                 warm_from=(prov.get("warm_start") or {}).get("n_gist"))
         stage1[s["n_gist"]], stage1_logs[s["n_gist"]] = s, lg
     stage1_lengths = sorted({length for s in stage1.values() for length in s["heldout_cells"]})
     ablations, ab_logs, ab_labels = ablation_rows(config, list(ablation_checkpoints), list(ablation_predictions),
