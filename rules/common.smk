@@ -153,9 +153,13 @@ def get_pretrained(wildcards):
     return pretrained_inputs(config["gist"]["pretrained"], wildcards.n)
 
 
-def pretrained_arg(wildcards):
-    folder = pretrained_dir(config["gist"]["pretrained"], wildcards.n)
+def pretrained_flag(setting, n):
+    folder = pretrained_dir(setting, n)
     return f"--pretrained {folder}" if folder else ""
+
+
+def pretrained_arg(wildcards):
+    return pretrained_flag(config["gist"]["pretrained"], wildcards.n)
 
 
 def ablation_setting(wildcards):
@@ -168,8 +172,7 @@ def get_ablation_pretrained(wildcards):
 
 
 def ablation_pretrained_arg(wildcards):
-    folder = pretrained_dir(*ablation_setting(wildcards))
-    return f"--pretrained {folder}" if folder else ""
+    return pretrained_flag(*ablation_setting(wildcards))
 
 
 def get_all_pretrained(wildcards=None):

@@ -24,12 +24,8 @@ def main(args):
     train_gist(loaded, train, heldout, args.train_cfg, args.instruction, args.seed, out, Path(args.state_dir),
                args.passkey_digits, args.model, init_adapter=warm, warm_start=warm is not None)
     summary = json.loads((out / "summary.json").read_text())
-    summary["heldout_documents"] = sorted({pretrained.base_doc_id(d) for d in summary["validation_documents"]})
-    prov = pretrained.provenance(loaded, args.train_cfg, summary, records_hash(records), git_commit())
-    prov["base_fingerprint"] = fingerprint_model
-    prov["seed"] = args.seed
-    prov["warm_start"] = summary["pretrained"]  # the adapter it started from (another N's stage 1), or None
-    write_json(out / pretrained.PROVENANCE, prov)
+    write_json(out / pretrained.PROVENANCE, pretrained.provenance(loaded, args.train_cfg, summary, records_hash(records), git_commit(),
+                                                                  fingerprint_model, args.seed))
 
 
 if __name__ == "__main__":

@@ -57,35 +57,28 @@ def base_fingerprint(model, n_vocab: int) -> str:
     return h.hexdigest()
 
 
-def provenance(loaded, cfg: dict, summary: dict, data_hash: str, commit: str) -> dict:
-    n_vocab = min(loaded.gist_ids)
+def provenance(loaded, cfg: dict, summary: dict, data_hash: str, commit: str, base_fp: str, seed: int) -> dict:
+    """What a stage-1 adapter must match and what it was made from; ``base_fp`` is ``base_fingerprint`` of the
+    model before LoRA wrapped it, ``summary`` the checkpoint's summary.json."""
     return {
         "kind": "gistpoc pre-trained gist adapter (stage 1)",
         "n_gist": len(loaded.gist_ids),
         "gist_ids": list(loaded.gist_ids),
         "vocab_size": len(loaded.tokenizer),
-        "base_fingerprint": base_fingerprint(loaded.model, n_vocab),
+        "base_fingerprint": base_fp,
         "lora": {k: cfg[k] for k in SHAPE_KEYS},
         "commit": commit,
+        "seed": seed,
         "data_hash": data_hash,
         "training_documents": sorted({base_doc_id(d) for d in summary["training_documents"]}),
-        "heldout_documents": summary.get("heldout_documents", []),
+        "heldout_documents": sorted({base_doc_id(d) for d in summary["validation_documents"]}),
+        "warm_start": summary["pretrained"],  # the adapter it started from (another N's stage 1), or None
         "steps": summary["steps"],
         "stopped_by": summary["stopped_by"],
         "curriculum": summary["curriculum"],
         "heldout_passkey": summary["heldout_passkey"],
         "config": cfg,
     }
-
-
-def resolve(setting: str, n: int) -> Path | None:
-    """``gist.pretrained`` -> the adapter folder for gist-N: none -> None; train -> this run's stage 1; else a path
-    to a folder holding ``gist<N>/``."""
-    if setting == "none":
-        return None
-    if setting == "train":
-        return Path(f"results/pretrained/gist{n}")
-    return Path(setting) / f"gist{n}"
 
 
 def check(adapter_dir: Path, loaded, cfg: dict, warm_start: bool = False) -> dict:
