@@ -93,11 +93,20 @@ def validate_config(config: dict, schema_path: str | Path = SCHEMA_PATH, _nested
     ns, warm = config["gist"]["n_tokens"], config["gist"]["warm_start"]
     for i, w in enumerate(warm):
         key = f"gist.warm_start[{i}]"
+        if warm and config["gist"]["pretrained"] != "train":
+            raise ConfigError(f"{key}: a warm start is for stage 1, which runs only with gist.pretrained: train "
+                              f"(got {config['gist']['pretrained']!r})")
+        if isinstance(w["from"], str):  # continue a stage-1 adapter made elsewhere (same N)
+            if w["n"] not in ns:
+                raise ConfigError(f"{key}: n ({w['n']}) must be in gist.n_tokens {ns}")
+            if not (Path(w["from"]) / f"gist{w['n']}").is_dir():
+                raise ConfigError(f"{key}: {w['from']!r} holds no adapter folder gist{w['n']}/ to continue")
+            continue
         if w["n"] not in ns or w["from"] not in ns:
             raise ConfigError(f"{key}: n ({w['n']}) and from ({w['from']}) must both be in gist.n_tokens {ns}")
         if w["from"] <= w["n"]:
             raise ConfigError(f"{key}: from ({w['from']}) must have more gist tokens than n ({w['n']}): its first n rows seed gist-{w['n']}")
-        if w["from"] in {v["n"] for v in warm}:
+        if w["from"] in {v["n"] for v in warm if isinstance(v["from"], int)}:
             raise ConfigError(f"{key}: gist-{w['from']} is itself warm-started; start from a checkpoint that is not")
     if len({w["n"] for w in warm}) != len(warm):
         raise ConfigError("gist.warm_start: each n at most once")

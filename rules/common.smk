@@ -190,15 +190,26 @@ def pretrained_report_arg(wildcards=None):
 WARM_FROM = {w["n"]: w["from"] for w in config["gist"]["warm_start"]}
 
 
-def get_warm_start(wildcards):
-    """Stage 1 of a warm-started gist-N needs the other N's stage-1 adapter."""
+def warm_dir(wildcards):
+    """gist.warm_start: the stage-1 adapter folder gist-N starts from ('' for none): another N's stage 1 here,
+    or <folder>/gist<N> made elsewhere (continued)."""
     m = WARM_FROM.get(int(wildcards.n))
-    return [f"results/pretrained/gist{m}"] if m else []
+    if m is None:
+        return ""
+    return f"results/pretrained/gist{m}" if isinstance(m, int) else pretrained_dir(m, wildcards.n)
+
+
+def get_warm_start(wildcards):
+    """Stage 1 of a warm-started gist-N needs the adapter it starts from."""
+    m = WARM_FROM.get(int(wildcards.n))
+    if m is None:
+        return []
+    return [warm_dir(wildcards)] if isinstance(m, int) else pretrained_inputs(m, wildcards.n)
 
 
 def warm_start_arg(wildcards):
-    m = WARM_FROM.get(int(wildcards.n))
-    return f"--warm-start results/pretrained/gist{m}" if m else ""
+    folder = warm_dir(wildcards)
+    return f"--warm-start {folder}" if folder else ""
 
 
 def pretrain_train():

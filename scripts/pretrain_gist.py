@@ -40,5 +40,5 @@ if __name__ == "__main__":
     p.add_argument("--out-dir", required=True)
     p.add_argument("--state-dir", required=True, help="resumable state, kept outside the rule's outputs")
     p.add_argument("--passkey-digits", type=int, required=True)
-    p.add_argument("--warm-start", default="", help="another N's stage-1 adapter folder to start from (gist.warm_start)")
+    p.add_argument("--warm-start", default="", help="a stage-1 adapter folder to start from (gist.warm_start): another N's, or this N's made elsewhere (continued)")
     run(main, p)

