@@ -196,7 +196,11 @@ def warm_dir(wildcards):
     m = WARM_FROM.get(int(wildcards.n))
     if m is None:
         return ""
-    return f"results/pretrained/gist{m}" if isinstance(m, int) else pretrained_dir(m, wildcards.n)
+    return (
+        f"results/pretrained/gist{m}"
+        if isinstance(m, int)
+        else pretrained_dir(m, wildcards.n)
+    )
 
 
 def get_warm_start(wildcards):
@@ -204,7 +208,11 @@ def get_warm_start(wildcards):
     m = WARM_FROM.get(int(wildcards.n))
     if m is None:
         return []
-    return [warm_dir(wildcards)] if isinstance(m, int) else pretrained_inputs(m, wildcards.n)
+    return (
+        [warm_dir(wildcards)]
+        if isinstance(m, int)
+        else pretrained_inputs(m, wildcards.n)
+    )
 
 
 def warm_start_arg(wildcards):
