@@ -287,3 +287,15 @@ def scaled(base):
         return base * attempt
 
     return by_attempt
+
+
+def get_control_predictions(wildcards=None):
+    """The context-scrambling control's predictions (eval.scramble_control)."""
+    return [
+        f"results/controls/gist{n}_scrambled/predictions.jsonl"
+        for n in config["eval"]["scramble_control"]
+    ]
+
+
+def controls_arg(wildcards, input):
+    return f"--controls {input.controls}" if input.controls else ""

@@ -138,6 +138,40 @@ rule evaluate_ablation:
         f"--checkpoint {{input.checkpoint}} {EVAL_ARGS}"
 
 
+rule evaluate_scrambled:
+    input:
+        dataset="results/dataset/test.gist{n}.jsonl",
+        model="results/model/base/model_ref.json",
+        checkpoint=get_checkpoint,
+        code=lib("baselines", "evaluate", "gist", "model"),
+    output:
+        predictions="results/controls/gist{n}_scrambled/predictions.jsonl",
+        environment="results/controls/gist{n}_scrambled/environment.json",
+    log:
+        "logs/evaluate_scrambled/gist{n}.log",
+    benchmark:
+        "benchmarks/evaluate_scrambled/gist{n}.tsv"
+    conda:
+        "../envs/evaluate.yaml"
+    threads: TORCH_THREADS
+    resources:
+        gpu=1,
+        mem_mb=scaled(8000),
+        runtime=scaled(60),
+    params:
+        model=section("model"),
+        gist_instruction=config["gist"]["instruction"],
+        baseline_instruction=config["eval"]["baseline_instruction"],
+        max_new_tokens=config["eval"]["max_new_tokens"],
+        warmup=config["eval"]["warmup_items"],
+        embedder=config["eval"]["rag"]["embedding_model"],
+        top_k=config["eval"]["rag"]["top_k"],
+        seed=config["seed"],
+    shell:
+        f"python scripts/evaluate_method.py --method gist{{wildcards.n}} --label gist{{wildcards.n}}_scrambled --scramble-context "
+        f"--qtypes passkey factual --checkpoint {{input.checkpoint}} {EVAL_ARGS}"
+
+
 rule judge_answers:
     input:
         predictions=get_predictions(),

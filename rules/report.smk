@@ -76,6 +76,7 @@ rule build_report:
         ablation_checkpoints=get_ablation_checkpoints(),
         ablation_predictions=get_ablation_predictions(),
         pretrained=get_all_pretrained,
+        controls=get_control_predictions(),
         code=lib("report"),
     output:
         "results/report.html",
@@ -86,8 +87,9 @@ rule build_report:
     params:
         ablations=ablations_arg,
         pretrained=pretrained_report_arg,
+        controls=controls_arg,
     shell:
-        "python scripts/build_report.py {params.ablations} {params.pretrained} --config {input.config} --summary {input.summary} --passkey {input.passkey} "
+        "python scripts/build_report.py {params.ablations} {params.pretrained} {params.controls} --config {input.config} --summary {input.summary} --passkey {input.passkey} "
         "--predictions {input.predictions} --environments {input.environments} --stats {input.stats} --checkpoints {input.checkpoints} "
         "--mask {input.mask} --attention {input.attention} --rulegraph {input.rulegraph} "
         "--qa-issues {input.qa_issues} --out {output} --log {log}"

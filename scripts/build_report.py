@@ -11,7 +11,7 @@ def main(args):
     config = load_config(args.config)
     html = build_report(config, args.config, args.summary, args.passkey, args.predictions, args.stats, args.checkpoints,
                         args.mask, args.attention, args.rulegraph, args.qa_issues, args.environments,
-                        args.ablation_checkpoints, args.ablation_predictions, args.pretrained)
+                        args.ablation_checkpoints, args.ablation_predictions, args.pretrained, args.controls)
     write_text_atomic(args.out, html)
 
 
@@ -32,5 +32,6 @@ if __name__ == "__main__":
     p.add_argument("--ablation-checkpoints", nargs="*", default=[], help="results/ablations/<name>/checkpoint of each ablation")
     p.add_argument("--ablation-predictions", nargs="*", default=[], help="their passkey predictions, in the same order")
     p.add_argument("--pretrained", nargs="*", default=[], help="the stage-1 adapter folder of each gist-N (gist.pretrained)")
+    p.add_argument("--controls", nargs="*", default=[], help="the context-scrambling control's predictions (results/controls/gist<N>_scrambled)")
     p.add_argument("--out", required=True)
     run(main, p)

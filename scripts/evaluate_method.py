@@ -19,6 +19,8 @@ def main(args):
     if args.qtypes:
         records = [r for r in records if r["qtype"] in args.qtypes]
     n_gist = int(args.method.removeprefix("gist")) if args.method.startswith("gist") else 0
+    if args.scramble_context and not n_gist:
+        raise SystemExit("--scramble-context is a control for gist methods only")
     loaded = load_model(args.model, args.model_ref, n_gist=n_gist, adapter_dir=args.checkpoint)
     embedder = SentenceEmbedder(args.embedding_model)
     retriever = None
@@ -27,7 +29,7 @@ def main(args):
         retriever = Retriever(manifest["db"], manifest["collection"], embedder)
     instruction = args.gist_instruction if n_gist else args.baseline_instruction
     rows = run_method(args.method, loaded, records, instruction, args.max_new_tokens, args.warmup_items, retriever, args.top_k,
-                      Path(args.cache_dir) if n_gist and args.cache_dir else None, embedder)
+                      Path(args.cache_dir) if n_gist and args.cache_dir else None, embedder, scramble=args.scramble_context)
     if args.label:
         for r in rows:
             r["method"] = args.label
@@ -54,6 +56,8 @@ if __name__ == "__main__":
     p.add_argument("--cache-dir", default=None, help="where gist caches are saved (gist methods)")
     p.add_argument("--qtypes", nargs="+", default=None, help="answer only these question types (e.g. passkey)")
     p.add_argument("--label", default=None, help="method name written into the predictions (an ablation's name)")
+    p.add_argument("--scramble-context", action="store_true",
+                   help="gist methods: compress each document with its tokens shuffled (the leakage control)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True)
     p.add_argument("--environment-out", required=True, help="where this evaluation ran (host, GPU, versions), for the report")

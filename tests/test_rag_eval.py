@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from gistpoc.baselines.rag import Retriever, SentenceEmbedder, build_index, chunk_document
-from gistpoc.evaluate.runner import run_method
+from gistpoc.evaluate.runner import run_method, scramble_context
 
 
 def test_chunks_cover_the_document(tokenizer, real_text):
@@ -87,3 +87,20 @@ def test_an_out_of_memory_item_is_recorded_not_fatal(gist_model, real_text):
         handle.remove()
     assert [r["status"] for r in rows] == ["oom", "ok"]
     assert rows[0]["prediction"] is None and rows[1]["prediction"] is not None and rows[1]["ttft_ms"] > 0
+
+
+def test_scrambled_control_compresses_the_token_shuffled_document(gist_model, real_text):
+    tok = gist_model.tokenizer
+    text = real_text[:700]
+    shuffled = scramble_context(tok, text, "d1")
+    ids, sids = (tok(t, add_special_tokens=False)["input_ids"] for t in (text, shuffled))
+    assert shuffled != text and shuffled == scramble_context(tok, text, "d1")      # a fixed permutation per document
+    assert scramble_context(tok, text, "d2") != shuffled
+    assert sorted(shuffled) == sorted(tok.decode(ids))                             # the same tokens, so the same characters
+    assert abs(len(sids) - len(ids)) <= len(ids) // 10                               # (a few re-merge when read again)
+    assert "12345" not in scramble_context(tok, "The pass key is 12345. Remember it. " + text, "d1")
+    recs = _records(real_text)
+    control = run_method("gist4", gist_model, recs, "Compress the text.", 6, warmup_items=0, scramble=True)
+    by_hand = run_method("gist4", gist_model, [{**r, "context": shuffled} for r in recs], "Compress the text.", 6, warmup_items=0)
+    assert all(r["scrambled"] for r in control) and not any(r["scrambled"] for r in by_hand)
+    assert [r["prediction"] for r in control] == [r["prediction"] for r in by_hand]

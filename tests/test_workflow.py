@@ -163,6 +163,11 @@ def test_end_to_end_tiny_config(workdir):
     ran_on = re.search(r'<tr id="ran-on">(.*?)</tr>', html, re.S).group(1)
     assert "CPU only" in ran_on and all(m in ran_on for m in summary) and "training of gist2, gist4" in ran_on
     assert 'id="not-recorded"' not in html
+    # the context-scrambling control (eval.scramble_control: [4]): gist-4 on shuffled documents, passkey + factual only
+    control = [json.loads(line) for line in (wd / "results/controls/gist4_scrambled/predictions.jsonl").read_text().splitlines()]
+    assert control and {r["qtype"] for r in control} <= {"passkey", "factual"} and all(r["scrambled"] and r["method"] == "gist4_scrambled" for r in control)
+    row = re.search(r'<table id="scramble-table">.*?<tr data-n="4">(.*?)</tr>', html, re.S)
+    assert row and 'data-key="falls_to_closed_book"' in row.group(1), html[html.find("scramble"):][:500]
     assert not re.search(r'<(script|link|img|iframe)[^>]+(src|href)="https?://', html)   # works offline, alone
     # a person's view: headless Chromium renders the file alone, offline, with its plots
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")

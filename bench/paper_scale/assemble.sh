@@ -32,13 +32,16 @@ ck=(); pre=(); for n in $(cfg "' '.join(str(n) for n in c['gist']['n_tokens'])")
     ck+=("results/checkpoints/gist$n")
     [ -f "results/pretrained/gist$n/provenance.json" ] && pre+=("results/pretrained/gist$n")
 done
+ctl=(); for n in $(cfg "' '.join(str(n) for n in c['eval'].get('scramble_control', []))"); do
+    [ -f "results/controls/gist${n}_scrambled/predictions.jsonl" ] && ctl+=("results/controls/gist${n}_scrambled/predictions.jsonl")
+done
 att=(); [ -f results/figures/gist_attention.png ] && att=(--attention results/figures/gist_attention.png) || att=(--attention missing.png)
 "$PY" scripts/build_report.py --config results/report/config.yaml --summary results/eval/summary.csv \
     --passkey results/eval/passkey_breakdown.csv --predictions "${preds[@]}" --environments "${envs[@]}" \
     --stats results/data/corpus_stats.json --checkpoints "${ck[@]}" --mask results/figures/attention_mask.png "${att[@]}" \
     --rulegraph results/figures/rulegraph.svg --qa-issues results/data/qa.issues.json \
     ${ab_ck[@]:+--ablation-checkpoints "${ab_ck[@]}"} ${ab_pred[@]:+--ablation-predictions "${ab_pred[@]}"} \
-    ${pre[@]:+--pretrained "${pre[@]}"} --out results/report.html
+    ${pre[@]:+--pretrained "${pre[@]}"} ${ctl[@]:+--controls "${ctl[@]}"} --out results/report.html
 
 rm -rf "$DEST/predictions" "$DEST/training" "$DEST/figures"
 mkdir -p "$DEST/predictions" "$DEST/training" "$DEST/figures"
@@ -53,6 +56,7 @@ for d in "${ck[@]}" "${ab_ck[@]}" "${pre[@]}"; do
     case $d in results/pretrained/*) name=stage1-$name ;; esac
     for f in train_log.csv eval_log.csv summary.json provenance.json; do [ -f "$d/$f" ] && cp "$d/$f" "$DEST/training/${name}_$f"; done
 done
+for f in "${ctl[@]}"; do gzip -9nc "$f" >"$DEST/predictions/control-$(basename "$(dirname "$f")").jsonl.gz"; done
 [ -f results/figures/gist_attention.png ] && cp results/figures/gist_attention.png "$DEST/figures/"
 tar czf "$DEST/logs.tar.gz" $(ls -d logs benchmarks results/pretrained-restart/*/*.csv results/pretrained-restart/*/*.json device_run.log device_rag.log device_lane*.log 2>/dev/null)
 du -sh "$DEST"

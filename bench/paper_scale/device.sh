@@ -106,6 +106,7 @@ print(" ".join({
     "pretrain": ([f"results/pretrained/gist{n}" for n in ns] if c["gist"].get("pretrained") == "train" else [])
                 + [f"results/ablations/{a}/checkpoint" for a in abl],
     "eval": [f"results/eval/gist{n}/predictions.jsonl" for n in ns] + [f"results/ablations/{a}/predictions.jsonl" for a in abl]
+            + [f"results/controls/gist{n}_scrambled/predictions.jsonl" for n in c["eval"].get("scramble_control", [])]
             + ["results/figures/gist_attention.png"],
 }[sys.argv[2]]))
 PY
@@ -147,7 +148,7 @@ collect)  # what the GPU half made; the inputs it was given stay on the CPU side
     # gzip -1, not xz: in the first run an xz of this took most of a minute and the call ran out of time
     # (a file may be 16 MiB at most: the adapters, ~7.5 MB each for SmolLM2, travel one per file)
     tar czf "$OUT/results.tar.gz" --exclude='results/eval/*/caches' --exclude='*.safetensors' \
-        $(ls -d results/report.html results/pretrained results/checkpoints results/ablations results/eval results/figures results/rag/index.json \
+        $(ls -d results/report.html results/pretrained results/checkpoints results/ablations results/controls results/eval results/figures results/rag/index.json \
             logs benchmarks device_run.log device_rag.log device_lane*.log .snakemake/log 2>/dev/null)
     for d in results/pretrained/gist* results/checkpoints/gist* results/ablations/*/checkpoint; do
         [ -d "$d" ] && tar cf "$OUT/adapter_$(basename "$(dirname "$d")")_$(basename "$d").tar" "$d"/*.safetensors

@@ -8,6 +8,7 @@ Methods share the prompt layout (``gist.template``), greedy decoding and answer 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import time
@@ -62,6 +63,15 @@ def score(record: dict, prediction: str | None, embedder=None) -> dict:
     return out
 
 
+def scramble_context(tokenizer, text: str, key: str) -> str:
+    """The document with its tokens in a random order (seeded by ``key``, e.g. the document id): the same tokens,
+    none of the content. A gist made from it must not answer the document's questions (the leakage control)."""
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    gen = torch.Generator().manual_seed(int(hashlib.sha256(f"gistpoc-scramble:{key}".encode()).hexdigest()[:15], 16))
+    perm = torch.randperm(len(ids), generator=gen).tolist()
+    return tokenizer.decode([ids[i] for i in perm])
+
+
 def _docs(records: list[dict]) -> "OrderedDict[str, list[dict]]":
     docs: OrderedDict[str, list[dict]] = OrderedDict()
     for r in records:
@@ -70,8 +80,11 @@ def _docs(records: list[dict]) -> "OrderedDict[str, list[dict]]":
 
 
 def run_method(method: str, loaded, records: list[dict], instruction: str, max_new_tokens: int, warmup_items: int = 1,
-               retriever=None, top_k: int = 3, cache_dir: Path | None = None, embedder=None) -> list[dict]:
-    """Predictions with timings for every record; an out-of-memory item is recorded as ``oom``."""
+               retriever=None, top_k: int = 3, cache_dir: Path | None = None, embedder=None, scramble: bool = False) -> list[dict]:
+    """Predictions with timings for every record; an out-of-memory item is recorded as ``oom``.
+
+    ``scramble`` (gist methods): compress each document with its tokens shuffled (``scramble_context``) and answer
+    its questions from that gist: the context-scrambling control."""
     model, tok = loaded.model, loaded.tokenizer
     template = prompt_template(tok, instruction)
     meter = MemoryMeter(loaded.device)
@@ -109,7 +122,8 @@ def run_method(method: str, loaded, records: list[dict], instruction: str, max_n
         cache = None
         compress_ms = None
         if n_gist:
-            enc = encode_prefix(tok, template, recs[0]["context"], loaded.gist_ids)
+            context = scramble_context(tok, recs[0]["context"], doc_id) if scramble else recs[0]["context"]
+            enc = encode_prefix(tok, template, context, loaded.gist_ids)
             try:
                 t0 = time.perf_counter()
                 cache = compress_context(model, enc.prefix_ids, enc.gist_start, enc.gist_end, enc.context_tokens)
@@ -127,7 +141,7 @@ def run_method(method: str, loaded, records: list[dict], instruction: str, max_n
                 log.warning("%s: out of memory while compressing %s", method, doc_id)
         for rec in recs:
             row = {k: rec[k] for k in ("id", "doc_id", "source", "qtype", "question", "answer", "context_tokens", "passkey_depth")}
-            row.update({"method": method, "reference": rec["answer"], "status": "ok"})
+            row.update({"method": method, "reference": rec["answer"], "status": "ok", "scrambled": scramble})
             meter.reset()
             try:
                 if n_gist:

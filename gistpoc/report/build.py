@@ -145,6 +145,37 @@ def ablation_rows(config: dict, checkpoints: list, predictions: list, n_boot: in
     return rows, logs, labels
 
 
+def control_rows(summary: list[dict], predictions: list, threshold: float, n_boot: int, seed: int) -> list[dict]:
+    """The context-scrambling control: per gist-N, passkey accuracy and factual F1 answering from the gist of the
+    real document, of the token-shuffled document, and closed book (no document). A gist that keeps answering the
+    shuffled document's questions above closed book would be answering from somewhere other than the document."""
+    from gistpoc.evaluate.summary import summarize_method
+
+    by_method = {r["method"]: r for r in summary}
+    closed = by_method.get("closed_book", {})
+    rows = []
+    for path in predictions:
+        with open(path) as fh:
+            items = [json.loads(line) for line in fh]
+        if not items:
+            continue
+        label = items[0]["method"]
+        n = int(label.removeprefix("gist").split("_")[0])
+        scr = summarize_method(items, threshold, n_boot, seed)
+        real = by_method.get(f"gist{n}", {})
+        verdict = []
+        for key in ("passkey_acc", "factual_f1"):
+            hi = closed.get(f"{key}_hi")
+            if scr.get(key) is None or hi is None:
+                continue
+            verdict.append(scr[key] <= hi)
+        rows.append({"n": n, "label": label, "n_items": len(items),
+                     "real": {k: ci(real, k) for k in ("passkey_acc", "factual_f1")},
+                     "scrambled": {k: ci(scr, k) for k in ("passkey_acc", "factual_f1")},
+                     "closed": {k: ci(closed, k) for k in ("passkey_acc", "factual_f1")},
+                     "falls_to_closed_book": all(verdict) if verdict else None})
+    return sorted(rows, key=lambda r: r["n"])
+
 
 def stage1_start(init: dict | None, n: int) -> str:
     """Where a stage-1 run began (its provenance's warm_start): the base model, another N's stage 1 in this run,
@@ -157,7 +188,7 @@ def stage1_start(init: dict | None, n: int) -> str:
 
 
 def build_report(config: dict, config_path: str | None, summary_csv, passkey_csv, predictions: list, stats_json, checkpoints: list, mask_png, attention_png, rulegraph_svg, qa_issues_json=None, environments=(),
-                 ablation_checkpoints=(), ablation_predictions=(), pretrained_dirs=()) -> str:
+                 ablation_checkpoints=(), ablation_predictions=(), pretrained_dirs=(), controls=()) -> str:
     summary = read_csv(summary_csv)
     breakdown = read_csv(passkey_csv)
     stats = json.loads(Path(stats_json).read_text())
@@ -227,6 +258,7 @@ def build_report(config: dict, config_path: str | None, summary_csv, passkey_csv
         train=train_summaries,
         heldout_lengths=heldout_lengths,
         ablations=ablations,
+        controls=control_rows(summary, list(controls), config["eval"]["global_proxy_threshold"], config["eval"]["bootstrap_samples"], config["seed"]),
         drill=drill,
         methods=methods,
         figures=figures,

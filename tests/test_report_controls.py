@@ -1,0 +1,34 @@
+"""The report's context-scrambling control: shuffled-document scores beside real-document and closed-book ones."""
+
+import json
+
+from gistpoc.report.build import control_rows
+
+
+def _items(label, n_docs, passkey_right, f1):
+    rows = []
+    for d in range(n_docs):
+        rows.append({"id": f"d{d}::passkey", "doc_id": f"d{d}", "method": label, "qtype": "passkey", "status": "ok", "context_tokens": 3000,
+                     "passkey_depth": 0.5, "scores": {"passkey_correct": d < passkey_right, "em": None, "f1": None, "rouge_l": 0.0, "embed_sim": None}})
+        rows.append({"id": f"d{d}::factual", "doc_id": f"d{d}", "method": label, "qtype": "factual", "status": "ok", "context_tokens": 3000,
+                     "passkey_depth": None, "scores": {"passkey_correct": None, "em": 0.0, "f1": f1, "rouge_l": 0.0, "embed_sim": None}})
+    return rows
+
+
+def _write(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_control_falls_to_closed_book_or_is_flagged(tmp_path):
+    summary = [{"method": "closed_book", "passkey_acc": 0.0, "passkey_acc_lo": 0.0, "passkey_acc_hi": 0.0,
+                "factual_f1": 0.1, "factual_f1_lo": 0.05, "factual_f1_hi": 0.15},
+               {"method": "gist25", "passkey_acc": 1.0, "passkey_acc_lo": 1.0, "passkey_acc_hi": 1.0,
+                "factual_f1": 0.2, "factual_f1_lo": 0.1, "factual_f1_hi": 0.3}]
+    clean = _write(tmp_path / "clean.jsonl", _items("gist25_scrambled", 10, 0, 0.1))
+    leaky = _write(tmp_path / "leaky.jsonl", _items("gist10_scrambled", 10, 9, 0.1))
+    rows = control_rows(summary, [leaky, clean], 0.5, 50, 0)
+    assert [r["n"] for r in rows] == [10, 25]
+    leak, ok = rows
+    assert ok["falls_to_closed_book"] is True and ok["scrambled"]["passkey_acc"].startswith("0%") and ok["real"]["passkey_acc"].startswith("100%")
+    assert leak["falls_to_closed_book"] is False and leak["scrambled"]["passkey_acc"].startswith("90%") and leak["n_items"] == 20
