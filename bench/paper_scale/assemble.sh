@@ -43,7 +43,8 @@ att=(); [ -f results/figures/gist_attention.png ] && att=(--attention results/fi
     ${ab_ck[@]:+--ablation-checkpoints "${ab_ck[@]}"} ${ab_pred[@]:+--ablation-predictions "${ab_pred[@]}"} \
     ${pre[@]:+--pretrained "${pre[@]}"} ${ctl[@]:+--controls "${ctl[@]}"} --out results/report.html
 
-rm -rf "$DEST/predictions" "$DEST/training" "$DEST/figures"
+rm -rf "$DEST/predictions" "$DEST/figures"
+[ -d "$DEST/training" ] && find "$DEST/training" -maxdepth 1 -type f -delete   # earlier runs' logs in training/run*/ stay
 mkdir -p "$DEST/predictions" "$DEST/training" "$DEST/figures"
 cp results/report.html results/eval/summary.csv results/eval/passkey_breakdown.csv results/data/corpus_stats.json "$DEST/"
 gzip -9nc results/eval/reasoning_rating_sheet.csv >"$DEST/reasoning_rating_sheet.csv.gz"
@@ -58,5 +59,5 @@ for d in "${ck[@]}" "${ab_ck[@]}" "${pre[@]}"; do
 done
 for f in "${ctl[@]}"; do gzip -9nc "$f" >"$DEST/predictions/control-$(basename "$(dirname "$f")").jsonl.gz"; done
 [ -f results/figures/gist_attention.png ] && cp results/figures/gist_attention.png "$DEST/figures/"
-tar czf "$DEST/logs.tar.gz" $(ls -d logs benchmarks results/pretrained-restart/*/*.csv results/pretrained-restart/*/*.json device_run.log device_rag.log device_lane*.log 2>/dev/null)
+tar czf "$DEST/logs.tar.gz" $(ls -d logs benchmarks results/pretrained-restart/*/*.csv results/pretrained-restart/*/*.json device_run.log device_rag.log device_base_*.log device_lane*.log 2>/dev/null)
 du -sh "$DEST"
