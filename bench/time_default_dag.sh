@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Time the whole default DAG (raw dumps -> results/report.html) from a fresh clone, with the same
 # command the README gives, plus a no-op dry run. Setup (pip) is not counted; the model conversion is.
-# Usage: bash bench/time_default_dag.sh [CORES]      (prints, and writes bench/results/time_default_dag.txt)
+# Usage: bash bench/time_default_dag.sh [CORES]   (default: every core, as run.sh; prints, and writes
+#        bench/results/time_default_dag.txt, the run's report and summary beside it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
-CORES=${1:-1}
+CORES=${1:-$(nproc)}
 WORK=$(mktemp -d)
 git clone -q "$REPO" "$WORK/repo"
 ln -s "$REPO/.venv" "$WORK/repo/.venv"
@@ -26,3 +27,5 @@ grep -q "Nothing to be done" "$WORK/dry.log"
   for f in benchmarks/*/*.tsv; do printf "  %-40s %s\n" "$f" "$(tail -n 1 "$f" | cut -f1)"; done
 } | tee "$REPO/bench/results/time_default_dag.txt"
 cp "$WORK/repo/results/report.html" "$REPO/bench/results/last_default_report.html" 2>/dev/null || true
+cp "$WORK/repo/results/eval/summary.csv" "$REPO/bench/results/last_default_summary.csv" 2>/dev/null || true
+cp -r "$WORK/repo/results/controls" "$REPO/bench/results/last_default_controls" 2>/dev/null || true

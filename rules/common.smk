@@ -17,6 +17,10 @@ N_GIST = sorted(config["gist"]["n_tokens"])
 # torch jobs (training, evaluation, embedding) take every core they are given, up to 4: Snakemake sets
 # OMP_NUM_THREADS / MKL_NUM_THREADS to a job's threads, and torch sizes its pool from them
 TORCH_THREADS = max(1, min(int(workflow.cores or 1), 4))
+# evaluation is decode-bound (one-token forwards): on this project's 2-core machine a second thread makes one job only
+# 1.17x faster, while two one-thread jobs side by side give 1.28x the throughput (training and compression are
+# compute-bound: 1.69x from a second thread), so evaluations take one core each and run two at a time
+EVAL_THREADS = 1
 SPLITS = ["train", "val", "test"]
 METHODS = ["closed_book", "full_context", "rag"] + [f"gist{n}" for n in N_GIST]
 # extra gist checkpoints with other train settings (the recipe ablation), evaluated on the passkey items

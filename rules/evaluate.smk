@@ -50,7 +50,7 @@ rule evaluate_baseline:
         method="closed_book|full_context|rag",
     conda:
         "../envs/evaluate.yaml"
-    threads: TORCH_THREADS
+    threads: EVAL_THREADS
     resources:
         gpu=1,
         mem_mb=scaled(8000),
@@ -85,7 +85,7 @@ rule evaluate_gist:
         "benchmarks/evaluate/gist{n}.tsv"
     conda:
         "../envs/evaluate.yaml"
-    threads: TORCH_THREADS
+    threads: EVAL_THREADS
     resources:
         gpu=1,
         mem_mb=scaled(8000),
@@ -118,7 +118,7 @@ rule evaluate_ablation:
         "benchmarks/evaluate_ablation/{ablation}.tsv"
     conda:
         "../envs/evaluate.yaml"
-    threads: TORCH_THREADS
+    threads: EVAL_THREADS
     resources:
         gpu=1,
         mem_mb=scaled(8000),
@@ -153,7 +153,7 @@ rule evaluate_scrambled:
         "benchmarks/evaluate_scrambled/gist{n}.tsv"
     conda:
         "../envs/evaluate.yaml"
-    threads: TORCH_THREADS
+    threads: EVAL_THREADS
     resources:
         gpu=1,
         mem_mb=scaled(8000),

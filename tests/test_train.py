@@ -215,3 +215,35 @@ def test_pretrained_adapter_is_validated_and_fine_tuning_starts_from_it(tmp_path
     res = subprocess.run(_cmd(tiny_dataset, tmp_path / "ft2", tmp_path / "state3", cfg2) + ["--pretrained", str(other)],
                          cwd=ROOT, capture_output=True, text=True)
     assert res.returncode != 0 and "adapter_model.safetensors is missing" in res.stderr + res.stdout
+
+
+def test_final_heldout_table_scores_each_length_once(tmp_path, tiny_dataset, model_dir, monkeypatch):
+    """The last step's gate check already scored the current stage and the longest length with the final weights;
+    the summary's held-out table reuses those and scores only the other lengths (held-out checks are most of a
+    short CPU run's time)."""
+    from gistpoc.model import load_model
+    from gistpoc.train import loop
+    from gistpoc.utils import read_jsonl
+
+    calls = []
+    real = loop.passkey_hits
+    monkeypatch.setattr(loop, "passkey_hits", lambda model, tok, rows, eos, bs: calls.append(len(rows)) or real(model, tok, rows, eos, bs))
+    cfg = _cfg(max_steps=2)
+    cfg["curriculum"]["check_every_steps"] = 2
+    loaded = load_model({"device": "cpu", "dtype": "float32", "attn_implementation": "eager", "quantization": "none"}, model_dir,
+                        n_gist=4, trainable=True)
+    loop.train_gist(loaded, read_jsonl(tiny_dataset / "train.jsonl"), read_jsonl(tiny_dataset / "val.jsonl"), cfg, "Compress the text.",
+                    3, tmp_path / "ck", tmp_path / "state", 5)
+    summary = json.loads((tmp_path / "ck/summary.json").read_text())
+    lengths = {r["length"] for r in summary["heldout_passkey"]}
+    assert len(lengths) == 3 and len(calls) == 3   # stages 32, 64 and the data's longest: each scored once
+    evals = {(e["kind"], int(e["length"] or 0)): float(e["value"]) for e in csv_rows(tmp_path / "ck/eval_log.csv") if e["kind"].startswith("passkey")}
+    final = {r["length"]: r["acc"] for r in summary["heldout_passkey"] if r["depth"] == "all"}
+    assert all(final[length] == v for (kind, length), v in evals.items())   # the reused scores are the check's
+
+
+def csv_rows(path):
+    import csv
+
+    with open(path) as fh:
+        return list(csv.DictReader(fh))

@@ -316,6 +316,7 @@ def train_gist(loaded, train_records: list[dict], val_records: list[dict], cfg: 
     stopped_by = "max_steps"
     step = start_step
     try:
+        checked: dict[int, list[float]] = {}
         while step < run_end():
             t0 = time.perf_counter()
             factor = lr_factor(step, cfg["warmup_steps"], run_end(), cfg["lr_schedule"], cfg["decay_fraction"], cfg["min_lr_factor"],
@@ -388,8 +389,9 @@ def train_gist(loaded, train_records: list[dict], val_records: list[dict], cfg: 
             elapsed = elapsed_before + time.monotonic() - t_start
             out_of_time = bool(cfg["time_limit_minutes"]) and elapsed >= 60 * cfg["time_limit_minutes"]
             last = done >= run_end() or out_of_time
+            checked = {}  # held-out hits of this step's check, by length (the weights change with every step)
             if done % cur_cfg["check_every_steps"] == 0 or last:
-                evals += gate_check(model, tokenizer, curriculum, heldout, eos_ids, bs, done, n)
+                evals += gate_check(model, tokenizer, curriculum, heldout, eos_ids, bs, done, n, checked)
                 vloss = validation_loss(model, val_rows, tokenizer.pad_token_id)
                 evals.append({"step": done, "kind": "val_loss", "length": None, "value": vloss})
                 log.info("step %d validation loss %.4f", done, vloss)
@@ -403,8 +405,9 @@ def train_gist(loaded, train_records: list[dict], val_records: list[dict], cfg: 
         if stopped_by != "time_limit" and run_end() < total_steps:
             stopped_by = "after_gate_steps"
         heldout_final = []
-        for length, wins in heldout.items():
-            heldout_final += accuracy_table(wins, passkey_hits(model, tokenizer, wins, eos_ids, bs), length)
+        for length, wins in heldout.items():  # the last step's check already scored some lengths with these weights
+            got = checked.get(length)
+            heldout_final += accuracy_table(wins, got if got is not None else passkey_hits(model, tokenizer, wins, eos_ids, bs), length)
     except (RuntimeError, MemoryError) as err:
         if is_oom(err):
             kind = "CUDA " if isinstance(err, torch.cuda.OutOfMemoryError) else ""
@@ -450,14 +453,19 @@ def train_gist(loaded, train_records: list[dict], val_records: list[dict], cfg: 
     return TrainResult(step, last_loss, start_step)
 
 
-def gate_check(model, tokenizer, curriculum: Curriculum, heldout: dict[int, list[dict]], eos_ids: list[int], bs: int, step: int, n: int) -> list[dict]:
-    """Held-out accuracy at the current stage (and at the longest length), then the promotion gate."""
+def gate_check(model, tokenizer, curriculum: Curriculum, heldout: dict[int, list[dict]], eos_ids: list[int], bs: int, step: int, n: int,
+               hits: dict[int, list[float]] | None = None) -> list[dict]:
+    """Held-out accuracy at the current stage (and at the longest length), then the promotion gate. ``hits``
+    collects the per-window results by length (the final table reuses them when no step followed)."""
+    hits = {} if hits is None else hits
     length = curriculum.length
-    acc = sum(passkey_hits(model, tokenizer, heldout[length], eos_ids, bs)) / len(heldout[length])
+    hits[length] = passkey_hits(model, tokenizer, heldout[length], eos_ids, bs)
+    acc = sum(hits[length]) / len(heldout[length])
     out = [{"step": step, "kind": "passkey_acc", "length": length, "value": acc}]
     longest = max(heldout)
     if longest != length:
-        acc_full = sum(passkey_hits(model, tokenizer, heldout[longest], eos_ids, bs)) / len(heldout[longest])
+        hits[longest] = passkey_hits(model, tokenizer, heldout[longest], eos_ids, bs)
+        acc_full = sum(hits[longest]) / len(heldout[longest])
     else:
         acc_full = acc
     out.append({"step": step, "kind": "passkey_acc_longest", "length": longest, "value": acc_full})
