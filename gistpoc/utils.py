@@ -196,18 +196,6 @@ def records_hash(records: list[dict]) -> str:
     return sha256_text("\n".join(dumps_canonical(r) for r in records))[:16]
 
 
-def code_hash(paths: list[str]) -> str:
-    """Content hash of library files / folders (``*.py``), relative to the repository root."""
-    root = Path(__file__).resolve().parent.parent
-    h = hashlib.sha256()
-    for rel in paths:
-        p = root / rel
-        files = sorted(p.rglob("*.py")) if p.is_dir() else [p]
-        for f in files:
-            h.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes() + b"\0")
-    return h.hexdigest()[:16]
-
-
 def git_commit() -> str:
     """The commit of the working tree (``GISTPOC_GIT_COMMIT`` where the tree's .git is absent or not the run's),
     marked when tracked files differ from it."""

@@ -5,6 +5,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir)))
 
+from gistpoc.codehash import code_hash, files_hash
 from gistpoc.config import ConfigError, merged_train, validate_config
 
 try:
@@ -14,9 +15,12 @@ except ConfigError as err:
 
 
 N_GIST = sorted(config["gist"]["n_tokens"])
-# torch jobs (training, evaluation, embedding) take every core they are given, up to 4: Snakemake sets
-# OMP_NUM_THREADS / MKL_NUM_THREADS to a job's threads, and torch sizes its pool from them
-TORCH_THREADS = max(1, min(int(workflow.cores or 1), 4))
+# torch jobs (training, compression, embedding): Snakemake sets OMP_NUM_THREADS / MKL_NUM_THREADS to a job's threads
+# and torch sizes its pool from them. The DAG has many small torch jobs, so one thread per job until cores outnumber
+# them (a quarter of the cores, at most 4): on 2 cores a second thread makes a training job 1.69x faster, but two
+# one-thread jobs side by side do 2x the work, and a two-thread job would leave a core idle while a one-thread
+# evaluation runs beside it
+TORCH_THREADS = max(1, min(int(workflow.cores or 1) // 4, 4))
 # evaluation is decode-bound (one-token forwards): on this project's 2-core machine a second thread makes one job only
 # 1.17x faster, while two one-thread jobs side by side give 1.28x the throughput (training and compression are
 # compute-bound: 1.69x from a second thread), so evaluations take one core each and run two at a time
@@ -25,39 +29,6 @@ SPLITS = ["train", "val", "test"]
 METHODS = ["closed_book", "full_context", "rag"] + [f"gist{n}" for n in N_GIST]
 # extra gist checkpoints with other train settings (the recipe ablation), evaluated on the passkey items
 ABLATIONS = {a["name"]: a for a in config["ablations"]}
-# library files each stage imports: a change to them reruns the stage (Snakemake does not see imports)
-LIB = {
-    "common": ["gistpoc/utils.py", "gistpoc/cli.py", "gistpoc/config.py"],
-    "model": ["gistpoc/model.py"],
-    "data": sorted(
-        str(p.relative_to(workflow.basedir))
-        for p in Path(workflow.basedir, "gistpoc/data").glob("*.py")
-    ),
-    "qa": sorted(
-        str(p.relative_to(workflow.basedir))
-        for p in Path(workflow.basedir, "gistpoc/qa").glob("*.py")
-    ),
-    "gist": sorted(
-        str(p.relative_to(workflow.basedir))
-        for p in Path(workflow.basedir, "gistpoc/gist").glob("*.py")
-    ),
-    "train": sorted(
-        str(p.relative_to(workflow.basedir))
-        for p in Path(workflow.basedir, "gistpoc/train").glob("*.py")
-    ),
-    "baselines": sorted(
-        str(p.relative_to(workflow.basedir))
-        for p in Path(workflow.basedir, "gistpoc/baselines").glob("*.py")
-    ),
-    "evaluate": sorted(
-        str(p.relative_to(workflow.basedir))
-        for p in Path(workflow.basedir, "gistpoc/evaluate").glob("*.py")
-    ),
-    "report": sorted(
-        str(p.relative_to(workflow.basedir))
-        for p in Path(workflow.basedir, "gistpoc/report").glob("*.*")
-    ),
-}
 
 
 wildcard_constraints:
@@ -67,9 +38,29 @@ wildcard_constraints:
     ablation="|".join(ABLATIONS) or "no-ablations",
 
 
-def lib(*stages):
-    """Library files of the given stages, as rule inputs."""
-    return [f for s in ("common",) + stages for f in LIB[s]]
+# Reruns are decided by content, not mtimes (a copied tree gives every file a new mtime): each rule's code enters
+# as a param (`script_code`: its script and the gistpoc modules it imports, transitively); inputs no rule makes
+# (raw dumps, shipped adapters, the rating sheet) are `ancient` and their content enters as the `sources` param;
+# directories made in the DAG (model, checkpoints, adapters) are `ancient` too, since when their job reruns, Snakemake
+# reruns what reads them anyway; files a rule makes keep Snakemake's mtime check, which the profile's
+# max-checksum-file-size turns into a content check (a newer file with the recorded checksum is not a change).
+MODEL = ancient("results/model/base")
+
+
+def script_code(name):
+    """Content hash of scripts/<name>.py and the gistpoc modules it imports (a param of the rule running it)."""
+    return code_hash(f"scripts/{name}.py")
+
+
+def external(paths):
+    """Inputs no rule makes, as ancient inputs (their content is hashed by `sources_hash`)."""
+    return [ancient(p) for p in ([paths] if isinstance(paths, str) else paths)]
+
+
+def sources_hash(wildcards, input):
+    """Content hash of a job's inputs that live outside results/ (made by no rule), '' if none."""
+    ext = [str(f) for f in input if not str(f).startswith("results/")]
+    return files_hash(ext) if ext else ""
 
 
 def section(name):
@@ -123,7 +114,7 @@ def get_environments(wildcards=None):
 
 
 def get_checkpoint(wildcards):
-    return f"results/checkpoints/gist{wildcards.n}"
+    return ancient(f"results/checkpoints/gist{wildcards.n}")
 
 
 def ablation_train(wildcards):
@@ -146,11 +137,10 @@ def pretrained_dir(setting, n):
 def pretrained_inputs(setting, n):
     folder = pretrained_dir(setting, n)
     if not folder or setting == "train":
-        return [folder] if folder else []
-    return [
-        f"{folder}/adapter_model.safetensors",
-        f"{folder}/provenance.json",
-    ]  # a shipped adapter: its files
+        return [ancient(folder)] if folder else []
+    return external(
+        [f"{folder}/adapter_model.safetensors", f"{folder}/provenance.json"]
+    )  # a shipped adapter: its files
 
 
 def get_pretrained(wildcards):
@@ -213,7 +203,7 @@ def get_warm_start(wildcards):
     if m is None:
         return []
     return (
-        [warm_dir(wildcards)]
+        [ancient(warm_dir(wildcards))]
         if isinstance(m, int)
         else pretrained_inputs(m, wildcards.n)
     )
@@ -241,7 +231,7 @@ def get_ablation_dataset(split):
 
 
 def get_ablation_checkpoints(wildcards=None):
-    return [f"results/ablations/{a}/checkpoint" for a in ABLATIONS]
+    return [ancient(f"results/ablations/{a}/checkpoint") for a in ABLATIONS]
 
 
 def get_ablation_predictions(wildcards=None):
@@ -277,7 +267,7 @@ def rag_manifest_arg(wildcards, input):
 def get_ratings(wildcards=None):
     """The filled human rating sheet, when the user has put one at eval.ratings_csv."""
     path = config["eval"]["ratings_csv"]
-    return path if Path(path).exists() else []
+    return external(path) if Path(path).exists() else []
 
 
 def ratings_arg(wildcards, input):

@@ -2,10 +2,8 @@
 
 
 rule prepare_model:
-    input:
-        lib("model"),
     output:
-        ref="results/model/base/model_ref.json",
+        directory("results/model/base"),
     log:
         "logs/prepare_model/prepare_model.log",
     cache: "omit-software"
@@ -15,16 +13,20 @@ rule prepare_model:
         mem_mb=scaled(4000),
         runtime=scaled(30),
     params:
-        model=section("model"),
+        code=script_code("prepare_model"),
+        # only what the conversion reads: attention kernel, device or dtype changes rerun no data stage
+        model=json.dumps(
+            {k: config["model"][k] for k in ("source", "name_or_path", "save_dtype")},
+            sort_keys=True,
+        ),
     shell:
-        "python scripts/prepare_model.py --model {params.model:q} --out-dir results/model/base --log {log}"
+        "python scripts/prepare_model.py --model {params.model:q} --out-dir {output} --log {log}"
 
 
 rule extract_wikipedia:
     input:
-        xml=config["sources"]["wikipedia_xml"],
-        wikitext=config["sources"]["wikitext_raw"],
-        code=lib("data"),
+        xml=external(config["sources"]["wikipedia_xml"]),
+        wikitext=external(config["sources"]["wikitext_raw"]),
     output:
         docs="results/data/extracted/wikipedia.jsonl",
         issues="results/data/extracted/wikipedia.issues.json",
@@ -32,6 +34,9 @@ rule extract_wikipedia:
         "logs/extract_wikipedia/extract_wikipedia.log",
     conda:
         "../envs/data.yaml"
+    params:
+        code=script_code("extract_source"),
+        sources=sources_hash,
     shell:
         "python scripts/extract_source.py --wikipedia-xml {input.xml:q} --wikitext-raw {input.wikitext:q} "
         "--out {output.docs} --issues {output.issues} --log {log}"
@@ -39,9 +44,8 @@ rule extract_wikipedia:
 
 rule extract_arxiv:
     input:
-        metadata=config["sources"]["arxiv_metadata"],
-        unarxive=config["sources"]["unarxive"],
-        code=lib("data"),
+        metadata=external(config["sources"]["arxiv_metadata"]),
+        unarxive=external(config["sources"]["unarxive"]),
     output:
         docs="results/data/extracted/arxiv.jsonl",
         issues="results/data/extracted/arxiv.issues.json",
@@ -49,6 +53,9 @@ rule extract_arxiv:
         "logs/extract_arxiv/extract_arxiv.log",
     conda:
         "../envs/data.yaml"
+    params:
+        code=script_code("extract_source"),
+        sources=sources_hash,
     shell:
         "python scripts/extract_source.py --arxiv-metadata {input.metadata:q} --unarxive {input.unarxive:q} "
         "--out {output.docs} --issues {output.issues} --log {log}"
@@ -56,8 +63,7 @@ rule extract_arxiv:
 
 rule extract_techdocs:
     input:
-        dirs=config["sources"]["techdocs_dirs"],
-        code=lib("data"),
+        dirs=external(config["sources"]["techdocs_dirs"]),
     output:
         docs="results/data/extracted/techdocs.jsonl",
         issues="results/data/extracted/techdocs.issues.json",
@@ -65,14 +71,15 @@ rule extract_techdocs:
         "logs/extract_techdocs/extract_techdocs.log",
     conda:
         "../envs/data.yaml"
+    params:
+        code=script_code("extract_source"),
+        sources=sources_hash,
     shell:
         "python scripts/extract_source.py --techdocs-dir {input.dirs:q} "
         "--out {output.docs} --issues {output.issues} --log {log}"
 
 
 rule extract_hf:
-    input:
-        code=lib("data"),
     output:
         docs="results/data/extracted/hf.jsonl",
         issues="results/data/extracted/hf.issues.json",
@@ -81,6 +88,7 @@ rule extract_hf:
     conda:
         "../envs/data.yaml"
     params:
+        code=script_code("extract_source"),
         hf=json.dumps(config["sources"]["hf_datasets"], sort_keys=True),
     shell:
         "python scripts/extract_source.py --hf {params.hf:q} "
@@ -90,8 +98,7 @@ rule extract_hf:
 rule build_documents:
     input:
         extracted=get_extracted(),
-        model="results/model/base/model_ref.json",
-        code=lib("data", "model"),
+        model=MODEL,
     output:
         docs="results/data/documents.jsonl",
         stats="results/data/corpus_stats.json",
@@ -100,6 +107,7 @@ rule build_documents:
     conda:
         "../envs/data.yaml"
     params:
+        code=script_code("build_documents"),
         min_tokens=config["data"]["min_tokens"],
         max_tokens=config["data"]["max_tokens"],
         windows=config["data"]["windows_per_doc"],
@@ -114,7 +122,6 @@ rule build_documents:
 rule generate_qa:
     input:
         docs="results/data/documents.jsonl",
-        code=lib("qa"),
     output:
         qa="results/data/qa.jsonl",
         issues="results/data/qa.issues.json",
@@ -126,6 +133,7 @@ rule generate_qa:
     resources:
         api_calls=1,
     params:
+        code=script_code("generate_qa"),
         qa=section("qa"),
     shell:
         "python scripts/generate_qa.py --documents {input.docs} --qa {params.qa:q} "
@@ -135,7 +143,6 @@ rule generate_qa:
 rule inject_passkeys:
     input:
         docs="results/data/documents.jsonl",
-        code=lib("data"),
     output:
         "results/data/passkeys.jsonl",
     log:
@@ -143,6 +150,7 @@ rule inject_passkeys:
     conda:
         "../envs/data.yaml"
     params:
+        code=script_code("inject_passkeys"),
         seed=config["seed"],
         digits=config["data"]["passkey_digits"],
     shell:
@@ -155,8 +163,7 @@ rule write_dataset:
         docs="results/data/documents.jsonl",
         qa="results/data/qa.jsonl",
         passkeys="results/data/passkeys.jsonl",
-        model="results/model/base/model_ref.json",
-        code=lib("data", "gist", "model"),
+        model=MODEL,
     output:
         train="results/dataset/train.gist{n}.jsonl",
         val="results/dataset/val.gist{n}.jsonl",
@@ -166,6 +173,7 @@ rule write_dataset:
     conda:
         "../envs/data.yaml"
     params:
+        code=script_code("write_dataset"),
         instruction=config["gist"]["instruction"],
     shell:
         "python scripts/write_dataset.py --documents {input.docs} --qa {input.qa} --passkeys {input.passkeys} "

@@ -6,7 +6,7 @@ EVAL_ARGS = " ".join(
         "--gist-instruction {params.gist_instruction:q} --baseline-instruction {params.baseline_instruction:q} "
         "--max-new-tokens {params.max_new_tokens} --warmup-items {params.warmup} "
         "--embedding-model {params.embedder:q} --top-k {params.top_k} --seed {params.seed} "
-        "--out {output.predictions} --environment-out {output.environment} --log {log}",
+        "--out {output.answers} --environment-out {output.environment} --log {log}",
     ]
 )
 
@@ -14,8 +14,7 @@ EVAL_ARGS = " ".join(
 rule build_rag_index:
     input:
         dataset=get_eval_dataset(),
-        model="results/model/base/model_ref.json",
-        code=lib("baselines", "model"),
+        model=MODEL,
     output:
         db=directory("results/rag/chroma"),
         manifest="results/rag/index.json",
@@ -25,6 +24,7 @@ rule build_rag_index:
         "../envs/evaluate.yaml"
     threads: TORCH_THREADS
     params:
+        code=script_code("build_rag_index"),
         embedder=config["eval"]["rag"]["embedding_model"],
         chunk_tokens=config["eval"]["rag"]["chunk_tokens"],
     shell:
@@ -36,11 +36,10 @@ rule build_rag_index:
 rule evaluate_baseline:
     input:
         dataset=get_eval_dataset(),
-        model="results/model/base/model_ref.json",
+        model=MODEL,
         rag=get_rag_manifest,
-        code=lib("baselines", "evaluate", "gist", "model"),
     output:
-        predictions="results/eval/{method}/predictions.jsonl",
+        answers="results/eval/{method}/answers.jsonl",
         environment="results/eval/{method}/environment.json",
     log:
         "logs/evaluate_baseline/{method}.log",
@@ -56,6 +55,7 @@ rule evaluate_baseline:
         mem_mb=scaled(8000),
         runtime=scaled(120),
     params:
+        code=script_code("evaluate_method"),
         model=section("model"),
         gist_instruction=config["gist"]["instruction"],
         baseline_instruction=config["eval"]["baseline_instruction"],
@@ -72,11 +72,10 @@ rule evaluate_baseline:
 rule evaluate_gist:
     input:
         dataset="results/dataset/test.gist{n}.jsonl",
-        model="results/model/base/model_ref.json",
+        model=MODEL,
         checkpoint=get_checkpoint,
-        code=lib("baselines", "evaluate", "gist", "model"),
     output:
-        predictions="results/eval/gist{n}/predictions.jsonl",
+        answers="results/eval/gist{n}/answers.jsonl",
         environment="results/eval/gist{n}/environment.json",
         caches=directory("results/eval/gist{n}/caches"),
     log:
@@ -91,6 +90,7 @@ rule evaluate_gist:
         mem_mb=scaled(8000),
         runtime=scaled(120),
     params:
+        code=script_code("evaluate_method"),
         model=section("model"),
         gist_instruction=config["gist"]["instruction"],
         baseline_instruction=config["eval"]["baseline_instruction"],
@@ -106,11 +106,10 @@ rule evaluate_gist:
 rule evaluate_ablation:
     input:
         dataset=get_ablation_dataset("test"),
-        model="results/model/base/model_ref.json",
-        checkpoint="results/ablations/{ablation}/checkpoint",
-        code=lib("baselines", "evaluate", "gist", "model"),
+        model=MODEL,
+        checkpoint=ancient("results/ablations/{ablation}/checkpoint"),
     output:
-        predictions="results/ablations/{ablation}/predictions.jsonl",
+        answers="results/ablations/{ablation}/answers.jsonl",
         environment="results/ablations/{ablation}/environment.json",
     log:
         "logs/evaluate_ablation/{ablation}.log",
@@ -124,6 +123,7 @@ rule evaluate_ablation:
         mem_mb=scaled(8000),
         runtime=scaled(60),
     params:
+        code=script_code("evaluate_method"),
         model=section("model"),
         n=ablation_n,
         gist_instruction=config["gist"]["instruction"],
@@ -141,11 +141,10 @@ rule evaluate_ablation:
 rule evaluate_scrambled:
     input:
         dataset="results/dataset/test.gist{n}.jsonl",
-        model="results/model/base/model_ref.json",
+        model=MODEL,
         checkpoint=get_checkpoint,
-        code=lib("baselines", "evaluate", "gist", "model"),
     output:
-        predictions="results/controls/gist{n}_scrambled/predictions.jsonl",
+        answers="results/controls/gist{n}_scrambled/answers.jsonl",
         environment="results/controls/gist{n}_scrambled/environment.json",
     log:
         "logs/evaluate_scrambled/gist{n}.log",
@@ -159,6 +158,7 @@ rule evaluate_scrambled:
         mem_mb=scaled(8000),
         runtime=scaled(60),
     params:
+        code=script_code("evaluate_method"),
         model=section("model"),
         gist_instruction=config["gist"]["instruction"],
         baseline_instruction=config["eval"]["baseline_instruction"],
@@ -172,10 +172,31 @@ rule evaluate_scrambled:
         f"--qtypes passkey factual --checkpoint {{input.checkpoint}} {EVAL_ARGS}"
 
 
+rule score_answers:
+    input:
+        "{folder}/answers.jsonl",
+    output:
+        "{folder}/predictions.jsonl",
+    log:
+        "logs/score_answers/{folder}.log",
+    wildcard_constraints:
+        folder=r"results/(eval|controls|ablations)/[^/]+",
+    conda:
+        "../envs/evaluate.yaml"
+    threads: 1
+    resources:
+        mem_mb=scaled(2000),
+        runtime=scaled(15),
+    params:
+        code=script_code("score_answers"),
+        embedder=config["eval"]["metric_embedder"],
+    shell:
+        "python scripts/score_answers.py --answers {input} --metric-embedder {params.embedder:q} --out {output} --log {log}"
+
+
 rule judge_answers:
     input:
         predictions=get_predictions(),
-        code=lib("evaluate", "qa"),
     output:
         "results/eval/judgments.jsonl",
     log:
@@ -185,6 +206,7 @@ rule judge_answers:
     resources:
         api_calls=1,
     params:
+        code=script_code("judge_answers"),
         endpoint=json.dumps(config["qa"].get("openai", {}), sort_keys=True),
         judge_model=config["eval"]["judge"]["model"],
         seed=config["seed"],
@@ -198,7 +220,6 @@ rule summarize_eval:
         predictions=get_predictions(),
         judgments=get_judgments(),
         ratings=get_ratings(),
-        code=lib("evaluate"),
     output:
         summary="results/eval/summary.csv",
         passkey="results/eval/passkey_breakdown.csv",
@@ -208,6 +229,8 @@ rule summarize_eval:
     conda:
         "../envs/evaluate.yaml"
     params:
+        code=script_code("summarize_eval"),
+        sources=sources_hash,
         threshold=config["eval"]["global_proxy_threshold"],
         bootstrap=config["eval"]["bootstrap_samples"],
         seed=config["seed"],

@@ -4,8 +4,7 @@
 rule plot_mask:
     input:
         dataset=get_dataset("train", N_GIST[0]),
-        model="results/model/base/model_ref.json",
-        code=lib("gist", "train"),
+        model=MODEL,
     output:
         "results/figures/attention_mask.png",
     log:
@@ -13,6 +12,7 @@ rule plot_mask:
     conda:
         "../envs/train.yaml"
     params:
+        code=script_code("plot_mask"),
         n=N_GIST[0],
     shell:
         "python scripts/plot_mask.py --dataset {input.dataset} --model-ref {input.model} --n-gist {params.n} "
@@ -22,9 +22,8 @@ rule plot_mask:
 rule pretrain_gist:
     input:
         train="results/dataset/train.gist{n}.jsonl",
-        model="results/model/base/model_ref.json",
+        model=MODEL,
         warm=get_warm_start,
-        code=lib("gist", "train", "model"),
     output:
         directory("results/pretrained/gist{n}"),
     log:
@@ -39,6 +38,8 @@ rule pretrain_gist:
         mem_mb=scaled(8000),
         runtime=scaled(240),
     params:
+        code=script_code("pretrain_gist"),
+        sources=sources_hash,
         model=section("model"),
         train=pretrain_train(),
         instruction=config["gist"]["instruction"],
@@ -57,9 +58,8 @@ rule train_gist:
     input:
         train="results/dataset/train.gist{n}.jsonl",
         val="results/dataset/val.gist{n}.jsonl",
-        model="results/model/base/model_ref.json",
+        model=MODEL,
         pretrained=get_pretrained,
-        code=lib("gist", "train", "model"),
     output:
         directory("results/checkpoints/gist{n}"),
     log:
@@ -74,6 +74,8 @@ rule train_gist:
         mem_mb=scaled(8000),
         runtime=scaled(240),
     params:
+        code=script_code("train_gist"),
+        sources=sources_hash,
         model=section("model"),
         train=section("train"),
         instruction=config["gist"]["instruction"],
@@ -92,9 +94,8 @@ rule train_ablation:
     input:
         train=get_ablation_dataset("train"),
         val=get_ablation_dataset("val"),
-        model="results/model/base/model_ref.json",
+        model=MODEL,
         pretrained=get_ablation_pretrained,
-        code=lib("gist", "train", "model"),
     output:
         directory("results/ablations/{ablation}/checkpoint"),
     log:
@@ -109,6 +110,8 @@ rule train_ablation:
         mem_mb=scaled(8000),
         runtime=scaled(240),
     params:
+        code=script_code("train_gist"),
+        sources=sources_hash,
         model=section("model"),
         train=ablation_train,
         n=ablation_n,

@@ -16,6 +16,7 @@ rule write_run_config:
     conda:
         "../envs/report.yaml"
     params:
+        code=script_code("write_run_config"),
         config=json.dumps(config, sort_keys=True),
     shell:
         "python scripts/write_run_config.py --config {params.config:q} --out {output} --log {log}"
@@ -24,9 +25,8 @@ rule write_run_config:
 rule plot_gist_attention:
     input:
         dataset=f"results/dataset/test.gist{N_GIST[len(N_GIST) // 2]}.jsonl",
-        checkpoint=f"results/checkpoints/gist{N_GIST[len(N_GIST) // 2]}",
-        model="results/model/base/model_ref.json",
-        code=lib("gist", "model"),
+        checkpoint=ancient(f"results/checkpoints/gist{N_GIST[len(N_GIST) // 2]}"),
+        model=MODEL,
     output:
         "results/figures/gist_attention.png",
     log:
@@ -35,6 +35,7 @@ rule plot_gist_attention:
         "../envs/train.yaml"
     threads: TORCH_THREADS
     params:
+        code=script_code("plot_gist_attention"),
         model=section("model"),
         n=N_GIST[len(N_GIST) // 2],
         instruction=config["gist"]["instruction"],
@@ -46,8 +47,13 @@ rule plot_gist_attention:
 
 rule plot_rulegraph:
     input:
-        workflow.snakefile,
-        rules=sorted(str(p) for p in Path(workflow.basedir, "rules").glob("*.smk")),
+        snakefile=external(["Snakefile"]),
+        rules=external(
+            sorted(
+                f"rules/{p.name}"
+                for p in Path(workflow.basedir, "rules").glob("*.smk")
+            )
+        ),
         config="results/report/config.yaml",
     output:
         "results/figures/rulegraph.svg",
@@ -55,6 +61,9 @@ rule plot_rulegraph:
         "logs/plot_rulegraph/plot_rulegraph.log",
     conda:
         "../envs/report.yaml"
+    params:
+        code=script_code("dot_to_svg"),
+        sources=sources_hash,
     shell:
         "(snakemake --rulegraph --nolock results/report.html --configfile {input.config} "
         "| python scripts/dot_to_svg.py --out {output}) 2> {log}"
@@ -69,7 +78,7 @@ rule build_report:
         environments=get_environments(),
         stats="results/data/corpus_stats.json",
         qa_issues="results/data/qa.issues.json",
-        checkpoints=expand("results/checkpoints/gist{n}", n=N_GIST),
+        checkpoints=[ancient(f"results/checkpoints/gist{n}") for n in N_GIST],
         mask="results/figures/attention_mask.png",
         attention="results/figures/gist_attention.png",
         rulegraph="results/figures/rulegraph.svg",
@@ -77,7 +86,6 @@ rule build_report:
         ablation_predictions=get_ablation_predictions(),
         pretrained=get_all_pretrained,
         controls=get_control_predictions(),
-        code=lib("report"),
     output:
         "results/report.html",
     log:
@@ -85,6 +93,8 @@ rule build_report:
     conda:
         "../envs/report.yaml"
     params:
+        code=script_code("build_report"),
+        sources=sources_hash,
         ablations=ablations_arg,
         pretrained=pretrained_report_arg,
         controls=controls_arg,

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Answer the test questions with one method (closed_book, full_context, rag, gist{N}) and score them."""
+"""Answer the test questions with one method (closed_book, full_context, rag, gist{N}); unscored (score_answers scores them)."""
 
 import logging
 from pathlib import Path
@@ -22,14 +22,13 @@ def main(args):
     if args.scramble_context and not n_gist:
         raise SystemExit("--scramble-context is a control for gist methods only")
     loaded = load_model(args.model, args.model_ref, n_gist=n_gist, adapter_dir=args.checkpoint)
-    embedder = SentenceEmbedder(args.embedding_model)
     retriever = None
     if args.method == "rag":
         manifest = read_json(args.rag_manifest)
-        retriever = Retriever(manifest["db"], manifest["collection"], embedder)
+        retriever = Retriever(manifest["db"], manifest["collection"], SentenceEmbedder(args.embedding_model))
     instruction = args.gist_instruction if n_gist else args.baseline_instruction
     rows = run_method(args.method, loaded, records, instruction, args.max_new_tokens, args.warmup_items, retriever, args.top_k,
-                      Path(args.cache_dir) if n_gist and args.cache_dir else None, embedder, scramble=args.scramble_context)
+                      Path(args.cache_dir) if n_gist and args.cache_dir else None, scramble=args.scramble_context)
     if args.label:
         for r in rows:
             r["method"] = args.label
@@ -50,7 +49,7 @@ if __name__ == "__main__":
     p.add_argument("--baseline-instruction", required=True)
     p.add_argument("--max-new-tokens", type=int, required=True)
     p.add_argument("--warmup-items", type=int, default=1)
-    p.add_argument("--embedding-model", required=True)
+    p.add_argument("--embedding-model", required=True, help="the RAG retriever's embedding model (eval.rag.embedding_model)")
     p.add_argument("--rag-manifest", default=None)
     p.add_argument("--top-k", type=int, default=3)
     p.add_argument("--cache-dir", default=None, help="where gist caches are saved (gist methods)")

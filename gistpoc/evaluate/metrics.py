@@ -8,6 +8,8 @@ import re
 import string
 from collections import Counter, defaultdict
 
+from gistpoc.evaluate.passkey import passkey_correct  # noqa: F401  (re-exported: one scorer for every metric user)
+
 _ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
 
 
@@ -33,12 +35,6 @@ def token_f1(prediction: str, reference: str) -> float:
         return 0.0
     precision, recall = same / len(pred), same / len(ref)
     return 2 * precision * recall / (precision + recall)
-
-
-def passkey_correct(prediction: str, passkey: str) -> float:
-    """Exact recovery: the first number in the answer is the passkey, digit for digit."""
-    m = re.search(r"\d+", prediction or "")
-    return float(bool(m) and m.group(0) == passkey)
 
 
 def rouge_l(prediction: str, reference: str) -> float:

@@ -4,6 +4,7 @@ Methods share the prompt layout (``gist.template``), greedy decoding and answer 
 - closed_book: the question alone;  full_context: the whole document;
 - rag: the top-k chunks of the document (retrieval time counted in TTFT);
 - gist{N}: the saved gist KV cache of the document (compression timed separately, once per document).
+Scoring is a separate step (``gistpoc.evaluate.scoring``, the score_answers rule).
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from pathlib import Path
 
 import torch
 
-from gistpoc.evaluate.metrics import exact_match, passkey_correct, rouge_l, token_f1
 from gistpoc.gist.cache import GistCache, answer_from_cache, compress_context, greedy_generate
 from gistpoc.gist.template import encode_prefix, encode_question, prompt_template
 from gistpoc.utils import is_oom
@@ -47,22 +47,6 @@ class MemoryMeter:
         return "cuda_max_allocated" if self.device.type == "cuda" else "cpu_rss"
 
 
-def score(record: dict, prediction: str | None, embedder=None) -> dict:
-    """Per-item quality scores for the record's question type (None where not applicable)."""
-    if prediction is None:
-        return {"em": None, "f1": None, "passkey_correct": None, "rouge_l": None, "embed_sim": None}
-    ref = record["answer"]
-    out = {"em": None, "f1": None, "passkey_correct": None, "rouge_l": rouge_l(prediction, ref), "embed_sim": None}
-    if record["qtype"] == "factual":
-        out["em"], out["f1"] = exact_match(prediction, ref), token_f1(prediction, ref)
-    elif record["qtype"] == "passkey":
-        out["passkey_correct"] = passkey_correct(prediction, ref)
-    if embedder is not None and record["qtype"] in ("global", "reasoning"):
-        a, b = embedder([prediction or " ", ref])
-        out["embed_sim"] = float(sum(x * y for x, y in zip(a, b)))
-    return out
-
-
 def scramble_context(tokenizer, text: str, key: str) -> str:
     """The document with its tokens in a random order (seeded by ``key``, e.g. the document id): the same tokens,
     none of the content. A gist made from it must not answer the document's questions (the leakage control)."""
@@ -80,8 +64,9 @@ def _docs(records: list[dict]) -> "OrderedDict[str, list[dict]]":
 
 
 def run_method(method: str, loaded, records: list[dict], instruction: str, max_new_tokens: int, warmup_items: int = 1,
-               retriever=None, top_k: int = 3, cache_dir: Path | None = None, embedder=None, scramble: bool = False) -> list[dict]:
-    """Predictions with timings for every record; an out-of-memory item is recorded as ``oom``.
+               retriever=None, top_k: int = 3, cache_dir: Path | None = None, scramble: bool = False) -> list[dict]:
+    """Predictions with timings for every record (unscored: ``gistpoc.evaluate.scoring`` scores them in a CPU rule,
+    so a metric change never reruns generation); an out-of-memory item is recorded as ``oom``.
 
     ``scramble`` (gist methods): compress each document with its tokens shuffled (``scramble_context``) and answer
     its questions from that gist: the context-scrambling control."""
@@ -173,7 +158,6 @@ def run_method(method: str, loaded, records: list[dict], instruction: str, max_n
                 if loaded.device.type == "cuda":
                     torch.cuda.empty_cache()
                 row.update({"status": "oom", "prediction": None, "ttft_ms": None, "kv_bytes": None, "peak_mem_bytes": None, "decode_tokens_per_s": None})
-            row["scores"] = score(rec, row["prediction"], embedder)
             out.append(row)
         log.info("%s: %s done (%d answers)", method, doc_id, len(recs))
     return out

@@ -10,8 +10,7 @@ from pathlib import Path
 from statistics import mean, median
 
 from gistpoc.evaluate.metrics import bootstrap_ci, quantile
-
-DEPTH_BINS = [(0.0, 0.33, "early"), (0.33, 0.66, "middle"), (0.66, 1.01, "late")]
+from gistpoc.evaluate.passkey import DEPTH_BINS
 
 
 def _vals(rows, qtype, key):

@@ -20,20 +20,19 @@ from pathlib import Path
 
 import torch
 
-from gistpoc.evaluate.metrics import passkey_correct
-from gistpoc.evaluate.summary import DEPTH_BINS
+from gistpoc.codehash import code_hash
+from gistpoc.evaluate.passkey import DEPTH_BINS, passkey_correct
 from gistpoc.gist.collator import GistDataCollator, forward_masked
 from gistpoc.gist.template import prompt_template
 from gistpoc.train import pretrained
 from gistpoc.train.examples import doc_example, group_by_doc, strip_passkey, to_example
 from gistpoc.train.stream import Curriculum, PasskeyStream, TextPool, cue_continuation, effective_stages, heldout_windows
-from gistpoc.utils import code_hash, host_environment, is_oom, records_hash, stable_hash, write_json
+from gistpoc.utils import host_environment, is_oom, records_hash, stable_hash, write_json
 
 log = logging.getLogger(__name__)
 
-# the library code a trained checkpoint depends on: part of the resume fingerprint
-TRAIN_CODE = ["gistpoc/train", "gistpoc/gist", "gistpoc/model.py", "gistpoc/data/passkey.py", "gistpoc/data/documents.py",
-              "gistpoc/evaluate/metrics.py"]
+# the resume fingerprint's code: this module and every gistpoc module it imports (gistpoc.codehash)
+TRAIN_CODE = "gistpoc/train/loop.py"
 
 OOM_HELP = (
     "out of memory. Remedies (design failure mode 4): train.gradient_checkpointing: true; "
