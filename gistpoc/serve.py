@@ -13,53 +13,16 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import threading
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
+from gistpoc.qa.chat import ChatModel
+
 log = logging.getLogger("gistpoc.serve")
 
 
-class ChatBackend:
-    def __init__(self, model_path: str):
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        from gistpoc.model import end_of_turn_ids, resolve_model_path
-
-        path = resolve_model_path(model_path)
-        self.torch = torch
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.model = AutoModelForCausalLM.from_pretrained(path).eval()
-        self.eos = end_of_turn_ids(self.tokenizer, self.model)
-        self.lock = threading.Lock()
-
-    def complete(self, messages: list[dict], max_tokens: int, temperature: float, json_mode: bool) -> tuple[str, int, int, str]:
-        ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
-        prompt = ids["input_ids"]
-        if json_mode:  # start the reply as a JSON object, as JSON modes of hosted APIs effectively do
-            brace = self.tokenizer("{", add_special_tokens=False, return_tensors="pt")["input_ids"]
-            prompt = self.torch.cat([prompt, brace], dim=1)
-        with self.lock, self.torch.no_grad():
-            out = self.model.generate(
-                input_ids=prompt,
-                attention_mask=self.torch.ones_like(prompt),
-                max_new_tokens=max_tokens,
-                do_sample=temperature > 0,
-                temperature=temperature if temperature > 0 else None,
-                top_p=None,
-                top_k=None,
-                eos_token_id=self.eos,
-                pad_token_id=self.tokenizer.pad_token_id or self.eos[0],
-            )
-        new = out[0, prompt.shape[1]:]
-        finish = "stop" if len(new) and int(new[-1]) in self.eos else "length"
-        text = self.tokenizer.decode(new, skip_special_tokens=True)
-        return ("{" + text) if json_mode else text, prompt.shape[1], len(new), finish
-
-
-def make_handler(backend: ChatBackend, model_name: str, api_key: str | None, fail: dict):
+def make_handler(backend: ChatModel, model_name: str, api_key: str | None, fail: dict):
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, fmt, *args):  # route to logging
             log.info("%s %s", self.address_string(), fmt % args)
@@ -127,7 +90,7 @@ def main(argv=None) -> None:
     p.add_argument("--fail-status", type=int, default=429)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    backend = ChatBackend(args.model)
+    backend = ChatModel(args.model)
     server = HTTPServer((args.host, args.port), make_handler(backend, args.model_name, args.api_key, {"first": args.fail_first, "status": args.fail_status, "seen": 0}))
     log.info("serving %s on http://%s:%d/v1", args.model, args.host, args.port)
     try:

@@ -293,3 +293,10 @@ def get_control_predictions(wildcards=None):
 
 def controls_arg(wildcards, input):
     return f"--controls {input.controls}" if input.controls else ""
+
+
+def qa_output(path):
+    """Q&A bought from an endpoint (qa.backend: openai) is write-protected: a rerun stops before replacing it
+    (delete it on purpose to regenerate; the per-request cache still answers repeated calls for free).
+    """
+    return protected(path) if config["qa"]["backend"] == "openai" else path

@@ -28,7 +28,7 @@ rule extract_wikipedia:
         xml=external(config["sources"]["wikipedia_xml"]),
         wikitext=external(config["sources"]["wikitext_raw"]),
     output:
-        docs="results/data/extracted/wikipedia.jsonl",
+        docs=ensure("results/data/extracted/wikipedia.jsonl", non_empty=True),
         issues="results/data/extracted/wikipedia.issues.json",
     log:
         "logs/extract_wikipedia/extract_wikipedia.log",
@@ -47,7 +47,7 @@ rule extract_arxiv:
         metadata=external(config["sources"]["arxiv_metadata"]),
         unarxive=external(config["sources"]["unarxive"]),
     output:
-        docs="results/data/extracted/arxiv.jsonl",
+        docs=ensure("results/data/extracted/arxiv.jsonl", non_empty=True),
         issues="results/data/extracted/arxiv.issues.json",
     log:
         "logs/extract_arxiv/extract_arxiv.log",
@@ -65,7 +65,7 @@ rule extract_techdocs:
     input:
         dirs=external(config["sources"]["techdocs_dirs"]),
     output:
-        docs="results/data/extracted/techdocs.jsonl",
+        docs=ensure("results/data/extracted/techdocs.jsonl", non_empty=True),
         issues="results/data/extracted/techdocs.issues.json",
     log:
         "logs/extract_techdocs/extract_techdocs.log",
@@ -81,7 +81,7 @@ rule extract_techdocs:
 
 rule extract_hf:
     output:
-        docs="results/data/extracted/hf.jsonl",
+        docs=ensure("results/data/extracted/hf.jsonl", non_empty=True),
         issues="results/data/extracted/hf.issues.json",
     log:
         "logs/extract_hf/extract_hf.log",
@@ -100,7 +100,7 @@ rule build_documents:
         extracted=get_extracted(),
         model=MODEL,
     output:
-        docs="results/data/documents.jsonl",
+        docs=ensure("results/data/documents.jsonl", non_empty=True),
         stats="results/data/corpus_stats.json",
     log:
         "logs/build_documents/build_documents.log",
@@ -123,7 +123,7 @@ rule generate_qa:
     input:
         docs="results/data/documents.jsonl",
     output:
-        qa="results/data/qa.jsonl",
+        qa=qa_output("results/data/qa.jsonl"),
         issues="results/data/qa.issues.json",
     log:
         "logs/generate_qa/generate_qa.log",
@@ -144,7 +144,7 @@ rule inject_passkeys:
     input:
         docs="results/data/documents.jsonl",
     output:
-        "results/data/passkeys.jsonl",
+        ensure("results/data/passkeys.jsonl", non_empty=True),
     log:
         "logs/inject_passkeys/inject_passkeys.log",
     conda:
@@ -165,9 +165,9 @@ rule write_dataset:
         passkeys="results/data/passkeys.jsonl",
         model=MODEL,
     output:
-        train="results/dataset/train.gist{n}.jsonl",
-        val="results/dataset/val.gist{n}.jsonl",
-        test="results/dataset/test.gist{n}.jsonl",
+        train=ensure("results/dataset/train.gist{n}.jsonl", non_empty=True),
+        val=ensure("results/dataset/val.gist{n}.jsonl", non_empty=True),
+        test=ensure("results/dataset/test.gist{n}.jsonl", non_empty=True),
     log:
         "logs/write_dataset/gist{n}.log",
     conda:

@@ -39,7 +39,7 @@ rule evaluate_baseline:
         model=MODEL,
         rag=get_rag_manifest,
     output:
-        answers="results/eval/{method}/answers.jsonl",
+        answers=ensure("results/eval/{method}/answers.jsonl", non_empty=True),
         environment="results/eval/{method}/environment.json",
     log:
         "logs/evaluate_baseline/{method}.log",
@@ -75,13 +75,14 @@ rule evaluate_gist:
         model=MODEL,
         checkpoint=get_checkpoint,
     output:
-        answers="results/eval/gist{n}/answers.jsonl",
+        answers=ensure("results/eval/gist{n}/answers.jsonl", non_empty=True),
         environment="results/eval/gist{n}/environment.json",
         caches=directory("results/eval/gist{n}/caches"),
     log:
         "logs/evaluate_gist/gist{n}.log",
     benchmark:
         "benchmarks/evaluate/gist{n}.tsv"
+    priority: 5
     conda:
         "../envs/evaluate.yaml"
     threads: EVAL_THREADS
@@ -109,7 +110,7 @@ rule evaluate_ablation:
         model=MODEL,
         checkpoint=ancient("results/ablations/{ablation}/checkpoint"),
     output:
-        answers="results/ablations/{ablation}/answers.jsonl",
+        answers=ensure("results/ablations/{ablation}/answers.jsonl", non_empty=True),
         environment="results/ablations/{ablation}/environment.json",
     log:
         "logs/evaluate_ablation/{ablation}.log",
@@ -144,12 +145,15 @@ rule evaluate_scrambled:
         model=MODEL,
         checkpoint=get_checkpoint,
     output:
-        answers="results/controls/gist{n}_scrambled/answers.jsonl",
+        answers=ensure(
+            "results/controls/gist{n}_scrambled/answers.jsonl", non_empty=True
+        ),
         environment="results/controls/gist{n}_scrambled/environment.json",
     log:
         "logs/evaluate_scrambled/gist{n}.log",
     benchmark:
         "benchmarks/evaluate_scrambled/gist{n}.tsv"
+    priority: 5
     conda:
         "../envs/evaluate.yaml"
     threads: EVAL_THREADS
@@ -176,7 +180,7 @@ rule score_answers:
     input:
         "{folder}/answers.jsonl",
     output:
-        "{folder}/predictions.jsonl",
+        ensure("{folder}/predictions.jsonl", non_empty=True),
     log:
         "logs/score_answers/{folder}.log",
     wildcard_constraints:

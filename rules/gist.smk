@@ -30,6 +30,7 @@ rule pretrain_gist:
         "logs/pretrain_gist/gist{n}.log",
     benchmark:
         "benchmarks/pretrain_gist/gist{n}.tsv"
+    priority: 10  # the critical path: start trainings before the baselines' evaluations
     conda:
         "../envs/train.yaml"
     threads: TORCH_THREADS
@@ -66,6 +67,7 @@ rule train_gist:
         "logs/train_gist/gist{n}.log",
     benchmark:
         "benchmarks/train_gist/gist{n}.tsv"
+    priority: 10  # the critical path: start trainings before the baselines' evaluations
     conda:
         "../envs/train.yaml"
     threads: TORCH_THREADS
@@ -102,6 +104,7 @@ rule train_ablation:
         "logs/train_ablation/{ablation}.log",
     benchmark:
         "benchmarks/train_ablation/{ablation}.tsv"
+    priority: 10  # the critical path: start trainings before the baselines' evaluations
     conda:
         "../envs/train.yaml"
     threads: TORCH_THREADS

@@ -3,7 +3,7 @@
 
 Backends: grounded (offline, from the document), openai (any OpenAI-compatible endpoint), local
 (a transformers chat model). Each document's result is cached on disk, keyed by the document and
-the backend settings, so an interrupted run resumes where it stopped and never repeats a paid call.
+the backend settings and the code that builds the prompt (gistpoc.codehash), so an interrupted run resumes where it stopped and never repeats a paid call.
 """
 
 import json
@@ -13,6 +13,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from gistpoc.cli import json_arg, parser, run
+from gistpoc.codehash import code_hash
 from gistpoc.qa.grounded import grounded_qa
 from gistpoc.qa.openai_backend import CachedChatClient, EndpointError, ResponseValidationError, openai_qa
 from gistpoc.utils import IssueLog, read_jsonl, stable_hash, write_json, write_jsonl, write_text_atomic
@@ -24,7 +25,9 @@ def main(args):
     docs = read_jsonl(args.documents)
     qa_cfg = args.qa
     backend = qa_cfg["backend"]
-    settings = {"backend": backend, **({"openai": qa_cfg["openai"]} if backend == "openai" else {}), **({"local": qa_cfg.get("local")} if backend == "local" else {})}
+    settings = {"backend": backend, **({"openai": qa_cfg["openai"]} if backend == "openai" else {}), **({"local": qa_cfg["local"]} if backend == "local" else {}),
+                # the prompt, validation and parsing code: a changed prompt is a new request, never a cache hit
+                "code": code_hash("scripts/generate_qa.py")}
     cache = Path(args.cache_dir) / backend
     cache.mkdir(parents=True, exist_ok=True)
     if backend == "openai":
@@ -33,7 +36,7 @@ def main(args):
     elif backend == "local":
         from gistpoc.qa.local_backend import LocalChatModel, local_qa
 
-        chat = LocalChatModel(qa_cfg["local"]["model"], qa_cfg["local"].get("max_new_tokens", 256))
+        chat = LocalChatModel(qa_cfg["local"]["model"], qa_cfg["local"]["max_new_tokens"])
         generate = lambda doc: local_qa(doc, chat)  # noqa: E731
     else:
         generate = grounded_qa

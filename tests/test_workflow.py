@@ -260,12 +260,20 @@ def test_reruns_follow_content_not_mtimes(workdir, tmp_path):
         (copy / "override.yaml").write_text(override)
         return planned_rules(smk("-n", "results/report.html", "--configfile", "tests/config.test.yaml", "override.yaml", cwd=copy).stdout)
 
-    keys = plan_with("data: {passkey_digits: 6}")
-    assert {"inject_passkeys", "write_dataset", "pretrain_gist", "train_gist", "evaluate_gist", "score_answers", "build_report"} <= keys
-    assert not keys & {"extract_wikipedia", "extract_arxiv", "extract_techdocs", "build_documents", "generate_qa", "prepare_model"}
     attn = plan_with("model: {attn_implementation: sdpa}")
     assert {"pretrain_gist", "train_gist", "evaluate_baseline", "evaluate_gist", "score_answers", "build_report"} <= attn
     assert not attn & {"prepare_model", "extract_wikipedia", "build_documents", "generate_qa", "inject_passkeys", "write_dataset", "build_rag_index"}
+    keys = plan_with("data: {passkey_digits: 6}")
+    assert {"inject_passkeys", "write_dataset", "pretrain_gist", "train_gist", "evaluate_gist", "score_answers", "build_report"} <= keys
+    assert not keys & {"extract_wikipedia", "extract_arxiv", "extract_techdocs", "build_documents", "generate_qa", "prepare_model"}
+    # ... and the rerun is a recomputation: every step trained again (no resume state stands in), 6-digit keys scored
+    smk("--cores", "2", "results/report.html", "--configfile", "tests/config.test.yaml", "override.yaml", cwd=copy)
+    for folder in ["results/pretrained/gist2", "results/pretrained/gist4", "results/checkpoints/gist2", "results/checkpoints/gist4"]:
+        summary = json.loads((copy / folder / "summary.json").read_text())
+        assert summary["resumed_from_step"] == 0 and summary["passkey_digits"] == 6 and summary["steps"] >= 1, folder
+        assert len((copy / folder / "train_log.csv").read_text().strip().splitlines()) == summary["steps"] + 1, folder
+    keys6 = [json.loads(line) for line in (copy / "results/eval/gist4/predictions.jsonl").read_text().splitlines()]
+    assert {len(r["reference"]) for r in keys6 if r["qtype"] == "passkey"} == {6}
     page = sorted((copy / "resources/raw/techdocs").rglob("*.rst"))[0]
     page.write_text(page.read_text() + "\nOne more sentence about the module.\n")
     assert "extract_techdocs" in plan()

@@ -8,23 +8,16 @@ from gistpoc.qa.openai_backend import QA_SYSTEM, ResponseValidationError, _find_
 
 
 class LocalChatModel:
+    """Greedy chat replies of at most ``max_new_tokens`` from a local model (``gistpoc.qa.chat.ChatModel``)."""
+
     def __init__(self, name_or_path: str, max_new_tokens: int = 256):
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from gistpoc.qa.chat import ChatModel
 
-        from gistpoc.model import resolve_model_path
-
-        path = resolve_model_path(name_or_path)
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.model = AutoModelForCausalLM.from_pretrained(path).eval()
+        self.model = ChatModel(name_or_path)
         self.max_new_tokens = max_new_tokens
 
     def chat(self, messages: list[dict]) -> str:
-        import torch
-
-        ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
-        with torch.no_grad():
-            out = self.model.generate(**ids, max_new_tokens=self.max_new_tokens, do_sample=False)
-        return self.tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
+        return self.model.complete(messages, self.max_new_tokens, 0.0, False)[0]
 
 
 def local_qa(doc: dict, chat: LocalChatModel, max_doc_chars: int = 6000) -> list[dict]:

@@ -1,0 +1,1 @@
+"""One parser module per source kind (Wikipedia XML and WikiText, arXiv, technical docs, Hugging Face datasets)."""
