@@ -54,6 +54,11 @@ def _dotted_of(path: Path) -> str | None:
 
 def _imports(path: Path) -> set[Path]:
     """The gistpoc module files one file imports directly (absolute and relative imports, at any depth)."""
+    return set(_imports_cached(path, path.stat().st_mtime_ns))
+
+
+@lru_cache(maxsize=None)
+def _imports_cached(path: Path, mtime_ns: int) -> frozenset[Path]:  # parsed once per process (the workflow asks per rule)
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     here = _dotted_of(path)
     is_pkg = path.name == "__init__.py"
@@ -85,7 +90,7 @@ def _imports(path: Path) -> set[Path]:
             for alias in node.names:  # "from gistpoc.x import y": y may be a module
                 if _module_file(f"{base}.{alias.name}") is not None:
                     add(f"{base}.{alias.name}")
-    return found
+    return frozenset(found)
 
 
 def dependencies(path: str | Path) -> list[Path]:

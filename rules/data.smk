@@ -170,6 +170,7 @@ rule write_dataset:
         test=ensure("results/dataset/test.gist{n}.jsonl", non_empty=True),
     log:
         "logs/write_dataset/gist{n}.log",
+    priority: 10  # feeds the trainings (the critical path)
     conda:
         "../envs/data.yaml"
     params:

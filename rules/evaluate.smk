@@ -47,6 +47,7 @@ rule evaluate_baseline:
         "benchmarks/evaluate/{method}.tsv"
     wildcard_constraints:
         method="closed_book|full_context|rag",
+    priority: 5  # full context is the longest evaluation: start it early, beside the trainings
     conda:
         "../envs/evaluate.yaml"
     threads: EVAL_THREADS
