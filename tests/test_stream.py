@@ -134,8 +134,9 @@ def test_schedules():
     ("", "48213", 0.0),
 ])
 def test_one_passkey_scorer_for_training_and_evaluation(text, key, ok):
-    from gistpoc.evaluate import runner
+    from gistpoc.evaluate import scoring
     from gistpoc.train import loop
 
     assert passkey_correct(text, key) == ok
-    assert loop.passkey_correct is passkey_correct and runner.passkey_correct is passkey_correct
+    # the training gate and the evaluation's scoring step call the same function
+    assert loop.passkey_correct is passkey_correct and scoring.passkey_correct is passkey_correct
