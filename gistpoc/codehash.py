@@ -135,3 +135,14 @@ def files_hash(paths) -> str:
         for f in files:
             h.update(str(f).encode() + b"\0" + hashlib.sha256(f.read_bytes()).digest())
     return h.hexdigest()[:16]
+
+
+def write_manifest(folder, path) -> None:
+    """``<dir>.sha256`` beside a directory a rule makes: the sha256 of every file in it, one per line. Readers take it
+    as an input, so a remade directory with new content reruns them and a copied one (same content) does not."""
+    folder = Path(folder)
+    lines = [f"{hashlib.sha256(f.read_bytes()).hexdigest()}  {f.relative_to(folder)}"
+             for f in sorted(folder.rglob("*")) if f.is_file() and f.name != ".snakemake_timestamp"]
+    tmp = Path(f"{path}.tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    tmp.replace(path)

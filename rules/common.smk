@@ -45,6 +45,14 @@ wildcard_constraints:
 # reruns what reads them anyway; files a rule makes keep Snakemake's mtime check, which the profile's
 # max-checksum-file-size turns into a content check (a newer file with the recorded checksum is not a change).
 MODEL = ancient("results/model/base")
+# ... but a directory's mtime says nothing and `ancient` stops Snakemake from rerunning what reads a remade one, so
+# each directory made in the DAG comes with a manifest file beside it (`<dir>.sha256`: sha256 of every file in it),
+# a normal input of every reader: a remade directory with new content reruns its readers, a copy does not.
+MODEL_SUM = "results/model/base.sha256"
+
+
+def manifest(folder):
+    return f"{folder}.sha256"
 
 
 def script_code(name):
@@ -117,6 +125,10 @@ def get_checkpoint(wildcards):
     return ancient(f"results/checkpoints/gist{wildcards.n}")
 
 
+def get_checkpoint_sum(wildcards):
+    return manifest(f"results/checkpoints/gist{wildcards.n}")
+
+
 def ablation_train(wildcards):
     """The ablation's train section (the run's, with its overrides), as canonical JSON."""
     ab = ABLATIONS[wildcards.ablation]
@@ -137,7 +149,7 @@ def pretrained_dir(setting, n):
 def pretrained_inputs(setting, n):
     folder = pretrained_dir(setting, n)
     if not folder or setting == "train":
-        return [ancient(folder)] if folder else []
+        return [ancient(folder), manifest(folder)] if folder else []
     return external(
         [f"{folder}/adapter_model.safetensors", f"{folder}/provenance.json"]
     )  # a shipped adapter: its files
@@ -203,7 +215,7 @@ def get_warm_start(wildcards):
     if m is None:
         return []
     return (
-        [ancient(warm_dir(wildcards))]
+        [ancient(warm_dir(wildcards)), manifest(warm_dir(wildcards))]
         if isinstance(m, int)
         else pretrained_inputs(m, wildcards.n)
     )
@@ -232,6 +244,10 @@ def get_ablation_dataset(split):
 
 def get_ablation_checkpoints(wildcards=None):
     return [ancient(f"results/ablations/{a}/checkpoint") for a in ABLATIONS]
+
+
+def get_ablation_checkpoint_sums(wildcards=None):
+    return [manifest(f"results/ablations/{a}/checkpoint") for a in ABLATIONS]
 
 
 def get_ablation_predictions(wildcards=None):

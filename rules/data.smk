@@ -3,7 +3,8 @@
 
 rule prepare_model:
     output:
-        directory("results/model/base"),
+        dir=directory("results/model/base"),
+        manifest="results/model/base.sha256",
     log:
         "logs/prepare_model/prepare_model.log",
     cache: "omit-software"
@@ -20,7 +21,8 @@ rule prepare_model:
             sort_keys=True,
         ),
     shell:
-        "python scripts/prepare_model.py --model {params.model:q} --out-dir {output} --log {log}"
+        "python scripts/prepare_model.py --model {params.model:q} --out-dir {output.dir} "
+        "--manifest {output.manifest} --log {log}"
 
 
 rule extract_wikipedia:
@@ -99,6 +101,7 @@ rule build_documents:
     input:
         extracted=get_extracted(),
         model=MODEL,
+        model_sum=MODEL_SUM,
     output:
         docs=ensure("results/data/documents.jsonl", non_empty=True),
         stats="results/data/corpus_stats.json",
@@ -164,6 +167,7 @@ rule write_dataset:
         qa="results/data/qa.jsonl",
         passkeys="results/data/passkeys.jsonl",
         model=MODEL,
+        model_sum=MODEL_SUM,
     output:
         train=ensure("results/dataset/train.gist{n}.jsonl", non_empty=True),
         val=ensure("results/dataset/val.gist{n}.jsonl", non_empty=True),

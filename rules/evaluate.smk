@@ -15,6 +15,7 @@ rule build_rag_index:
     input:
         dataset=get_eval_dataset(),
         model=MODEL,
+        model_sum=MODEL_SUM,
     output:
         db=directory("results/rag/chroma"),
         manifest="results/rag/index.json",
@@ -37,6 +38,7 @@ rule evaluate_baseline:
     input:
         dataset=get_eval_dataset(),
         model=MODEL,
+        model_sum=MODEL_SUM,
         rag=get_rag_manifest,
     output:
         answers=ensure("results/eval/{method}/answers.jsonl", non_empty=True),
@@ -74,7 +76,9 @@ rule evaluate_gist:
     input:
         dataset="results/dataset/test.gist{n}.jsonl",
         model=MODEL,
+        model_sum=MODEL_SUM,
         checkpoint=get_checkpoint,
+        checkpoint_sum=get_checkpoint_sum,
     output:
         answers=ensure("results/eval/gist{n}/answers.jsonl", non_empty=True),
         environment="results/eval/gist{n}/environment.json",
@@ -109,7 +113,9 @@ rule evaluate_ablation:
     input:
         dataset=get_ablation_dataset("test"),
         model=MODEL,
+        model_sum=MODEL_SUM,
         checkpoint=ancient("results/ablations/{ablation}/checkpoint"),
+        checkpoint_sum="results/ablations/{ablation}/checkpoint.sha256",
     output:
         answers=ensure("results/ablations/{ablation}/answers.jsonl", non_empty=True),
         environment="results/ablations/{ablation}/environment.json",
@@ -144,7 +150,9 @@ rule evaluate_scrambled:
     input:
         dataset="results/dataset/test.gist{n}.jsonl",
         model=MODEL,
+        model_sum=MODEL_SUM,
         checkpoint=get_checkpoint,
+        checkpoint_sum=get_checkpoint_sum,
     output:
         answers=ensure(
             "results/controls/gist{n}_scrambled/answers.jsonl", non_empty=True

@@ -5,6 +5,7 @@ rule plot_mask:
     input:
         dataset=get_dataset("train", N_GIST[0]),
         model=MODEL,
+        model_sum=MODEL_SUM,
     output:
         "results/figures/attention_mask.png",
     log:
@@ -23,9 +24,11 @@ rule pretrain_gist:
     input:
         train="results/dataset/train.gist{n}.jsonl",
         model=MODEL,
+        model_sum=MODEL_SUM,
         warm=get_warm_start,
     output:
-        directory("results/pretrained/gist{n}"),
+        dir=directory("results/pretrained/gist{n}"),
+        manifest="results/pretrained/gist{n}.sha256",
     log:
         "logs/pretrain_gist/gist{n}.log",
     benchmark:
@@ -51,8 +54,8 @@ rule pretrain_gist:
     shell:
         "python scripts/pretrain_gist.py --model {params.model:q} --model-ref {input.model} --train-cfg {params.train:q} "
         "--train {input.train} --n-gist {wildcards.n} --instruction {params.instruction:q} "
-        "--seed {params.seed} --passkey-digits {params.digits} --out-dir {output} --state-dir {params.state} "
-        "{params.warm} --log {log}"
+        "--seed {params.seed} --passkey-digits {params.digits} --out-dir {output.dir} --state-dir {params.state} "
+        "{params.warm} --manifest {output.manifest} --log {log}"
 
 
 rule train_gist:
@@ -60,9 +63,11 @@ rule train_gist:
         train="results/dataset/train.gist{n}.jsonl",
         val="results/dataset/val.gist{n}.jsonl",
         model=MODEL,
+        model_sum=MODEL_SUM,
         pretrained=get_pretrained,
     output:
-        directory("results/checkpoints/gist{n}"),
+        dir=directory("results/checkpoints/gist{n}"),
+        manifest="results/checkpoints/gist{n}.sha256",
     log:
         "logs/train_gist/gist{n}.log",
     benchmark:
@@ -88,8 +93,8 @@ rule train_gist:
     shell:
         "python scripts/train_gist.py --model {params.model:q} --model-ref {input.model} --train-cfg {params.train:q} "
         "--train {input.train} --val {input.val} --n-gist {wildcards.n} --instruction {params.instruction:q} "
-        "--seed {params.seed} --passkey-digits {params.digits} --out-dir {output} --state-dir {params.state} "
-        "{params.pretrained} --log {log}"
+        "--seed {params.seed} --passkey-digits {params.digits} --out-dir {output.dir} --state-dir {params.state} "
+        "{params.pretrained} --manifest {output.manifest} --log {log}"
 
 
 rule train_ablation:
@@ -97,9 +102,11 @@ rule train_ablation:
         train=get_ablation_dataset("train"),
         val=get_ablation_dataset("val"),
         model=MODEL,
+        model_sum=MODEL_SUM,
         pretrained=get_ablation_pretrained,
     output:
-        directory("results/ablations/{ablation}/checkpoint"),
+        dir=directory("results/ablations/{ablation}/checkpoint"),
+        manifest="results/ablations/{ablation}/checkpoint.sha256",
     log:
         "logs/train_ablation/{ablation}.log",
     benchmark:
@@ -126,5 +133,5 @@ rule train_ablation:
     shell:
         "python scripts/train_gist.py --model {params.model:q} --model-ref {input.model} --train-cfg {params.train:q} "
         "--train {input.train} --val {input.val} --n-gist {params.n} --instruction {params.instruction:q} "
-        "--seed {params.seed} --passkey-digits {params.digits} --out-dir {output} --state-dir {params.state} "
-        "{params.pretrained} --log {log}"
+        "--seed {params.seed} --passkey-digits {params.digits} --out-dir {output.dir} --state-dir {params.state} "
+        "{params.pretrained} --manifest {output.manifest} --log {log}"

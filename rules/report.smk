@@ -26,7 +26,9 @@ rule plot_gist_attention:
     input:
         dataset=f"results/dataset/test.gist{N_GIST[len(N_GIST) // 2]}.jsonl",
         checkpoint=ancient(f"results/checkpoints/gist{N_GIST[len(N_GIST) // 2]}"),
+        checkpoint_sum=manifest(f"results/checkpoints/gist{N_GIST[len(N_GIST) // 2]}"),
         model=MODEL,
+        model_sum=MODEL_SUM,
     output:
         "results/figures/gist_attention.png",
     log:
@@ -79,10 +81,12 @@ rule build_report:
         stats="results/data/corpus_stats.json",
         qa_issues="results/data/qa.issues.json",
         checkpoints=[ancient(f"results/checkpoints/gist{n}") for n in N_GIST],
+        checkpoint_sums=[manifest(f"results/checkpoints/gist{n}") for n in N_GIST],
         mask="results/figures/attention_mask.png",
         attention="results/figures/gist_attention.png",
         rulegraph="results/figures/rulegraph.svg",
         ablation_checkpoints=get_ablation_checkpoints(),
+        ablation_checkpoint_sums=get_ablation_checkpoint_sums(),
         ablation_predictions=get_ablation_predictions(),
         pretrained=get_all_pretrained,
         controls=get_control_predictions(),

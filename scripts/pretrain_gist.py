@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from gistpoc.cli import json_arg, parser, run
+from gistpoc.codehash import write_manifest
 from gistpoc.model import load_model
 from gistpoc.train import pretrained
 from gistpoc.train.loop import train_gist
@@ -26,6 +27,8 @@ def main(args):
     summary = json.loads((out / "summary.json").read_text())
     write_json(out / pretrained.PROVENANCE, pretrained.provenance(loaded, args.train_cfg, summary, records_hash(records), git_commit(),
                                                                   fingerprint_model, args.seed))
+    if args.manifest:  # <dir>.sha256 beside the folder: what the rules reading it take as input
+        write_manifest(args.out_dir, args.manifest)
 
 
 if __name__ == "__main__":
@@ -38,6 +41,7 @@ if __name__ == "__main__":
     p.add_argument("--instruction", required=True)
     p.add_argument("--seed", type=int, required=True)
     p.add_argument("--out-dir", required=True)
+    p.add_argument("--manifest", default="", help="write the sha256 of every file in --out-dir here (the rule's <dir>.sha256)")
     p.add_argument("--state-dir", required=True, help="resumable state, kept outside the rule's outputs")
     p.add_argument("--passkey-digits", type=int, required=True)
     p.add_argument("--warm-start", default="", help="a stage-1 adapter folder to start from (gist.warm_start): another N's, or this N's made elsewhere (continued)")

@@ -5,6 +5,7 @@ the gist-N training documents, length curriculum with a promotion gate, a step b
 from pathlib import Path
 
 from gistpoc.cli import json_arg, parser, run
+from gistpoc.codehash import write_manifest
 from gistpoc.model import load_model
 from gistpoc.train.loop import train_gist
 from gistpoc.utils import read_jsonl, seed_everything
@@ -26,6 +27,8 @@ def main(args):
         args.model,
         init_adapter=Path(args.pretrained) if args.pretrained else None,
     )
+    if args.manifest:  # <dir>.sha256 beside the folder: what the rules reading it take as input
+        write_manifest(args.out_dir, args.manifest)
 
 
 if __name__ == "__main__":
@@ -39,6 +42,7 @@ if __name__ == "__main__":
     p.add_argument("--instruction", required=True)
     p.add_argument("--seed", type=int, required=True)
     p.add_argument("--out-dir", required=True)
+    p.add_argument("--manifest", default="", help="write the sha256 of every file in --out-dir here (the rule's <dir>.sha256)")
     p.add_argument("--state-dir", required=True, help="resumable state, kept outside the rule's outputs")
     p.add_argument("--passkey-digits", type=int, required=True, help="data.passkey_digits: length of the stream's keys")
     p.add_argument("--pretrained", default="", help="a pre-trained (stage-1) adapter folder to start from (gist.pretrained)")
