@@ -61,13 +61,15 @@ def script_code(name):
 
 
 def external(paths):
-    """Inputs no rule makes, as ancient inputs (their content is hashed by `sources_hash`)."""
+    """Inputs no rule makes, as ancient inputs (their content is hashed by `ext_hash` into the `sources` param)."""
     return [ancient(p) for p in ([paths] if isinstance(paths, str) else paths)]
 
 
-def sources_hash(wildcards, input):
-    """Content hash of a job's inputs that live outside results/ (made by no rule), '' if none."""
-    ext = [str(f) for f in input if not str(f).startswith("results/")]
+def ext_hash(paths):
+    """Content hash of the given inputs that live outside results/ (made by no rule), '' if none. Computed from
+    the config and wildcards when the DAG is built (a params function of `input` did not trigger reruns).
+    """
+    ext = [str(f) for f in paths if not str(f).startswith("results/")]
     return files_hash(ext) if ext else ""
 
 

@@ -38,7 +38,9 @@ rule extract_wikipedia:
         "../envs/data.yaml"
     params:
         code=script_code("extract_source"),
-        sources=sources_hash,
+        sources=ext_hash(
+            config["sources"]["wikipedia_xml"] + config["sources"]["wikitext_raw"]
+        ),
     shell:
         "python scripts/extract_source.py --wikipedia-xml {input.xml:q} --wikitext-raw {input.wikitext:q} "
         "--out {output.docs} --issues {output.issues} --log {log}"
@@ -57,7 +59,9 @@ rule extract_arxiv:
         "../envs/data.yaml"
     params:
         code=script_code("extract_source"),
-        sources=sources_hash,
+        sources=ext_hash(
+            config["sources"]["arxiv_metadata"] + config["sources"]["unarxive"]
+        ),
     shell:
         "python scripts/extract_source.py --arxiv-metadata {input.metadata:q} --unarxive {input.unarxive:q} "
         "--out {output.docs} --issues {output.issues} --log {log}"
@@ -75,7 +79,7 @@ rule extract_techdocs:
         "../envs/data.yaml"
     params:
         code=script_code("extract_source"),
-        sources=sources_hash,
+        sources=ext_hash(config["sources"]["techdocs_dirs"]),
     shell:
         "python scripts/extract_source.py --techdocs-dir {input.dirs:q} "
         "--out {output.docs} --issues {output.issues} --log {log}"

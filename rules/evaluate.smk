@@ -243,7 +243,7 @@ rule summarize_eval:
         "../envs/evaluate.yaml"
     params:
         code=script_code("summarize_eval"),
-        sources=sources_hash,
+        sources=ext_hash(get_ratings()),
         threshold=config["eval"]["global_proxy_threshold"],
         bootstrap=config["eval"]["bootstrap_samples"],
         seed=config["seed"],

@@ -43,7 +43,7 @@ rule pretrain_gist:
         runtime=scaled(240),
     params:
         code=script_code("pretrain_gist"),
-        sources=sources_hash,
+        sources=lambda wc: ext_hash(get_warm_start(wc)),
         model=section("model"),
         train=pretrain_train(),
         instruction=config["gist"]["instruction"],
@@ -82,7 +82,7 @@ rule train_gist:
         runtime=scaled(240),
     params:
         code=script_code("train_gist"),
-        sources=sources_hash,
+        sources=lambda wc: ext_hash(get_pretrained(wc)),
         model=section("model"),
         train=section("train"),
         instruction=config["gist"]["instruction"],
@@ -121,7 +121,7 @@ rule train_ablation:
         runtime=scaled(240),
     params:
         code=script_code("train_gist"),
-        sources=sources_hash,
+        sources=lambda wc: ext_hash(get_ablation_pretrained(wc)),
         model=section("model"),
         train=ablation_train,
         n=ablation_n,

@@ -65,7 +65,13 @@ rule plot_rulegraph:
         "../envs/report.yaml"
     params:
         code=script_code("dot_to_svg"),
-        sources=sources_hash,
+        sources=ext_hash(
+            ["Snakefile"]
+            + sorted(
+                f"rules/{p.name}"
+                for p in Path(workflow.basedir, "rules").glob("*.smk")
+            )
+        ),
     shell:
         "(snakemake --rulegraph --nolock results/report.html --configfile {input.config} "
         "| python scripts/dot_to_svg.py --out {output}) 2> {log}"
@@ -98,7 +104,7 @@ rule build_report:
         "../envs/report.yaml"
     params:
         code=script_code("build_report"),
-        sources=sources_hash,
+        sources=ext_hash(get_all_pretrained()),
         ablations=ablations_arg,
         pretrained=pretrained_report_arg,
         controls=controls_arg,
