@@ -5,6 +5,7 @@ EVAL_ARGS = " ".join(
         "--model {params.model:q} --model-ref {input.model} --dataset {input.dataset} "
         "--gist-instruction {params.gist_instruction:q} --baseline-instruction {params.baseline_instruction:q} "
         "--max-new-tokens {params.max_new_tokens} --warmup-items {params.warmup} "
+        "--engine {params.engine} --engine-batch {params.engine_batch} "
         "--embedding-model {params.embedder:q} --top-k {params.top_k} --seed {params.seed} "
         "--out {output.answers} --environment-out {output.environment} --log {log}",
     ]
@@ -64,6 +65,8 @@ rule evaluate_baseline:
         baseline_instruction=config["eval"]["baseline_instruction"],
         max_new_tokens=config["eval"]["max_new_tokens"],
         warmup=config["eval"]["warmup_items"],
+        engine=config["eval"]["engine"],
+        engine_batch=config["eval"]["engine_batch"],
         embedder=config["eval"]["rag"]["embedding_model"],
         top_k=config["eval"]["rag"]["top_k"],
         seed=config["seed"],
@@ -102,6 +105,8 @@ rule evaluate_gist:
         baseline_instruction=config["eval"]["baseline_instruction"],
         max_new_tokens=config["eval"]["max_new_tokens"],
         warmup=config["eval"]["warmup_items"],
+        engine=config["eval"]["engine"],
+        engine_batch=config["eval"]["engine_batch"],
         embedder=config["eval"]["rag"]["embedding_model"],
         top_k=config["eval"]["rag"]["top_k"],
         seed=config["seed"],
@@ -138,6 +143,8 @@ rule evaluate_ablation:
         baseline_instruction=config["eval"]["baseline_instruction"],
         max_new_tokens=config["eval"]["max_new_tokens"],
         warmup=config["eval"]["warmup_items"],
+        engine=config["eval"]["engine"],
+        engine_batch=config["eval"]["engine_batch"],
         embedder=config["eval"]["rag"]["embedding_model"],
         top_k=config["eval"]["rag"]["top_k"],
         seed=config["seed"],
@@ -177,6 +184,8 @@ rule evaluate_scrambled:
         baseline_instruction=config["eval"]["baseline_instruction"],
         max_new_tokens=config["eval"]["max_new_tokens"],
         warmup=config["eval"]["warmup_items"],
+        engine=config["eval"]["engine"],
+        engine_batch=config["eval"]["engine_batch"],
         embedder=config["eval"]["rag"]["embedding_model"],
         top_k=config["eval"]["rag"]["top_k"],
         seed=config["seed"],

@@ -28,7 +28,8 @@ def main(args):
         retriever = Retriever(manifest["db"], manifest["collection"], SentenceEmbedder(args.embedding_model))
     instruction = args.gist_instruction if n_gist else args.baseline_instruction
     rows = run_method(args.method, loaded, records, instruction, args.max_new_tokens, args.warmup_items, retriever, args.top_k,
-                      Path(args.cache_dir) if n_gist and args.cache_dir else None, scramble=args.scramble_context)
+                      Path(args.cache_dir) if n_gist and args.cache_dir else None, scramble=args.scramble_context,
+                      engine=args.engine, engine_batch=args.engine_batch)
     if args.label:
         for r in rows:
             r["method"] = args.label
@@ -49,6 +50,9 @@ if __name__ == "__main__":
     p.add_argument("--baseline-instruction", required=True)
     p.add_argument("--max-new-tokens", type=int, required=True)
     p.add_argument("--warmup-items", type=int, default=1)
+    p.add_argument("--engine", choices=["eager", "compiled"], default="eager",
+                   help="eager: the Hugging Face loop; compiled: gistpoc.engine (static cache, batched, CUDA graphs on GPU)")
+    p.add_argument("--engine-batch", type=int, default=16, help="compiled engine: questions per pass on one gist cache")
     p.add_argument("--embedding-model", required=True, help="the RAG retriever's embedding model (eval.rag.embedding_model)")
     p.add_argument("--rag-manifest", default=None)
     p.add_argument("--top-k", type=int, default=3)

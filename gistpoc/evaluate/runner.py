@@ -64,12 +64,18 @@ def _docs(records: list[dict]) -> "OrderedDict[str, list[dict]]":
 
 
 def run_method(method: str, loaded, records: list[dict], instruction: str, max_new_tokens: int, warmup_items: int = 1,
-               retriever=None, top_k: int = 3, cache_dir: Path | None = None, scramble: bool = False) -> list[dict]:
+               retriever=None, top_k: int = 3, cache_dir: Path | None = None, scramble: bool = False,
+               engine: str = "eager", engine_batch: int = 16) -> list[dict]:
     """Predictions with timings for every record (unscored: ``gistpoc.evaluate.scoring`` scores them in a CPU rule,
     so a metric change never reruns generation); an out-of-memory item is recorded as ``oom``.
 
     ``scramble`` (gist methods): compress each document with its tokens shuffled (``scramble_context``) and answer
-    its questions from that gist: the context-scrambling control."""
+    its questions from that gist: the context-scrambling control.
+    ``engine``: ``eager`` (the Hugging Face loop, one question at a time) or ``compiled`` (``gistpoc.engine``: static
+    cache, CUDA graphs on GPU; a gist method answers up to ``engine_batch`` questions of a document in one pass on
+    its one cache, each row's ``batch`` says how many; the baselines answer one prompt per pass)."""
+    if engine not in ("eager", "compiled"):
+        raise ValueError(f"engine must be eager or compiled, got {engine!r}")
     model, tok = loaded.model, loaded.tokenizer
     template = prompt_template(tok, instruction)
     meter = MemoryMeter(loaded.device)
@@ -93,15 +99,32 @@ def run_method(method: str, loaded, records: list[dict], instruction: str, max_n
         extra["context_tokens_in_prompt"] = enc.context_tokens
         return enc.prefix_ids + encode_question(tok, template, rec["question"]), extra
 
+    eng = None
+    if engine == "compiled":
+        from gistpoc.engine import AnswerEngine
+
+        eng = AnswerEngine(model, max_batch=engine_batch if n_gist else 1)
+    batch_size = engine_batch if eng is not None and n_gist else 1
+
+    def answer_gist(cache, questions: list[list[int]], budget: int):
+        if eng is not None:
+            return eng.answer_from_cache(cache, questions, loaded.eos_ids, budget)
+        return [answer_from_cache(model, cache, questions[0], loaded.eos_ids, budget)]
+
+    def answer_prompt(ids: list[int], budget: int):
+        if eng is not None:
+            return eng.generate([ids], 0, loaded.eos_ids, budget)[0]
+        return greedy_generate(model, ids, 0, loaded.eos_ids, budget)
+
     # warm-up: kernels, allocator, tokenizer caches (untimed)
     for rec in records[:warmup_items]:
         if n_gist:
             enc = encode_prefix(tok, template, rec["context"], loaded.gist_ids)
             c = compress_context(model, enc.prefix_ids, enc.gist_start, enc.gist_end)
-            answer_from_cache(model, c, encode_question(tok, template, rec["question"]), loaded.eos_ids, 2)
+            answer_gist(c, [encode_question(tok, template, rec["question"])], 2)
         else:
             ids, _ = prompt_for(rec)
-            greedy_generate(model, ids, 0, loaded.eos_ids, 2)
+            answer_prompt(ids, 2)
 
     for doc_id, recs in _docs(records).items():
         cache = None
@@ -124,40 +147,46 @@ def run_method(method: str, loaded, records: list[dict], instruction: str, max_n
                     raise
                 cache = None
                 log.warning("%s: out of memory while compressing %s", method, doc_id)
-        for rec in recs:
-            row = {k: rec[k] for k in ("id", "doc_id", "source", "qtype", "question", "answer", "context_tokens", "passkey_depth")}
-            row.update({"method": method, "reference": rec["answer"], "status": "ok", "scrambled": scramble})
+        for first in range(0, len(recs), batch_size):
+            group = recs[first : first + batch_size]
+            rows = []
+            for rec in group:
+                row = {k: rec[k] for k in ("id", "doc_id", "source", "qtype", "question", "answer", "context_tokens", "passkey_depth")}
+                row.update({"method": method, "reference": rec["answer"], "status": "ok", "scrambled": scramble, "engine": engine, "batch": len(group)})
+                rows.append(row)
             meter.reset()
             try:
                 if n_gist:
                     if cache is None:
                         raise torch.cuda.OutOfMemoryError("compression ran out of memory")
-                    q_ids = encode_question(tok, template, rec["question"])
-                    gen = answer_from_cache(model, cache, q_ids, loaded.eos_ids, max_new_tokens)
-                    row.update({"compress_ms": compress_ms, "gist_kv_bytes": cache.nbytes, "compression_ratio": rec["context_tokens"] / n_gist, "prompt_tokens": len(q_ids)})
+                    questions = [encode_question(tok, template, rec["question"]) for rec in group]
+                    gens = answer_gist(cache, questions, max_new_tokens)
+                    for row, rec, q_ids in zip(rows, group, questions):
+                        row.update({"compress_ms": compress_ms, "gist_kv_bytes": cache.nbytes, "compression_ratio": rec["context_tokens"] / n_gist, "prompt_tokens": len(q_ids)})
                 else:
-                    ids, extra = prompt_for(rec)
-                    gen = greedy_generate(model, ids, 0, loaded.eos_ids, max_new_tokens)
-                    row.update(extra)
-                    row["prompt_tokens"] = len(ids)
-                prediction = tok.decode(gen.token_ids, skip_special_tokens=True).strip()
-                ttft_ms = gen.ttft_s * 1000 + row.get("retrieval_ms", 0.0)
-                row.update({
-                    "prediction": prediction,
-                    "n_new_tokens": len(gen.token_ids),
-                    "ttft_ms": ttft_ms,
-                    "decode_tokens_per_s": None if math.isnan(gen.decode_tokens_per_s) else gen.decode_tokens_per_s,
-                    "kv_bytes": gen.kv_bytes,
-                    "peak_mem_bytes": meter.peak_bytes(),
-                    "mem_kind": meter.kind,
-                })
+                    ids, extra = prompt_for(group[0])
+                    gens = [answer_prompt(ids, max_new_tokens)]
+                    rows[0].update(extra)
+                    rows[0]["prompt_tokens"] = len(ids)
+                peak = meter.peak_bytes()
+                for row, gen in zip(rows, gens):
+                    row.update({
+                        "prediction": tok.decode(gen.token_ids, skip_special_tokens=True).strip(),
+                        "n_new_tokens": len(gen.token_ids),
+                        "ttft_ms": gen.ttft_s * 1000 + row.get("retrieval_ms", 0.0),
+                        "decode_tokens_per_s": None if math.isnan(gen.decode_tokens_per_s) else gen.decode_tokens_per_s,
+                        "kv_bytes": gen.kv_bytes,
+                        "peak_mem_bytes": peak,
+                        "mem_kind": meter.kind,
+                    })
             except Exception as err:  # noqa: BLE001
                 if not is_oom(err):
                     raise
-                log.warning("%s: out of memory on %s: recorded, going on", method, rec["id"])
+                log.warning("%s: out of memory on %s: recorded, going on", method, ", ".join(r["id"] for r in group))
                 if loaded.device.type == "cuda":
                     torch.cuda.empty_cache()
-                row.update({"status": "oom", "prediction": None, "ttft_ms": None, "kv_bytes": None, "peak_mem_bytes": None, "decode_tokens_per_s": None})
-            out.append(row)
+                for row in rows:
+                    row.update({"status": "oom", "prediction": None, "ttft_ms": None, "kv_bytes": None, "peak_mem_bytes": None, "decode_tokens_per_s": None})
+            out.extend(rows)
         log.info("%s: %s done (%d answers)", method, doc_id, len(recs))
     return out

@@ -1,0 +1,448 @@
+"""The compiled answer engine (``eval.engine: compiled``): a static KV cache, batched prompts, CUDA graphs.
+
+The eager path (``gistpoc.gist.cache.greedy_generate``) runs the Hugging Face forward once per token with a
+growing ``DynamicCache``: at 25 cached gist positions and a 32-token question nearly all of its time goes to Python
+and kernel launches. This engine runs the same decoder (the model's own embedding, norms, projections, MLPs,
+rotary embedding and head: LoRA, bitsandbytes 4-bit or int4 linears included) over a cache of fixed size:
+
+- slots vs positions: every row owns ``S`` cache slots; a token is written to a slot (``slots``) and rotated at
+  its own position (``pos``), so a gist cache made at positions ``gist_start..gist_end-1`` is copied into slots
+  ``0..N-1`` and a question continues at position ``gist_end`` from slot ``N``, exactly as the eager path does;
+- a batch of prompts (e.g. all questions of one document against its one gist cache) is right-padded to one
+  length; ``valid`` marks the slots that hold real tokens, and a query at slot ``s`` sees the valid slots
+  ``<= s``: padding is never attended to, so each row's tokens equal its unbatched greedy tokens;
+- on CUDA the prompt pass (up to ``graph_max_tokens``, padded to a bucket) and the one-token decode step are
+  captured as CUDA graphs and replayed (one launch per pass instead of hundreds); longer prompts (full context)
+  run the same function uncaptured. On CPU nothing is captured: the same function runs directly.
+
+Llama and Qwen2 (q/k/v biases live in the projections) share this path.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from gistpoc.gist.cache import Generation, GistCache
+
+
+def _decoder(model):
+    """(inner decoder, lm_head) of a causal LM, a PEFT model (unwrapped) or a merged one."""
+    m = model.get_base_model() if hasattr(model, "get_base_model") else model
+    inner = getattr(m, "model", None)
+    if inner is None or not hasattr(inner, "layers") or not hasattr(m, "lm_head"):
+        raise TypeError(f"the compiled engine needs a decoder-only causal LM with .model.layers and .lm_head, got {type(m).__name__}")
+    return inner, m.lm_head
+
+
+def _fuse(linears: list) -> tuple[torch.Tensor, torch.Tensor | None, list[int]] | None:
+    """One weight for several plain ``nn.Linear`` that read the same input (q/k/v; gate/up): one GEMM instead of
+    three small ones. The modules keep working: their weights become views of the fused tensor (no copy kept).
+    None when any of them is not a plain float linear (LoRA layers, bitsandbytes, int4)."""
+    if not all(type(m) is torch.nn.Linear for m in linears) or len({(m.weight.dtype, m.weight.device) for m in linears}) != 1:
+        return None
+    if len({m.bias is None for m in linears}) != 1:
+        return None
+    w = torch.cat([m.weight.data for m in linears])
+    b = torch.cat([m.bias.data for m in linears]) if linears[0].bias is not None else None
+    sizes = [m.out_features for m in linears]
+    for m, wv, bv in zip(linears, w.split(sizes), b.split(sizes) if b is not None else [None] * len(linears)):
+        m.weight = torch.nn.Parameter(wv, requires_grad=m.weight.requires_grad)
+        if bv is not None:
+            m.bias = torch.nn.Parameter(bv, requires_grad=m.bias.requires_grad)
+    return w, b, sizes
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((-x2, x1), dim=-1)
+
+
+@dataclass
+class _Static:
+    """Input buffers of one captured shape (batch, tokens) and, on CUDA, its graph."""
+    ids: torch.Tensor     # (B, T) long
+    pos: torch.Tensor     # (B, T) long
+    slots: torch.Tensor   # (T,) long
+    last: torch.Tensor    # (B,) long: index of each row's last real token in this pass
+    logits: torch.Tensor | None = None  # (B, V) float32, written by the graph
+    graph: "torch.cuda.CUDAGraph | None" = None
+
+
+class AnswerEngine:
+    """Greedy answers for a batch of prompts that may continue one shared cached prefix (a gist cache).
+
+    ``max_batch`` rows of ``max_len`` slots each are allocated once; ``generate`` grows them when asked for
+    more. ``graphs`` (default: on for CUDA) captures passes of up to ``graph_max_tokens`` tokens.
+    """
+
+    def __init__(self, model, max_batch: int = 1, max_len: int = 256, graphs: bool | None = None, graph_max_tokens: int = 2048):
+        self.model = model
+        self.inner, self.lm_head = _decoder(model)
+        cfg = self.inner.config
+        self.n_layers = len(self.inner.layers)
+        self.n_heads = cfg.num_attention_heads
+        self.kv_heads = getattr(cfg, "num_key_value_heads", None) or self.n_heads
+        self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // self.n_heads
+        p = next(model.parameters())
+        self.device = p.device
+        self.dtype = self.inner.embed_tokens.weight.dtype if self.inner.embed_tokens.weight.is_floating_point() else torch.bfloat16
+        self.graphs = (self.device.type == "cuda") if graphs is None else graphs
+        self.graph_max_tokens = graph_max_tokens
+        with torch.no_grad():
+            self.qkv = [_fuse([layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj]) for layer in self.inner.layers]
+            self.gate_up = [_fuse([layer.mlp.gate_proj, layer.mlp.up_proj]) for layer in self.inner.layers]
+        self._pool = None
+        self._static: dict[tuple[int, int], _Static] = {}
+        self.batch = self.max_len = 0
+        self._allocate(max_batch, max_len)
+
+    # -- cache -------------------------------------------------------------------------------------------------
+    def _allocate(self, batch: int, max_len: int) -> None:
+        if batch <= self.batch and max_len <= self.max_len:
+            return
+        # slots grow in steps of 256: a run over documents of many lengths re-allocates (and re-captures) rarely
+        self.batch, self.max_len = max(batch, self.batch), max(256 * math.ceil(max_len / 256), self.max_len)
+        self._static.clear()  # captured graphs point at the old buffers
+        self._pool = None
+        shape = (self.batch, self.kv_heads, self.max_len, self.head_dim)
+        self.k = [torch.zeros(shape, dtype=self.dtype, device=self.device) for _ in range(self.n_layers)]
+        self.v = [torch.zeros(shape, dtype=self.dtype, device=self.device) for _ in range(self.n_layers)]
+        self.valid = torch.zeros(self.batch, self.max_len, dtype=torch.bool, device=self.device)
+        self.slot_index = torch.arange(self.max_len, device=self.device)
+
+    def kv_bytes(self, rows: int, slots: int) -> int:
+        """Bytes of KV that ``rows`` answers hold after ``slots`` cache slots are filled (as ``GistCache.nbytes``)."""
+        return 2 * self.n_layers * rows * self.kv_heads * slots * self.head_dim * self.k[0].element_size()
+
+    # -- the pass ----------------------------------------------------------------------------------------------
+    def _qkv(self, i: int, attn, h: torch.Tensor):
+        fused = self.qkv[i]
+        if fused is None:
+            return attn.q_proj(h), attn.k_proj(h), attn.v_proj(h)
+        return F.linear(h, fused[0], fused[1]).split(fused[2], dim=-1)
+
+    def _mlp(self, i: int, mlp, h: torch.Tensor) -> torch.Tensor:
+        fused = self.gate_up[i]
+        if fused is None:
+            return mlp(h)
+        gate, up = F.linear(h, fused[0], fused[1]).split(fused[2], dim=-1)
+        return mlp.down_proj(mlp.act_fn(gate) * up)
+
+    def _forward(self, ids: torch.Tensor, pos: torch.Tensor, slots: torch.Tensor, last: torch.Tensor, span: int) -> torch.Tensor:
+        """Write the KV of ``ids`` (at positions ``pos``) into ``slots`` of every row and return the float32 logits
+        of each row's token ``last``; attention reads the first ``span`` slots (all written slots lie there).
+        Shapes are static; no host synchronisation (graph-capturable)."""
+        b, t = ids.shape
+        x = self.inner.embed_tokens(ids)
+        cos, sin = self.inner.rotary_emb(x, pos)
+        cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
+        rep = self.n_heads // self.kv_heads
+        # query at slot s sees valid slots <= s; grouped-query heads share a row of the mask
+        allowed = self.valid[:b, None, :span] & (self.slot_index[None, None, :span] <= slots[None, :, None])  # (B, T, span)
+        mask = torch.zeros(allowed.shape, dtype=x.dtype, device=x.device).masked_fill_(~allowed, float("-inf"))
+        mask = mask[:, None].expand(b, 1, t, span).repeat(1, 1, rep, 1)  # (B, 1, rep*T, span)
+        for i, layer in enumerate(self.inner.layers):
+            attn = layer.self_attn
+            h = layer.input_layernorm(x)
+            q, k, v = self._qkv(i, attn, h)
+            q = q.view(b, t, self.n_heads, self.head_dim).transpose(1, 2)
+            k = k.view(b, t, self.kv_heads, self.head_dim).transpose(1, 2)
+            v = v.view(b, t, self.kv_heads, self.head_dim).transpose(1, 2)
+            q = q * cos + _rotate_half(q) * sin
+            k = k * cos + _rotate_half(k) * sin
+            kc, vc = self.k[i][:b, :, :span], self.v[i][:b, :, :span]
+            kc.index_copy_(2, slots, k.to(kc.dtype))
+            vc.index_copy_(2, slots, v.to(vc.dtype))
+            # (B, H, T, D) -> (B, KV, rep*T, D): the rep query heads of one KV head attend as one group
+            qg = q.reshape(b, self.kv_heads, rep * t, self.head_dim)
+            o = F.scaled_dot_product_attention(qg, kc, vc, attn_mask=mask, scale=getattr(attn, "scaling", self.head_dim ** -0.5))
+            o = o.reshape(b, self.n_heads, t, self.head_dim).transpose(1, 2).reshape(b, t, -1)
+            x = x + attn.o_proj(o)
+            x = x + self._mlp(i, layer.mlp, layer.post_attention_layernorm(x))
+        h = self.inner.norm(x[torch.arange(b, device=x.device), last])
+        return self.lm_head(h).float()
+
+    def _prefill_long(self, ids, pos, slots, last) -> torch.Tensor:
+        """An uncaptured pass over a long prompt with no cached prefix (batch 1, slots 0..T-1): plain causal
+        attention over the first T slots (flash / memory-efficient kernels, no (T, S) mask)."""
+        b, t = ids.shape
+        x = self.inner.embed_tokens(ids)
+        cos, sin = self.inner.rotary_emb(x, pos)
+        cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
+        rep = self.n_heads // self.kv_heads
+        for i, layer in enumerate(self.inner.layers):
+            attn = layer.self_attn
+            h = layer.input_layernorm(x)
+            q, k, v = self._qkv(i, attn, h)
+            q = q.view(b, t, self.n_heads, self.head_dim).transpose(1, 2)
+            k = k.view(b, t, self.kv_heads, self.head_dim).transpose(1, 2)
+            v = v.view(b, t, self.kv_heads, self.head_dim).transpose(1, 2)
+            q = q * cos + _rotate_half(q) * sin
+            k = k * cos + _rotate_half(k) * sin
+            self.k[i][:b, :, :t] = k.to(self.dtype)
+            self.v[i][:b, :, :t] = v.to(self.dtype)
+            kk, vv = (k, v) if rep == 1 else (k.repeat_interleave(rep, 1), v.repeat_interleave(rep, 1))
+            o = F.scaled_dot_product_attention(q, kk.to(q.dtype), vv.to(q.dtype), is_causal=True, scale=getattr(attn, "scaling", self.head_dim ** -0.5))
+            x = x + attn.o_proj(o.transpose(1, 2).reshape(b, t, -1))
+            x = x + self._mlp(i, layer.mlp, layer.post_attention_layernorm(x))
+        h = self.inner.norm(x[torch.arange(b, device=x.device), last])
+        return self.lm_head(h).float()
+
+    def _span(self, end: int) -> int:
+        """Slots attention reads when the highest written slot is ``end - 1``: a multiple of 256 (few graphs)."""
+        return min(self.max_len, 256 * math.ceil(end / 256))
+
+    def _static_for(self, b: int, t: int, span: int) -> _Static:
+        key = (b, t, span)
+        st = self._static.get(key)
+        if st is not None:
+            return st
+        z = lambda *s: torch.zeros(*s, dtype=torch.long, device=self.device)  # noqa: E731
+        st = _Static(z(b, t), z(b, t), torch.arange(t, device=self.device), z(b))
+        if self.graphs:
+            # warm up on a side stream (allocator, lazy inits), then capture; the caller fills the buffers later
+            keep = self.valid.clone()
+            self.valid[:b] = True  # no fully masked row during warm-up
+            side = torch.cuda.Stream(self.device)
+            side.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(side):
+                for _ in range(2):
+                    self._forward(st.ids, st.pos, st.slots, st.last, span)
+            torch.cuda.current_stream(self.device).wait_stream(side)
+            if self._pool is None:
+                self._pool = torch.cuda.graph_pool_handle()
+            st.graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(st.graph, pool=self._pool):
+                st.logits = self._forward(st.ids, st.pos, st.slots, st.last, span)
+            self.valid.copy_(keep)
+        self._static[key] = st
+        return st
+
+    def _run(self, ids: torch.Tensor, pos: torch.Tensor, slots: torch.Tensor, last: torch.Tensor, span: int) -> torch.Tensor:
+        b, t = ids.shape
+        if not self.graphs or t > self.graph_max_tokens:
+            return self._forward(ids, pos, slots, last, span)
+        st = self._static_for(b, t, span)
+        st.ids.copy_(ids)
+        st.pos.copy_(pos)
+        st.slots.copy_(slots)
+        st.last.copy_(last)
+        st.graph.replay()
+        return st.logits
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    @staticmethod
+    def bucket(n: int) -> int:
+        """Padded pass length: 16, 32, 64, then multiples of 64 (few captured shapes, little padding)."""
+        if n <= 64:
+            return max(16, 1 << math.ceil(math.log2(max(n, 1))))
+        return 64 * math.ceil(n / 64)
+
+    # -- generation --------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def generate(self, prompts: list[list[int]], start_position: int, eos_ids: list[int], max_new_tokens: int,
+                 prefix: GistCache | None = None) -> list[Generation]:
+        """Greedy answers to ``prompts`` (token ids), each continuing ``prefix`` (if given) at ``start_position``.
+
+        Returns one ``Generation`` per prompt; ``ttft_s`` is the batch's prompt pass (all rows get their first
+        token together), ``decode_s`` the rest, ``kv_bytes`` the KV that row holds at its end (prefix + its
+        prompt + its answer, as the eager path counts it)."""
+        if not prompts or any(len(p) == 0 for p in prompts):
+            raise ValueError("every prompt needs at least one token")
+        b = len(prompts)
+        n_prefix = prefix.n_tokens if prefix is not None else 0
+        lengths = [len(p) for p in prompts]
+        longest = max(lengths)
+        # one prompt with nothing cached before it (full context, RAG): plain causal attention (flash kernels)
+        long_pass = b == 1 and n_prefix == 0 and longest > 64
+        graph_prefill = self.graphs and not long_pass and longest <= self.graph_max_tokens
+        t = self.bucket(longest) if graph_prefill else longest
+        self._allocate(b, n_prefix + t + max_new_tokens)
+        prompt_span = self._span(n_prefix + t)
+        if self.graphs:  # capture first: warm-up passes write to the cache
+            if graph_prefill:
+                self._static_for(b, t, prompt_span)
+            for end in range(n_prefix + t + 1, n_prefix + t + max_new_tokens + 1, 256):
+                self._static_for(b, 1, self._span(end))
+            self._static_for(b, 1, self._span(n_prefix + t + max_new_tokens))
+        dev = self.device
+        ids = torch.zeros(b, t, dtype=torch.long)
+        pos = torch.zeros(b, t, dtype=torch.long)
+        for r, p in enumerate(prompts):
+            ids[r, : len(p)] = torch.tensor(p)
+            pos[r] = start_position + torch.arange(t).clamp(max=len(p) - 1)  # padding repeats the last position
+        valid = torch.zeros(b, self.max_len, dtype=torch.bool)
+        valid[:, :n_prefix] = True
+        for r, n in enumerate(lengths):
+            valid[r, n_prefix : n_prefix + n] = True
+        last = torch.tensor([n - 1 for n in lengths])
+        slots = torch.arange(n_prefix, n_prefix + t)
+        ids, pos, last, slots = ids.to(dev), pos.to(dev), last.to(dev), slots.to(dev)
+        if prefix is not None:
+            for i in range(self.n_layers):
+                self.k[i][:b, :, :n_prefix] = prefix.keys[i].to(dev, self.dtype)
+                self.v[i][:b, :, :n_prefix] = prefix.values[i].to(dev, self.dtype)
+        self.valid.zero_()
+        self.valid[:b] = valid.to(dev)
+        self._sync()
+        t0 = time.perf_counter()
+        logits = self._prefill_long(ids, pos, slots, last) if long_pass else self._run(ids, pos, slots, last, prompt_span)
+        first_logits = logits.clone()
+        nxt = logits.argmax(-1)
+        nxt_host = nxt.tolist()  # synchronises
+        ttft = time.perf_counter() - t0
+        tokens: list[list[int]] = [[] for _ in range(b)]
+        done = [False] * b
+        ended = [False] * b  # stopped at an end-of-turn id (its last token was fed back, so it is in the cache)
+        eos = set(eos_ids)
+        for r in range(b):
+            if nxt_host[r] in eos:
+                done[r] = ended[r] = True
+            else:
+                tokens[r].append(nxt_host[r])
+                done[r] = len(tokens[r]) >= max_new_tokens
+        step_pos = torch.tensor([start_position + n for n in lengths], device=dev)[:, None]
+        zero = torch.zeros(b, dtype=torch.long, device=dev)
+        t1 = time.perf_counter()
+        slot = n_prefix + t
+        while not all(done):
+            s = torch.tensor([slot], device=dev)
+            self.valid[:b, slot] = True
+            logits = self._run(nxt[:, None], step_pos, s, zero, self._span(slot + 1))
+            nxt = logits.argmax(-1)
+            nxt_host = nxt.tolist()
+            for r in range(b):
+                if done[r]:
+                    continue
+                if nxt_host[r] in eos:
+                    done[r] = ended[r] = True
+                else:
+                    tokens[r].append(nxt_host[r])
+                    done[r] = len(tokens[r]) >= max_new_tokens
+            step_pos = step_pos + 1
+            slot += 1
+        self._sync()
+        decode = time.perf_counter() - t1
+        return [Generation(tokens[r], ttft, decode, self.kv_bytes(1, n_prefix + lengths[r] + len(tokens[r]) - (0 if ended[r] else 1)),
+                           first_logits[r].cpu()) for r in range(b)]
+
+    def answer_from_cache(self, cache: GistCache, questions: list[list[int]], eos_ids: list[int], max_new_tokens: int) -> list[Generation]:
+        """All ``questions`` answered from one gist cache in one batch (the cache copied into every row)."""
+        return self.generate(questions, cache.next_position, eos_ids, max_new_tokens, prefix=cache)
+
+
+class Int4Linear(torch.nn.Module):
+    """Weight-only int4 linear (asymmetric, groups of ``group_size`` along the input) over PyTorch's fused
+    tinygemm kernel (``aten._weight_int4pack_mm``, CUDA, bf16 activations): the 4-bit weights are read once per
+    matmul, never de-quantised into a full matrix, and the op is CUDA-graph-capturable.
+    Built from a float weight (``from_linear``); the de-quantised weight is ``q * scale + min`` per group."""
+
+    def __init__(self, packed: torch.Tensor, scales_zeros: torch.Tensor, bias: torch.Tensor | None, in_features: int, out_features: int, group_size: int):
+        super().__init__()
+        self.register_buffer("packed", packed)
+        self.register_buffer("scales_zeros", scales_zeros)
+        self.bias = bias
+        self.in_features, self.out_features, self.group_size = in_features, out_features, group_size
+
+    @staticmethod
+    def quantize(w: torch.Tensor, group_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(q in 0..15 as int32 (N, K), scales (N, G), mins (N, G)) minimising nothing fancy: min/max per group."""
+        n, k = w.shape
+        g = w.float().reshape(n, k // group_size, group_size)
+        lo, hi = g.amin(-1), g.amax(-1)
+        scale = ((hi - lo) / 15).clamp(min=1e-6)
+        q = ((g - lo[..., None]) / scale[..., None]).round().clamp(0, 15).to(torch.int32).reshape(n, k)
+        return q, scale, lo
+
+    @classmethod
+    def from_linear(cls, linear: torch.nn.Module, group_size: int = 128, inner_k_tiles: int = 8) -> "Int4Linear":
+        w = linear.weight.data
+        n, k = w.shape
+        if k % group_size or k % (inner_k_tiles * 16) or n % 8:
+            raise ValueError(f"int4 needs in_features % {max(group_size, inner_k_tiles * 16)} == 0 and out_features % 8 == 0, got {tuple(w.shape)}")
+        q, scale, lo = cls.quantize(w, group_size)
+        # tinygemm de-quantises (q - 8) * scale + zero, so zero = min + 8 * scale
+        sz = torch.stack([scale, lo + 8 * scale], -1).transpose(0, 1).contiguous().to(torch.bfloat16)  # (G, N, 2)
+        ref = (q.reshape(n, k // group_size, group_size) * scale[..., None] + lo[..., None]).reshape(n, k).to(torch.bfloat16)
+        probe = torch.randn(8, k, dtype=torch.bfloat16, device=w.device)
+        want = (probe.float() @ ref.float().t())
+        # the nibble order of the packed bytes has changed between PyTorch versions: keep the one that computes ref
+        for hi_first in (True, False):
+            a, b = (q[:, ::2], q[:, 1::2]) if hi_first else (q[:, 1::2], q[:, ::2])
+            packed = torch.ops.aten._convert_weight_to_int4pack((a << 4 | b).to(torch.uint8), inner_k_tiles)
+            got = torch.ops.aten._weight_int4pack_mm(probe, packed, group_size, sz).float()
+            if (got - want).norm() <= 2e-2 * want.norm():
+                break
+        else:
+            raise RuntimeError(f"int4 kernel does not reproduce the quantised weight ({tuple(w.shape)}): relative error {float((got - want).norm() / want.norm()):.3g}")
+        bias = getattr(linear, "bias", None)
+        bias = None if bias is None else bias.data.to(torch.bfloat16)
+        return cls(packed, sz, bias, k, n, group_size)
+
+    def dequantized(self) -> torch.Tensor:
+        """The weight this module multiplies by, in bf16 (for checks): an identity matrix through the kernel."""
+        eye = torch.eye(self.in_features, dtype=torch.bfloat16, device=self.packed.device)
+        return torch.ops.aten._weight_int4pack_mm(eye, self.packed, self.group_size, self.scales_zeros).t()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        y = torch.ops.aten._weight_int4pack_mm(x.reshape(-1, shape[-1]).to(torch.bfloat16).contiguous(), self.packed, self.group_size, self.scales_zeros)
+        if self.bias is not None:
+            y = y + self.bias
+        return y.reshape(*shape[:-1], self.out_features).to(x.dtype)
+
+
+def quantize_int4(model, group_size: int = 128) -> int:
+    """Replace every ``nn.Linear`` of the decoder layers and the head with ``Int4Linear`` (CUDA, bf16 model);
+    returns how many were replaced. The embedding stays bf16 (rows are gathered, not multiplied)."""
+    count = 0
+    for _name, module in list(model.named_modules()):
+        for child_name, child in list(module.named_children()):
+            if type(child) is torch.nn.Linear:
+                setattr(module, child_name, Int4Linear.from_linear(child, group_size))
+                count += 1
+    return count
+
+
+class SmallPassInt4(torch.nn.Module):
+    """A linear that multiplies passes of at most ``max_tokens`` rows with an int4 copy of its weight (the fused
+    tinygemm kernel reads 4-bit weights once: the cost of a 32-token gist question or a decode step) and longer
+    passes with the original module (bitsandbytes NF4 de-quantises once and runs a dense GEMM, the fast way for a
+    1,500-token RAG prompt; tinygemm is slow there). The branch is fixed per captured shape."""
+
+    def __init__(self, big: torch.nn.Module, small: Int4Linear, max_tokens: int = 64):
+        super().__init__()
+        self.big, self.small, self.max_tokens = big, small, max_tokens
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.small(x) if x.numel() // x.shape[-1] <= self.max_tokens else self.big(x)
+
+
+def add_int4_small_pass(model, max_tokens: int = 64, group_size: int = 128) -> int:
+    """Give every bitsandbytes 4-bit linear and the head an int4 copy for short passes (``SmallPassInt4``),
+    re-quantised from the de-quantised NF4 weight (CUDA). Returns how many linears got one."""
+    from types import SimpleNamespace
+
+    import bitsandbytes as bnb
+
+    count = 0
+    for _name, module in list(model.named_modules()):
+        for child_name, child in list(module.named_children()):
+            if isinstance(child, bnb.nn.Linear4bit):
+                w = bnb.functional.dequantize_4bit(child.weight.data, child.weight.quant_state).to(torch.bfloat16)
+            elif type(child) is torch.nn.Linear:
+                w = child.weight.data
+            else:
+                continue
+            small = Int4Linear.from_linear(SimpleNamespace(weight=SimpleNamespace(data=w), bias=getattr(child, "bias", None)), group_size)
+            setattr(module, child_name, SmallPassInt4(child, small, max_tokens))
+            count += 1
+    return count

@@ -1,0 +1,99 @@
+"""The compiled answer engine (gistpoc.engine) gives the eager path's greedy tokens (fp32, CPU).
+
+On CPU the engine runs its static-cache, batched pass without CUDA graphs; the graph capture is the same
+function replayed (exercised on the GPU by bench/gpu_systems.py). Checked on the real SmolLM2 (Llama, GQA 9/3
+heads) and on tiny random Llama and Qwen2 models (Qwen2: q/k/v biases)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from gistpoc.engine import AnswerEngine
+from gistpoc.gist.cache import answer_from_cache, compress_context, greedy_generate
+from gistpoc.gist.template import encode_prefix, encode_question, prompt_template
+
+QUESTIONS = ["Who is the article about?", "In which year did he first appear on television, and in what role?",
+             "Name a play he performed in.", "What is the pass key?"]
+
+
+def _same(eager, compiled, atol=2e-3):
+    assert compiled.token_ids == eager.token_ids
+    torch.testing.assert_close(compiled.first_logits, eager.first_logits, atol=atol, rtol=1e-4)
+    assert compiled.kv_bytes == eager.kv_bytes
+
+
+def test_batched_answers_from_one_gist_cache_equal_eager(tokenizer, gist_model, real_text):
+    model = gist_model.model
+    template = prompt_template(tokenizer, "Answer from the compressed text.")
+    enc = encode_prefix(tokenizer, template, real_text[:1500], gist_model.gist_ids)
+    cache = compress_context(model, enc.prefix_ids, enc.gist_start, enc.gist_end)
+    questions = [encode_question(tokenizer, template, q) for q in QUESTIONS]
+    assert len({len(q) for q in questions}) > 1  # rows of different lengths: padding is exercised
+    eager = [answer_from_cache(model, cache, q, gist_model.eos_ids, 12) for q in questions]
+    engine = AnswerEngine(model, max_batch=4, max_len=64)
+    before = [k.clone() for k in cache.keys]
+    batched = engine.answer_from_cache(cache, questions, gist_model.eos_ids, 12)
+    for e, c in zip(eager, batched):
+        _same(e, c)
+    assert all(a.equal(b) for a, b in zip(before, cache.keys))  # the saved cache is copied, never written
+    # the engine's rows are independent: one question alone gives the same tokens as in the batch
+    alone = engine.answer_from_cache(cache, questions[1:2], gist_model.eos_ids, 12)[0]
+    assert alone.token_ids == batched[1].token_ids
+    # a smaller batch after a larger one reuses the buffers without stale slots leaking in
+    assert engine.batch == 4
+
+
+def test_full_prompts_equal_eager_including_the_long_prompt_pass(tokenizer, gist_model, real_text):
+    model = gist_model.model
+    template = prompt_template(tokenizer, "Read the following text, then answer the question.")
+    prompts = []
+    for n, q in ((900, QUESTIONS[0]), (400, QUESTIONS[2])):
+        enc = encode_prefix(tokenizer, template, real_text[:n], [])
+        prompts.append(enc.prefix_ids + encode_question(tokenizer, template, q))
+    eager = [greedy_generate(model, p, 0, gist_model.eos_ids, 10) for p in prompts]
+    engine = AnswerEngine(model)
+    for e, c in zip(eager, engine.generate(prompts, 0, gist_model.eos_ids, 10)):
+        _same(e, c)
+    # one prompt with nothing cached (> 64 tokens): the causal pass full context and RAG take; a batch of two above
+    # took the masked pass
+    long_engine = AnswerEngine(model)
+    _same(eager[0], long_engine.generate(prompts[:1], 0, gist_model.eos_ids, 10)[0])
+
+
+def test_end_of_turn_and_budget_stops_match_eager(tokenizer, gist_model):
+    """kv_bytes counts what the eager loop feeds back: every token when it stops at an end-of-turn id, all but the
+    last when it stops at the token budget."""
+    model = gist_model.model
+    template = prompt_template(tokenizer, "Answer.")
+    prompt = encode_prefix(tokenizer, template, "The sky is blue.", []).prefix_ids + encode_question(tokenizer, template, "What colour is the sky?")
+    engine = AnswerEngine(model)
+    for budget in (1, 3, 40):
+        _same(greedy_generate(model, prompt, 0, gist_model.eos_ids, budget), engine.generate([prompt], 0, gist_model.eos_ids, budget)[0])
+    with pytest.raises(ValueError, match="at least one token"):
+        engine.generate([prompt, []], 0, gist_model.eos_ids, 4)
+
+
+def _tiny(arch: str):
+    from transformers import AutoModelForCausalLM, LlamaConfig, Qwen2Config
+
+    common = dict(vocab_size=300, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                  num_key_value_heads=2, max_position_embeddings=512, initializer_range=0.2)
+    cfg = Qwen2Config(**common, tie_word_embeddings=True) if arch == "qwen2" else LlamaConfig(**common)
+    torch.manual_seed(0)
+    return AutoModelForCausalLM.from_config(cfg, dtype=torch.float32, attn_implementation="eager").eval()
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2"])
+def test_tiny_architectures_gist_cache_and_prompts(arch):
+    model = _tiny(arch)
+    if arch == "qwen2":
+        assert model.model.layers[0].self_attn.q_proj.bias is not None
+    g = torch.Generator().manual_seed(1)
+    prefix = torch.randint(5, 290, (40,), generator=g).tolist()
+    cache = compress_context(model, prefix, 30, 40)  # the last 10 tokens play the gist span
+    questions = [torch.randint(5, 290, (n,), generator=g).tolist() for n in (3, 9, 6)]
+    engine = AnswerEngine(model, max_batch=3)
+    for e, c in zip([answer_from_cache(model, cache, q, [], 8) for q in questions], engine.answer_from_cache(cache, questions, [], 8)):
+        _same(e, c, atol=1e-4)
+    _same(greedy_generate(model, prefix, 0, [], 8), engine.generate([prefix], 0, [], 8)[0], atol=1e-4)
