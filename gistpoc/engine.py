@@ -47,6 +47,9 @@ def _fuse(linears: list) -> tuple[torch.Tensor, torch.Tensor | None, list[int]] 
         return None
     if len({m.bias is None for m in linears}) != 1:
         return None
+    done = getattr(linears[0], "_gistpoc_fused", None)
+    if done is not None and all(getattr(m, "_gistpoc_fused", None) is done for m in linears):
+        return done  # a second engine on the same model shares the first one's fused weights
     w = torch.cat([m.weight.data for m in linears])
     b = torch.cat([m.bias.data for m in linears]) if linears[0].bias is not None else None
     sizes = [m.out_features for m in linears]
@@ -54,7 +57,10 @@ def _fuse(linears: list) -> tuple[torch.Tensor, torch.Tensor | None, list[int]] 
         m.weight = torch.nn.Parameter(wv, requires_grad=m.weight.requires_grad)
         if bv is not None:
             m.bias = torch.nn.Parameter(bv, requires_grad=m.bias.requires_grad)
-    return w, b, sizes
+    fused = (w, b, sizes)
+    for m in linears:
+        m._gistpoc_fused = fused
+    return fused
 
 
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:
