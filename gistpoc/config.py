@@ -113,6 +113,9 @@ def validate_config(config: dict, schema_path: str | Path = SCHEMA_PATH, _nested
     bad = [n for n in config["eval"]["scramble_control"] if n not in ns]
     if bad:
         raise ConfigError(f"eval.scramble_control: {bad} not in gist.n_tokens {ns}")
+    bad = [n for n in config["eval"]["rag_gist"] if n not in ns]
+    if bad:
+        raise ConfigError(f"eval.rag_gist: {bad} not in gist.n_tokens {ns} (the hybrid answers from a trained gist-N)")
     data = config["data"]
     if data["min_tokens"] >= data["max_tokens"]:
         raise ConfigError(

@@ -254,9 +254,11 @@ class AnswerEngine:
 
     # -- generation --------------------------------------------------------------------------------------------
     @torch.no_grad()
-    def generate(self, prompts: list[list[int]], start_position: int, eos_ids: list[int], max_new_tokens: int,
-                 prefix: GistCache | None = None) -> list[Generation]:
+    def generate(self, prompts: list[list[int]], start_position: int | list[int], eos_ids: list[int], max_new_tokens: int,
+                 prefix: GistCache | list[GistCache] | None = None) -> list[Generation]:
         """Greedy answers to ``prompts`` (token ids), each continuing ``prefix`` (if given) at ``start_position``.
+        ``prefix`` and ``start_position`` may be given per row (caches of one size, e.g. several methods' N-position
+        caches of one document answered in one batch).
 
         Returns one ``Generation`` per prompt; ``ttft_s`` is the batch's prompt pass (all rows get their first
         token together), ``decode_s`` the rest, ``kv_bytes`` the KV that row holds at its end (prefix + its
@@ -264,7 +266,13 @@ class AnswerEngine:
         if not prompts or any(len(p) == 0 for p in prompts):
             raise ValueError("every prompt needs at least one token")
         b = len(prompts)
-        n_prefix = prefix.n_tokens if prefix is not None else 0
+        prefixes = prefix if isinstance(prefix, list) else [prefix] * b if prefix is not None else None
+        starts = start_position if isinstance(start_position, list) else [start_position] * b
+        if prefixes is not None and (len(prefixes) != b or len({c.n_tokens for c in prefixes}) != 1):
+            raise ValueError("one prefix per prompt, all of one size")
+        if len(starts) != b:
+            raise ValueError("one start position per prompt")
+        n_prefix = prefixes[0].n_tokens if prefixes is not None else 0
         lengths = [len(p) for p in prompts]
         longest = max(lengths)
         # one prompt with nothing cached before it (full context, RAG): plain causal attention (flash kernels)
@@ -284,7 +292,7 @@ class AnswerEngine:
         pos = torch.zeros(b, t, dtype=torch.long)
         for r, p in enumerate(prompts):
             ids[r, : len(p)] = torch.tensor(p)
-            pos[r] = start_position + torch.arange(t).clamp(max=len(p) - 1)  # padding repeats the last position
+            pos[r] = starts[r] + torch.arange(t).clamp(max=len(p) - 1)  # padding repeats the last position
         valid = torch.zeros(b, self.max_len, dtype=torch.bool)
         valid[:, :n_prefix] = True
         for r, n in enumerate(lengths):
@@ -292,10 +300,16 @@ class AnswerEngine:
         last = torch.tensor([n - 1 for n in lengths])
         slots = torch.arange(n_prefix, n_prefix + t)
         ids, pos, last, slots = ids.to(dev), pos.to(dev), last.to(dev), slots.to(dev)
-        if prefix is not None:
+        if prefixes is not None:
+            shared = all(c is prefixes[0] for c in prefixes)
             for i in range(self.n_layers):
-                self.k[i][:b, :, :n_prefix] = prefix.keys[i].to(dev, self.dtype)
-                self.v[i][:b, :, :n_prefix] = prefix.values[i].to(dev, self.dtype)
+                if shared:
+                    self.k[i][:b, :, :n_prefix] = prefixes[0].keys[i].to(dev, self.dtype)
+                    self.v[i][:b, :, :n_prefix] = prefixes[0].values[i].to(dev, self.dtype)
+                else:
+                    for r, c in enumerate(prefixes):
+                        self.k[i][r, :, :n_prefix] = c.keys[i][0].to(dev, self.dtype)
+                        self.v[i][r, :, :n_prefix] = c.values[i][0].to(dev, self.dtype)
         self.valid.zero_()
         self.valid[:b] = valid.to(dev)
         self._sync()
@@ -315,7 +329,7 @@ class AnswerEngine:
             else:
                 tokens[r].append(nxt_host[r])
                 done[r] = len(tokens[r]) >= max_new_tokens
-        step_pos = torch.tensor([start_position + n for n in lengths], device=dev)[:, None]
+        step_pos = torch.tensor([st + n for st, n in zip(starts, lengths)], device=dev)[:, None]
         zero = torch.zeros(b, dtype=torch.long, device=dev)
         t1 = time.perf_counter()
         slot = n_prefix + t

@@ -26,7 +26,16 @@ TORCH_THREADS = max(1, min(int(workflow.cores or 1) // 4, 4))
 # compute-bound: 1.69x from a second thread), so evaluations take one core each and run two at a time
 EVAL_THREADS = 1
 SPLITS = ["train", "val", "test"]
-METHODS = ["closed_book", "full_context", "rag"] + [f"gist{n}" for n in N_GIST]
+BUDGET = config["eval"]["budget"]
+# matched-budget baselines (one job: they share one pass per document) and the RAG + gist hybrid
+BUDGET_METHODS = [f"{m}{n}" for n in sorted(BUDGET["n"]) for m in BUDGET["methods"]]
+RAG_GIST = [f"rag_gist{n}" for n in sorted(config["eval"]["rag_gist"])]
+METHODS = (
+    ["closed_book", "full_context", "rag"]
+    + [f"gist{n}" for n in N_GIST]
+    + BUDGET_METHODS
+    + RAG_GIST
+)
 # extra gist checkpoints with other train settings (the recipe ablation), evaluated on the passkey items
 ABLATIONS = {a["name"]: a for a in config["ablations"]}
 

@@ -114,6 +114,92 @@ rule evaluate_gist:
         f"python scripts/evaluate_method.py --method gist{{wildcards.n}} --checkpoint {{input.checkpoint}} --cache-dir {{output.caches}} {EVAL_ARGS}"
 
 
+if BUDGET_METHODS:
+
+    rule evaluate_budget:
+        input:
+            dataset=get_eval_dataset(),
+            model=MODEL,
+            model_sum=MODEL_SUM,
+        output:
+            answers=[
+                ensure(f"results/eval/{m}/answers.jsonl", non_empty=True)
+                for m in BUDGET_METHODS
+            ],
+            environments=[f"results/eval/{m}/environment.json" for m in BUDGET_METHODS],
+        log:
+            "logs/evaluate_budget/evaluate_budget.log",
+        benchmark:
+            "benchmarks/evaluate/budget.tsv"
+        priority: 5
+        conda:
+            "../envs/evaluate.yaml"
+        threads: EVAL_THREADS
+        resources:
+            gpu=1,
+            mem_mb=scaled(8000),
+            runtime=scaled(120),
+        params:
+            code=script_code("evaluate_budget"),
+            model=section("model"),
+            baseline_instruction=config["eval"]["baseline_instruction"],
+            max_new_tokens=config["eval"]["max_new_tokens"],
+            warmup=config["eval"]["warmup_items"],
+            engine=config["eval"]["engine"],
+            engine_batch=config["eval"]["engine_batch"],
+            methods=" ".join(BUDGET_METHODS),
+            dirs=" ".join(f"results/eval/{m}" for m in BUDGET_METHODS),
+            window=BUDGET["window"],
+            pool=BUDGET["pool"],
+            seed=config["seed"],
+        shell:
+            "python scripts/evaluate_budget.py --methods {params.methods} --out-dirs {params.dirs} "
+            "--model {params.model:q} --model-ref {input.model} --dataset {input.dataset} "
+            "--baseline-instruction {params.baseline_instruction:q} --max-new-tokens {params.max_new_tokens} "
+            "--warmup-items {params.warmup} --engine {params.engine} --engine-batch {params.engine_batch} "
+            "--window {params.window} --pool {params.pool} --seed {params.seed} --log {log}"
+
+
+rule evaluate_rag_gist:
+    input:
+        dataset="results/dataset/test.gist{n}.jsonl",
+        model=MODEL,
+        model_sum=MODEL_SUM,
+        checkpoint=get_checkpoint,
+        checkpoint_sum=get_checkpoint_sum,
+        rag="results/rag/index.json",
+    output:
+        answers=ensure("results/eval/rag_gist{n}/answers.jsonl", non_empty=True),
+        environment="results/eval/rag_gist{n}/environment.json",
+    log:
+        "logs/evaluate_rag_gist/rag_gist{n}.log",
+    benchmark:
+        "benchmarks/evaluate/rag_gist{n}.tsv"
+    priority: 5
+    conda:
+        "../envs/evaluate.yaml"
+    threads: EVAL_THREADS
+    resources:
+        gpu=1,
+        mem_mb=scaled(8000),
+        runtime=scaled(120),
+    params:
+        code=script_code("evaluate_method"),
+        model=section("model"),
+        gist_instruction=config["gist"]["instruction"],
+        baseline_instruction=config["eval"]["baseline_instruction"],
+        max_new_tokens=config["eval"]["max_new_tokens"],
+        warmup=config["eval"]["warmup_items"],
+        engine=config["eval"]["engine"],
+        engine_batch=config["eval"]["engine_batch"],
+        embedder=config["eval"]["rag"]["embedding_model"],
+        top_k=config["eval"]["rag"]["top_k"],
+        seed=config["seed"],
+    shell:
+        f"python scripts/evaluate_method.py --method rag_gist{{wildcards.n}} --checkpoint {{input.checkpoint}} "
+        f"--rag-manifest {{input.rag}} {EVAL_ARGS}"
+
+
 rule evaluate_ablation:
     input:
         dataset=get_ablation_dataset("test"),

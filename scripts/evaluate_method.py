@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Answer the test questions with one method (closed_book, full_context, rag, gist{N}); unscored (score_answers scores them)."""
+"""Answer the test questions with one method (closed_book, full_context, rag, gist{N}, rag_gist{N}); unscored
+(score_answers scores them)."""
 
 import logging
 from pathlib import Path
@@ -18,12 +19,13 @@ def main(args):
     records = read_jsonl(args.dataset)
     if args.qtypes:
         records = [r for r in records if r["qtype"] in args.qtypes]
-    n_gist = int(args.method.removeprefix("gist")) if args.method.startswith("gist") else 0
+    rag_gist = args.method.startswith("rag_gist")
+    n_gist = int(args.method.removeprefix("rag_gist" if rag_gist else "gist")) if args.method.startswith(("gist", "rag_gist")) else 0
     if args.scramble_context and not n_gist:
         raise SystemExit("--scramble-context is a control for gist methods only")
     loaded = load_model(args.model, args.model_ref, n_gist=n_gist, adapter_dir=args.checkpoint)
     retriever = None
-    if args.method == "rag":
+    if args.method == "rag" or rag_gist:
         manifest = read_json(args.rag_manifest)
         retriever = Retriever(manifest["db"], manifest["collection"], SentenceEmbedder(args.embedding_model))
     instruction = args.gist_instruction if n_gist else args.baseline_instruction

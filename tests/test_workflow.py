@@ -143,7 +143,8 @@ def test_end_to_end_tiny_config(workdir):
     import csv
 
     summary = {r["method"]: r for r in csv.DictReader(open(wd / "results/eval/summary.csv"))}
-    assert set(summary) == {"closed_book", "full_context", "rag", "gist2", "gist4"}
+    assert set(summary) == {"closed_book", "full_context", "rag", "gist2", "gist4", "truncate_head4", "truncate_tail4", "kv_select4", "mean_pool4",
+                            "ppl_select4", "rag_gist4"}
     assert float(summary["gist4"]["compression_ratio_median"]) > 1 and float(summary["full_context"]["kv_bytes_median"]) > float(summary["gist4"]["gist_kv_bytes_median"])
     # the report: its comparison table holds summary.csv's values, and plots are embedded
     html = (wd / "results/report.html").read_text()
@@ -213,13 +214,14 @@ def test_changing_one_value_reruns_only_what_depends_on_it(workdir):
         return planned_rules(res.stdout)
 
     # the rule graph is drawn for the run's own config, so it follows write_run_config
-    assert plan("eval: {max_new_tokens: 7}") == {"evaluate_baseline", "evaluate_gist", "evaluate_ablation", "evaluate_scrambled", "score_answers", "summarize_eval",
+    assert plan("eval: {max_new_tokens: 7}") == {"evaluate_baseline", "evaluate_gist", "evaluate_ablation", "evaluate_scrambled", "evaluate_budget", "evaluate_rag_gist",
+                                                 "score_answers", "summarize_eval",
                                                  "write_run_config", "plot_rulegraph", "build_report"}
     # the ablation and stage 1 inherit every train value they do not override, so they rerun too
-    assert plan("train: {lr_lora: 0.002}") == {"pretrain_gist", "train_gist", "evaluate_gist", "evaluate_scrambled", "score_answers", "plot_gist_attention", "summarize_eval",
+    assert plan("train: {lr_lora: 0.002}") == {"pretrain_gist", "train_gist", "evaluate_gist", "evaluate_scrambled", "evaluate_rag_gist", "score_answers", "plot_gist_attention", "summarize_eval",
                                                 "write_run_config", "build_report", "train_ablation", "evaluate_ablation", "plot_rulegraph"}
     # a stage-1 value reruns stage 1 and what starts from it, not the ablation that has no stage 1
-    assert plan("pretrain: {max_steps: 3}") == {"pretrain_gist", "train_gist", "evaluate_gist", "evaluate_scrambled", "score_answers", "plot_gist_attention", "summarize_eval",
+    assert plan("pretrain: {max_steps: 3}") == {"pretrain_gist", "train_gist", "evaluate_gist", "evaluate_scrambled", "evaluate_rag_gist", "score_answers", "plot_gist_attention", "summarize_eval",
                                                  "write_run_config", "build_report", "plot_rulegraph"}
     # the proxy's embedder is its own setting: changing it rescores, changing the retriever reruns RAG only
     assert plan("eval: {metric_embedder: sentence-transformers/all-MiniLM-L6-v2}") == {"score_answers", "summarize_eval", "write_run_config",
@@ -279,7 +281,7 @@ def test_reruns_follow_content_not_mtimes(workdir, tmp_path):
     assert plan() == set()
     mask.write_text(mask.read_text() + "\n\ndef _unused_helper():\n    return 1\n")
     assert plan() == {"plot_mask", "pretrain_gist", "train_gist", "train_ablation", "plot_gist_attention", "evaluate_gist",
-                      "evaluate_scrambled", "evaluate_ablation", "score_answers", "summarize_eval", "build_report"}
+                      "evaluate_scrambled", "evaluate_ablation", "evaluate_rag_gist", "score_answers", "summarize_eval", "build_report"}
     shutil.copy(wd / "gistpoc/gist/mask.py", mask)
     assert plan() == set()
     # a metric edit rescores the saved answers: no generation, no training

@@ -63,6 +63,44 @@ def _docs(records: list[dict]) -> "OrderedDict[str, list[dict]]":
     return docs
 
 
+ROW_KEYS = ("id", "doc_id", "source", "qtype", "question", "answer", "context_tokens", "passkey_depth")
+
+
+def _answer_group(method: str | list[str], group: list[dict], answers, meter: MemoryMeter, tok, device: torch.device, facts: dict) -> list[dict]:
+    """Rows for one pass: ``answers()`` returns (generations, per-row extra facts) for ``group``; an out-of-memory
+    error marks every row of the group ``oom`` and the run goes on. ``method``: one name, or one per row."""
+    rows = []
+    names = method if isinstance(method, list) else [method] * len(group)
+    for rec, name in zip(group, names):
+        row = {k: rec[k] for k in ROW_KEYS}
+        row.update({"method": name, "reference": rec["answer"], "status": "ok", **facts, "batch": len(group)})
+        rows.append(row)
+    meter.reset()
+    try:
+        gens, extras = answers()
+        peak = meter.peak_bytes()
+        for row, gen, extra in zip(rows, gens, extras):
+            row.update(extra)
+            row.update({
+                "prediction": tok.decode(gen.token_ids, skip_special_tokens=True).strip(),
+                "n_new_tokens": len(gen.token_ids),
+                "ttft_ms": gen.ttft_s * 1000 + row.get("retrieval_ms", 0.0),
+                "decode_tokens_per_s": None if math.isnan(gen.decode_tokens_per_s) else gen.decode_tokens_per_s,
+                "kv_bytes": gen.kv_bytes,
+                "peak_mem_bytes": peak,
+                "mem_kind": meter.kind,
+            })
+    except Exception as err:  # noqa: BLE001
+        if not is_oom(err):
+            raise
+        log.warning("%s: out of memory on %s: recorded, going on", names[0], ", ".join(r["id"] for r in group))
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        for row in rows:
+            row.update({"status": "oom", "prediction": None, "ttft_ms": None, "kv_bytes": None, "peak_mem_bytes": None, "decode_tokens_per_s": None})
+    return rows
+
+
 def run_method(method: str, loaded, records: list[dict], instruction: str, max_new_tokens: int, warmup_items: int = 1,
                retriever=None, top_k: int = 3, cache_dir: Path | None = None, scramble: bool = False,
                engine: str = "eager", engine_batch: int = 16) -> list[dict]:
@@ -73,13 +111,17 @@ def run_method(method: str, loaded, records: list[dict], instruction: str, max_n
     its questions from that gist: the context-scrambling control.
     ``engine``: ``eager`` (the Hugging Face loop, one question at a time) or ``compiled`` (``gistpoc.engine``: static
     cache, CUDA graphs on GPU; a gist method answers up to ``engine_batch`` questions of a document in one pass on
-    its one cache, each row's ``batch`` says how many; the baselines answer one prompt per pass)."""
+    its one cache; the baselines batch a document's prompts when they fit one captured pass (<= 2,048 tokens), else
+    one per pass; each row's ``batch`` says how many answers shared its pass)."""
     if engine not in ("eager", "compiled"):
         raise ValueError(f"engine must be eager or compiled, got {engine!r}")
     model, tok = loaded.model, loaded.tokenizer
     template = prompt_template(tok, instruction)
     meter = MemoryMeter(loaded.device)
-    n_gist = int(method.removeprefix("gist")) if method.startswith("gist") else 0
+    rag_gist = method.startswith("rag_gist")
+    n_gist = int(method.removeprefix("rag_gist" if rag_gist else "gist")) if method.startswith(("gist", "rag_gist")) else 0
+    if rag_gist and retriever is None:
+        raise ValueError(f"{method} needs the RAG retriever")
     out: list[dict] = []
 
     def prompt_for(rec: dict) -> tuple[list[int], dict]:
@@ -90,11 +132,7 @@ def run_method(method: str, loaded, records: list[dict], instruction: str, max_n
         elif method == "full_context":
             context = rec["context"]
         else:  # rag
-            t0 = time.perf_counter()
-            hits = retriever.retrieve(rec["question"], rec["doc_id"], top_k)
-            extra["retrieval_ms"] = (time.perf_counter() - t0) * 1000
-            extra["retrieved"] = [[h["char_start"], h["char_end"]] for h in hits]
-            context = "\n\n".join(h["text"] for h in hits)
+            context, extra = retrieve(rec, top_k)
         enc = encode_prefix(tok, template, context, [])
         extra["context_tokens_in_prompt"] = enc.context_tokens
         return enc.prefix_ids + encode_question(tok, template, rec["question"]), extra
@@ -103,8 +141,8 @@ def run_method(method: str, loaded, records: list[dict], instruction: str, max_n
     if engine == "compiled":
         from gistpoc.engine import AnswerEngine
 
-        eng = AnswerEngine(model, max_batch=engine_batch if n_gist else 1)
-    batch_size = engine_batch if eng is not None and n_gist else 1
+        eng = AnswerEngine(model, max_batch=engine_batch)
+    batch_size = engine_batch if eng is not None else 1
 
     def answer_gist(cache, questions: list[list[int]], budget: int):
         if eng is not None:
@@ -125,6 +163,12 @@ def run_method(method: str, loaded, records: list[dict], instruction: str, max_n
         else:
             ids, _ = prompt_for(rec)
             answer_prompt(ids, 2)
+
+    def retrieve(rec: dict, k: int) -> tuple[str, dict]:
+        t0 = time.perf_counter()
+        hits = retriever.retrieve(rec["question"], rec["doc_id"], k)
+        extra = {"retrieval_ms": (time.perf_counter() - t0) * 1000, "retrieved": [[h["char_start"], h["char_end"]] for h in hits]}
+        return "\n\n".join(h["text"] for h in hits), extra
 
     for doc_id, recs in _docs(records).items():
         cache = None
@@ -147,46 +191,121 @@ def run_method(method: str, loaded, records: list[dict], instruction: str, max_n
                     raise
                 cache = None
                 log.warning("%s: out of memory while compressing %s", method, doc_id)
-        for first in range(0, len(recs), batch_size):
-            group = recs[first : first + batch_size]
-            rows = []
-            for rec in group:
-                row = {k: rec[k] for k in ("id", "doc_id", "source", "qtype", "question", "answer", "context_tokens", "passkey_depth")}
-                row.update({"method": method, "reference": rec["answer"], "status": "ok", "scrambled": scramble, "engine": engine, "batch": len(group)})
-                rows.append(row)
-            meter.reset()
-            try:
-                if n_gist:
+        size = batch_size
+        if eng is not None and not n_gist:  # baselines: a document's prompts in one pass while they fit a captured pass
+            longest = max(len(encode_prefix(tok, template, rec["context"], []).prefix_ids) for rec in recs) if method == "full_context" else 0
+            size = engine_batch if longest <= eng.graph_max_tokens else 1
+        for first in range(0, len(recs), size):
+            group = recs[first : first + size]
+            if n_gist:
+                def gist_answers(group=group, cache=cache, compress_ms=compress_ms):
                     if cache is None:
                         raise torch.cuda.OutOfMemoryError("compression ran out of memory")
-                    questions = [encode_question(tok, template, rec["question"]) for rec in group]
-                    gens = answer_gist(cache, questions, max_new_tokens)
-                    for row, rec, q_ids in zip(rows, group, questions):
-                        row.update({"compress_ms": compress_ms, "gist_kv_bytes": cache.nbytes, "compression_ratio": rec["context_tokens"] / n_gist, "prompt_tokens": len(q_ids)})
-                else:
-                    ids, extra = prompt_for(group[0])
-                    gens = [answer_prompt(ids, max_new_tokens)]
-                    rows[0].update(extra)
-                    rows[0]["prompt_tokens"] = len(ids)
-                peak = meter.peak_bytes()
-                for row, gen in zip(rows, gens):
-                    row.update({
-                        "prediction": tok.decode(gen.token_ids, skip_special_tokens=True).strip(),
-                        "n_new_tokens": len(gen.token_ids),
-                        "ttft_ms": gen.ttft_s * 1000 + row.get("retrieval_ms", 0.0),
-                        "decode_tokens_per_s": None if math.isnan(gen.decode_tokens_per_s) else gen.decode_tokens_per_s,
-                        "kv_bytes": gen.kv_bytes,
-                        "peak_mem_bytes": peak,
-                        "mem_kind": meter.kind,
-                    })
-            except Exception as err:  # noqa: BLE001
-                if not is_oom(err):
-                    raise
-                log.warning("%s: out of memory on %s: recorded, going on", method, ", ".join(r["id"] for r in group))
-                if loaded.device.type == "cuda":
-                    torch.cuda.empty_cache()
-                for row in rows:
-                    row.update({"status": "oom", "prediction": None, "ttft_ms": None, "kv_bytes": None, "peak_mem_bytes": None, "decode_tokens_per_s": None})
-            out.extend(rows)
+                    extras, questions = [], []
+                    for rec in group:
+                        extra = {"compress_ms": compress_ms, "gist_kv_bytes": cache.nbytes, "compression_ratio": rec["context_tokens"] / n_gist}
+                        question = rec["question"]
+                        if rag_gist:  # the top-1 chunk in full, after the gist, in the question's turn
+                            chunk, found = retrieve(rec, 1)
+                            extra.update(found)
+                            question = f"{chunk}\n\n{question}"
+                        questions.append(encode_question(tok, template, question))
+                        extras.append({**extra, "prompt_tokens": len(questions[-1])})
+                    return answer_gist(cache, questions, max_new_tokens), extras
+                out.extend(_answer_group(method, group, gist_answers, meter, tok, loaded.device, {"scrambled": scramble, "engine": engine}))
+            else:
+                def prompt_answers(group=group):
+                    built = [prompt_for(rec) for rec in group]
+                    extras = [{**extra, "prompt_tokens": len(ids)} for ids, extra in built]
+                    if eng is not None:
+                        return eng.generate([ids for ids, _ in built], 0, loaded.eos_ids, max_new_tokens), extras
+                    return [greedy_generate(model, built[0][0], 0, loaded.eos_ids, max_new_tokens)], extras
+                out.extend(_answer_group(method, group, prompt_answers, meter, tok, loaded.device, {"scrambled": scramble, "engine": engine}))
         log.info("%s: %s done (%d answers)", method, doc_id, len(recs))
+    return out
+
+
+def run_budget(loaded, records: list[dict], instruction: str, methods: list[str], max_new_tokens: int, warmup_items: int = 1,
+               engine: str = "eager", engine_batch: int = 16, window: int = 16, pool: int = 5) -> dict[str, list[dict]]:
+    """The matched-budget baselines (``gistpoc.baselines.budget``: ``truncate_head25``, ``kv_select10``, ...) on the
+    base model: one pass per document shared by all of them, then each method's N-position cache answers the
+    document's questions like a gist cache. ``compress_ms`` = that pass + the method's selection."""
+    from gistpoc.baselines.budget import budget_cache, document_pass, parse_method
+
+    bad = [m for m in methods if (parse_method(m) or ("rag_gist",))[0] == "rag_gist"]
+    if bad:
+        raise ValueError(f"not budget methods: {bad}")
+    parsed = [(m, *parse_method(m)) for m in methods]
+    model, tok = loaded.model, loaded.tokenizer
+    template = prompt_template(tok, instruction)
+    meter = MemoryMeter(loaded.device)
+    eng = None
+    if engine == "compiled":
+        from gistpoc.engine import AnswerEngine
+
+        eng = AnswerEngine(model, max_batch=engine_batch)
+    batch_size = engine_batch if eng is not None else 1
+
+    def answer(cache, questions: list[list[int]], budget: int):
+        if eng is not None:
+            return eng.answer_from_cache(cache, questions, loaded.eos_ids, budget)
+        return [answer_from_cache(model, cache, questions[0], loaded.eos_ids, budget)]
+
+    def prefix(rec):
+        enc = encode_prefix(tok, template, rec["context"], [])
+        return enc.prefix_ids, len(enc.prefix_ids) - enc.context_tokens, len(enc.prefix_ids)
+
+    for rec in records[:warmup_items]:
+        ids, s, e = prefix(rec)
+        doc = document_pass(model, ids, s, e, window)
+        answer(budget_cache(parsed[0][1], parsed[0][2], doc, model, ids, pool), [encode_question(tok, template, rec["question"])], 2)
+
+    out: dict[str, list[dict]] = {m: [] for m in methods}
+    for doc_id, recs in _docs(records).items():
+        ids, s, e = prefix(recs[0])
+        doc, pass_ms = None, None
+        try:
+            t0 = time.perf_counter()
+            doc = document_pass(model, ids, s, e, window)
+            if loaded.device.type == "cuda":
+                torch.cuda.synchronize()
+            pass_ms = (time.perf_counter() - t0) * 1000
+        except Exception as err:  # noqa: BLE001
+            if not is_oom(err):
+                raise
+            log.warning("budget baselines: out of memory on the pass over %s", doc_id)
+        caches: dict[str, tuple] = {}
+        for name, kind, n in parsed:
+            cache, compress_ms = None, None
+            if doc is not None:
+                t1 = time.perf_counter()
+                cache = budget_cache(kind, n, doc, model, ids, pool)
+                compress_ms = pass_ms + (time.perf_counter() - t1) * 1000
+            caches[name] = (cache, compress_ms, n)
+        # the compiled engine answers every (method, question) of the document in batches of caches of one size;
+        # the eager engine one at a time
+        jobs = [(name, rec) for name, _, _ in parsed for rec in recs]
+        sizes = {}
+        for name, rec in jobs:
+            sizes.setdefault(caches[name][2], []).append((name, rec))
+        for same in sizes.values():
+            for first in range(0, len(same), batch_size):
+                part = same[first : first + batch_size]
+
+                def budget_answers(part=part, caches=caches):
+                    if any(caches[name][0] is None for name, _ in part):
+                        raise torch.cuda.OutOfMemoryError("the document pass ran out of memory")
+                    questions = [encode_question(tok, template, rec["question"]) for _, rec in part]
+                    extras = [{"compress_ms": caches[name][1], "gist_kv_bytes": caches[name][0].nbytes, "budget_positions": caches[name][0].n_tokens,
+                               "compression_ratio": rec["context_tokens"] / caches[name][2], "prompt_tokens": len(q)} for (name, rec), q in zip(part, questions)]
+                    pcs = [caches[name][0] for name, _ in part]
+                    if eng is not None:
+                        return eng.generate(questions, [c.next_position for c in pcs], loaded.eos_ids, max_new_tokens, prefix=pcs), extras
+                    return [answer_from_cache(model, pcs[0], questions[0], loaded.eos_ids, max_new_tokens)], extras
+
+                for row in _answer_group([name for name, _ in part], [rec for _, rec in part], budget_answers, meter, tok, loaded.device,
+                                         {"scrambled": False, "engine": engine}):
+                    out[row["method"]].append(row)
+        del doc
+        log.info("budget baselines: %s done (%d questions x %d methods)", doc_id, len(recs), len(methods))
     return out

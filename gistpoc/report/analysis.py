@@ -52,3 +52,33 @@ def gist_count_trend(summary: list[dict]) -> list[dict]:
             trend = "not monotonic in N"
         out.append({"metric": label, "points": ", ".join(f"N={n}: {v:.2f}" for n, v in pts), "trend": trend})
     return out
+
+
+BUDGET_FAMILIES = ("gist", "rag_gist", "truncate_head", "truncate_tail", "kv_select", "mean_pool", "ppl_select")
+TRAINING_FREE = ("truncate_head", "truncate_tail", "kv_select", "mean_pool", "ppl_select")
+
+
+def budget_comparison(summary: list[dict]) -> dict:
+    """Methods that answer from N cached positions, grouped by N (gist-N, the training-free baselines at the same N,
+    the RAG + gist hybrid), and per N what the training buys: gist-N minus the best training-free method."""
+    by_n: dict[int, list[dict]] = {}
+    for r in summary:
+        stem = r["method"].rstrip("0123456789")
+        if stem in BUDGET_FAMILIES and stem != r["method"]:
+            by_n.setdefault(int(r["method"][len(stem):]), []).append({**r, "family": stem})
+    rows, gains = [], []
+    for n in sorted(by_n):
+        group = sorted(by_n[n], key=lambda r: BUDGET_FAMILIES.index(r["family"]))
+        rows.extend({**r, "n": n} for r in group)
+        gist = next((r for r in group if r["family"] == "gist"), None)
+        free = [r for r in group if r["family"] in TRAINING_FREE]
+        if gist is None or not free:
+            continue
+        for key, label in QTYPE_METRICS:
+            scored = [r for r in free if r.get(key) is not None]
+            if gist.get(key) is None or not scored:
+                continue
+            best = max(scored, key=lambda r: r[key])
+            gains.append({"n": n, "metric": key, "label": label, "gist": gist[key], "best_free": best["method"], "best_free_score": best[key],
+                          "gain": gist[key] - best[key]})
+    return {"rows": rows, "gains": gains}

@@ -231,6 +231,7 @@ def build_report(config: dict, config_path: str | None, summary_csv, passkey_csv
     figures = {
         "gist_vs_score": plots.gist_count_vs_score(summary, analysis.QTYPE_METRICS),
         "systems": plots.systems_bars(summary),
+        "frontier": plots.quality_vs_kv(summary, analysis.QTYPE_METRICS),
         "passkey": plots.passkey_heatmaps(breakdown, methods),
         "training": plots.training_curves(logs),
         "stage1": plots.training_curves(stage1_logs) if stage1 else None,
@@ -255,6 +256,7 @@ def build_report(config: dict, config_path: str | None, summary_csv, passkey_csv
         on_gpu=on_gpu,
         findings=analysis.question_type_findings(summary),
         trend=analysis.gist_count_trend(summary),
+        budget=analysis.budget_comparison(summary),
         train=train_summaries,
         heldout_lengths=heldout_lengths,
         ablations=ablations,

@@ -84,6 +84,46 @@ def systems_bars(summary: list[dict]) -> str:
     return to_base64(fig)
 
 
+FAMILY_STYLE = {  # method family -> (colour, marker) in the quality-vs-KV figure
+    "gist": ("tab:green", "o"), "rag_gist": ("tab:olive", "P"), "truncate_head": ("tab:purple", "<"), "truncate_tail": ("tab:pink", ">"),
+    "kv_select": ("tab:red", "^"), "mean_pool": ("tab:brown", "s"), "ppl_select": ("tab:cyan", "D"),
+    "full_context": ("tab:blue", "*"), "rag": ("tab:orange", "X"), "closed_book": ("tab:gray", "."),
+}
+
+
+def method_family(method: str) -> tuple[str, int | None]:
+    """``kv_select25`` -> (``kv_select``, 25); ``gist10`` -> (``gist``, 10); ``rag`` -> (``rag``, None)."""
+    stem = method.rstrip("0123456789")
+    return stem, int(method[len(stem):]) if stem != method else None
+
+
+def quality_vs_kv(summary: list[dict], metrics: list[tuple[str, str]]) -> str:
+    """One point per method (and N): quality against the KV bytes held when the answer ends (log x). Methods that
+    answer from N cached positions share a family colour; their N is written beside each point."""
+    rows = [r for r in summary if r.get("kv_bytes_median")]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.6 * len(metrics), 3.8), squeeze=False)
+    for ax, (key, label) in zip(axes[0], metrics):
+        seen = set()
+        for r in rows:
+            if r.get(key) is None:
+                continue
+            fam, n = method_family(r["method"])
+            colour, marker = FAMILY_STYLE.get(fam, ("black", "x"))
+            x = r["kv_bytes_median"] / 2**20
+            ax.scatter([x], [r[key]], color=colour, marker=marker, s=40, label=None if fam in seen else fam, zorder=3)
+            seen.add(fam)
+            if n is not None:
+                ax.annotate(str(n), (x, r[key]), fontsize=6, xytext=(3, 3), textcoords="offset points")
+        ax.set_xscale("log")
+        ax.set_xlabel("KV held at the answer's end (MiB, log)")
+        ax.set_title(label, fontsize=9)
+        ax.set_ylim(-0.05, 1.05)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, fontsize=7, loc="lower center", ncol=min(len(labels), 6), bbox_to_anchor=(0.5, -0.08))
+    return to_base64(fig)
+
+
 def passkey_heatmaps(breakdown: list[dict], methods: list[str]) -> str:
     import pandas as pd
 
