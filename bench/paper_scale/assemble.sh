@@ -14,6 +14,9 @@ PY=${PY:-$ROOT/.venv/bin/python}
 cd "$WORK"
 cfg() { "$PY" -c "import sys, yaml; c = yaml.safe_load(open('$ROOT/$CONFIG')); print(eval(sys.argv[1]))" "$1"; }
 methods="closed_book full_context rag $(cfg "' '.join(f'gist{n}' for n in c['gist']['n_tokens'])")"
+# matched-budget baselines and the RAG + gist hybrid, as configured (rules/common.smk: BUDGET_METHODS, RAG_GIST)
+methods="$methods $(cfg "' '.join(f'{m}{n}' for n in sorted(c['eval']['budget']['n']) for m in c['eval']['budget']['methods'])")"
+methods="$methods $(cfg "' '.join(f'rag_gist{n}' for n in sorted(c['eval']['rag_gist']))")"
 ablations=$(cfg "' '.join(a['name'] for a in c.get('ablations', []))")
 preds=(); envs=(); ab_ck=(); ab_pred=()
 for m in $methods; do preds+=("results/eval/$m/predictions.jsonl"); envs+=("results/eval/$m/environment.json"); done

@@ -10,7 +10,7 @@ SITE=$PWD/.dsite
 DEV=$PWD/device_in
 export PYTHONPATH=$SITE:$PWD PYTHONUNBUFFERED=1 OMP_NUM_THREADS=2
 export GISTPOC_SMOLLM2_GGUF=$PWD/.dmodel/$(cat "$DEV/m1/NAME")
-python -m pip install -q --no-index --no-deps --no-compile --target "$SITE" "$DEV"/q1/gguf-*.whl
+python -m pip install -q --no-index --no-deps --no-compile --target "$SITE" "$DEV"/q1/*.whl
 mkdir -p .dmodel results/dataset "$OUT"
 cat "$DEV"/m[0-9]/m_part_* >"$GISTPOC_SMOLLM2_GGUF.tmp"
 [ "$(sha256sum "$GISTPOC_SMOLLM2_GGUF.tmp" | cut -d' ' -f1)" = "$(cat "$DEV/m1/SHA256")" ] || { echo "GGUF checksum mismatch" >&2; exit 1; }
