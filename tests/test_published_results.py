@@ -18,6 +18,8 @@ from .conftest import ROOT
 
 RUN = ROOT / "docs" / "results" / "smollm2-paper-scale"
 METHODS = ["closed_book", "full_context", "rag", "gist10", "gist25", "gist50"]
+# the matched-budget baselines (issue 15), answered later on the same test set with the same base model
+BUDGET = [f"{m}{n}" for n in (10, 25, 50) for m in ("truncate_head", "truncate_tail", "kv_select", "mean_pool", "ppl_select")]
 
 
 def read_rows(path):
@@ -36,9 +38,9 @@ def same(a: str, b: str) -> bool:
 
 
 def test_every_method_of_the_design_is_in_the_published_run():
-    assert sorted(r["method"] for r in read_rows(RUN / "summary.csv")) == sorted(METHODS)
+    assert sorted(r["method"] for r in read_rows(RUN / "summary.csv")) == sorted(METHODS + BUDGET)
     stats = json.loads((RUN / "corpus_stats.json").read_text())
-    for m in METHODS:
+    for m in METHODS + BUDGET:
         with gzip.open(RUN / "predictions" / f"{m}.jsonl.gz", "rt") as f:
             rows = [json.loads(line) for line in f if line.strip()]
         # every test document, each with its four question types (factual, global, reasoning, passkey)
@@ -49,7 +51,7 @@ def test_every_method_of_the_design_is_in_the_published_run():
 def test_published_summary_recomputes_from_the_published_predictions(tmp_path):
     cfg = yaml.safe_load((RUN / "config.yaml").read_text())
     preds = []
-    for m in METHODS:
+    for m in METHODS + BUDGET:
         out = tmp_path / m / "predictions.jsonl"
         out.parent.mkdir()
         with gzip.open(RUN / "predictions" / f"{m}.jsonl.gz", "rb") as src:
@@ -137,3 +139,19 @@ def test_published_scramble_control_falls_to_closed_book():
     assert sum(f1) / len(f1) <= float(closed["factual_f1_hi"])
     html = (RUN / "report.html").read_text()
     assert re.search(r'<tr data-n="25">.*?data-key="falls_to_closed_book">yes<', html, re.S)
+
+
+def test_published_budget_baselines_hold_their_budget_and_lose_the_passkey():
+    """Each matched-budget method answered every question from exactly N cached positions (the gist's budget); none
+    of them carries the planted passkey (the training is what does), as the report's budget table says."""
+    summary = {r["method"]: r for r in read_rows(RUN / "summary.csv")}
+    for m in BUDGET:
+        n = int(m.rstrip("0123456789") and m[len(m.rstrip("0123456789")):])
+        with gzip.open(RUN / "predictions" / f"{m}.jsonl.gz", "rt") as f:
+            rows = [json.loads(line) for line in f if line.strip()]
+        assert {r["budget_positions"] for r in rows} == {n}, m
+        assert {r["gist_kv_bytes"] for r in rows} == {int(float(summary[f"gist{n}"]["gist_kv_bytes_median"]))}, m
+        assert float(summary[m]["passkey_acc"]) < 0.1 <= float(summary[f"gist{n}"]["passkey_acc"]), m
+    html = (RUN / "report.html").read_text()
+    gains = re.findall(r'data-n="(\d+)" data-metric="passkey_acc">.*?data-key="gain">([-\d.]+)<', html)
+    assert {n for n, _ in gains} == {"10", "25", "50"} and all(float(g) > 0.9 for _, g in gains)
