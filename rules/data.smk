@@ -17,7 +17,11 @@ rule prepare_model:
         code=script_code("prepare_model"),
         # only what the conversion reads: attention kernel, device or dtype changes rerun no data stage
         model=json.dumps(
-            {k: config["model"][k] for k in ("source", "name_or_path", "save_dtype")},
+            {
+                k: config["model"][k]
+                for k in ("source", "name_or_path", "save_dtype", "gguf")
+                if k in config["model"]
+            },
             sort_keys=True,
         ),
     shell:

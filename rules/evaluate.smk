@@ -131,7 +131,7 @@ if BUDGET_METHODS:
             "logs/evaluate_budget/evaluate_budget.log",
         benchmark:
             "benchmarks/evaluate/budget.tsv"
-        priority: 5
+        priority: 3
         conda:
             "../envs/evaluate.yaml"
         threads: EVAL_THREADS
@@ -151,13 +151,14 @@ if BUDGET_METHODS:
             dirs=" ".join(f"results/eval/{m}" for m in BUDGET_METHODS),
             window=BUDGET["window"],
             pool=BUDGET["pool"],
+            qtypes=BUDGET_QTYPES_ARG,
             seed=config["seed"],
         shell:
             "python scripts/evaluate_budget.py --methods {params.methods} --out-dirs {params.dirs} "
             "--model {params.model:q} --model-ref {input.model} --dataset {input.dataset} "
             "--baseline-instruction {params.baseline_instruction:q} --max-new-tokens {params.max_new_tokens} "
             "--warmup-items {params.warmup} --engine {params.engine} --engine-batch {params.engine_batch} "
-            "--window {params.window} --pool {params.pool} --seed {params.seed} --log {log}"
+            "--window {params.window} --pool {params.pool} --seed {params.seed} {params.qtypes} --log {log}"
 
 
 rule evaluate_rag_gist:
@@ -175,7 +176,7 @@ rule evaluate_rag_gist:
         "logs/evaluate_rag_gist/rag_gist{n}.log",
     benchmark:
         "benchmarks/evaluate/rag_gist{n}.tsv"
-    priority: 5
+    priority: 3
     conda:
         "../envs/evaluate.yaml"
     threads: EVAL_THREADS
@@ -194,10 +195,11 @@ rule evaluate_rag_gist:
         engine_batch=config["eval"]["engine_batch"],
         embedder=config["eval"]["rag"]["embedding_model"],
         top_k=config["eval"]["rag"]["top_k"],
+        qtypes=BUDGET_QTYPES_ARG,
         seed=config["seed"],
     shell:
         f"python scripts/evaluate_method.py --method rag_gist{{wildcards.n}} --checkpoint {{input.checkpoint}} "
-        f"--rag-manifest {{input.rag}} {EVAL_ARGS}"
+        f"--rag-manifest {{input.rag}} {{params.qtypes}} {EVAL_ARGS}"
 
 
 rule evaluate_ablation:

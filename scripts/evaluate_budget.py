@@ -17,6 +17,8 @@ log = logging.getLogger("gistpoc")
 def main(args):
     seed_everything(args.seed)
     records = read_jsonl(args.dataset)
+    if args.qtypes:
+        records = [r for r in records if r["qtype"] in args.qtypes]
     if len(args.methods) != len(args.out_dirs):
         raise SystemExit(f"--methods ({len(args.methods)}) and --out-dirs ({len(args.out_dirs)}) must pair up")
     loaded = load_model(args.model, args.model_ref)
@@ -44,5 +46,6 @@ if __name__ == "__main__":
     p.add_argument("--engine-batch", type=int, default=16)
     p.add_argument("--window", type=int, default=16, help="kv_select: observation window (last context tokens)")
     p.add_argument("--pool", type=int, default=5, help="kv_select: average-pooling width over positions")
+    p.add_argument("--qtypes", nargs="+", default=None, help="answer only these question types (eval.budget.qtypes)")
     p.add_argument("--seed", type=int, default=0)
     run(main, p)

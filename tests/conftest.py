@@ -54,3 +54,25 @@ def real_text() -> str:
 
     doc = next(iter_wikitext_raw(RESOURCES / "raw/wikitext/wikitext-2-raw-v1.wiki.test.raw.bz2", IssueLog()))
     return doc["text"]
+
+
+@pytest.fixture(scope="session", params=["smollm2", "qwen2"])
+def arch(request, tokenizer, gist_model, model_dir):
+    """(tokenizer, LoadedModel) of one architecture with 4 gist tokens, fp32, eager attention: the real SmolLM2
+    (Llama) and a tiny random-initialised Qwen2 (q/k/v biases, tied embeddings) with the same ChatML tokenizer."""
+    import torch
+
+    if request.param == "smollm2":
+        return tokenizer, gist_model
+    from transformers import AutoModelForCausalLM, Qwen2Config
+
+    from gistpoc.model import LoadedModel, add_gist_tokens, end_of_turn_ids, load_tokenizer
+
+    tok = load_tokenizer(model_dir)
+    gist_ids = add_gist_tokens(tok, 4)
+    cfg = Qwen2Config(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                      num_key_value_heads=2, max_position_embeddings=4096, tie_word_embeddings=True, initializer_range=0.2)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32, attn_implementation="eager").eval()
+    assert model.model.layers[0].self_attn.q_proj.bias is not None and model.lm_head.weight is model.model.embed_tokens.weight
+    return tok, LoadedModel(model, tok, torch.device("cpu"), torch.float32, gist_ids, end_of_turn_ids(tok, model))

@@ -114,7 +114,7 @@ def test_rag_gist_sees_the_chunk_and_the_gist_and_nothing_else(tmp_path, tokeniz
            "qtype": "factual", "question": "What is the secret ingredient of the family stew?", "answer": "smoked paprika"}
     instruction = "Compress the text."
     for scramble in (False, True):  # the gist of the real or of the token-shuffled document; the chunk is retrieved alike
-        row = run_method("rag_gist4", gist_model, [rec], instruction, 6, warmup_items=0, retriever=retriever, scramble=scramble)[0]
+        row = run_method("rag_gist4", gist_model, [rec], instruction, 6, warmup_items=1, retriever=retriever, scramble=scramble)[0]
         chunk = retriever.retrieve(rec["question"], "d1", 1)[0]["text"]
         assert "smoked paprika" in chunk and row["retrieved"] and row["retrieval_ms"] > 0
         template = prompt_template(tokenizer, instruction)
@@ -128,3 +128,7 @@ def test_rag_gist_sees_the_chunk_and_the_gist_and_nothing_else(tmp_path, tokeniz
         assert row["prompt_tokens"] == len(q) and row["kv_bytes"] == want.kv_bytes and row["gist_kv_bytes"] == cache.nbytes
     with pytest.raises(ValueError, match="retriever"):
         run_method("rag_gist4", gist_model, [rec], instruction, 6)
+    # plain RAG with a warm-up item retrieves for the warm-up too (a warm-up once ran before the retriever existed)
+    for engine in ("eager", "compiled"):
+        rag = run_method("rag", gist_model, [rec], "Read the text.", 4, warmup_items=1, retriever=retriever, top_k=2, engine=engine)[0]
+        assert rag["status"] == "ok" and len(rag["retrieved"]) == 2

@@ -1,4 +1,6 @@
-"""Proofs of the gist mechanism on the real SmolLM2 model: mask, leakage, cache equivalence, KV bytes."""
+"""Proofs of the gist mechanism: mask, leakage, cache equivalence, KV bytes. The model-level proofs run on the real
+SmolLM2 (Llama architecture) and on a tiny random-initialised Qwen2 (q/k/v biases, tied embeddings) with the same
+ChatML tokenizer: the architecture of the second base model (Qwen2.5-Coder-0.5B)."""
 
 from __future__ import annotations
 
@@ -40,7 +42,8 @@ def _example(tokenizer, gist_ids, text, questions):
     return tpl, enc, GistExample(enc.prefix_ids, enc.gist_start, enc.gist_end, segs)
 
 
-def test_collator_labels_positions(tokenizer, gist_model):
+def test_collator_labels_positions(arch):
+    tokenizer, gist_model = arch
     _, enc, ex = _example(tokenizer, gist_model.gist_ids, "Short text. Another sentence.", [("Q one?", "A1"), ("Q two?", "A2")])
     ids, labels, pos, spans, _ = layout(ex)
     batch = GistDataCollator(tokenizer.pad_token_id)([ex, GistExample(ex.prefix_ids[:-4] + gist_model.gist_ids, ex.gist_start, ex.gist_end, ex.segments[:1])])
@@ -54,8 +57,9 @@ def test_collator_labels_positions(tokenizer, gist_model):
     assert torch.isfinite(out.loss)
 
 
-def test_leakage_attention_to_context_is_zero_with_mask(tokenizer, gist_model, real_text):
+def test_leakage_attention_to_context_is_zero_with_mask(arch, real_text):
     """Design failure mode 1 check: post-gist queries put exactly zero attention on the context."""
+    tokenizer, gist_model = arch
     _, enc, ex = _example(tokenizer, gist_model.gist_ids, real_text[:600], [("What is this about?", "An actor.")])
     batch = GistDataCollator(tokenizer.pad_token_id)([ex])
     with torch.no_grad():
@@ -68,10 +72,11 @@ def test_leakage_attention_to_context_is_zero_with_mask(tokenizer, gist_model, r
     assert max(layer[0, :, enc.gist_end :, : enc.gist_start].max().item() for layer in att_plain) > 1e-3
 
 
-def test_leakage_perturbing_context_after_compression(tokenizer, gist_model, real_text):
+def test_leakage_perturbing_context_after_compression(arch, real_text):
     """With the mask, post-gist logits depend on the context only through the gist KV: replacing the
     context tokens at the positions the question could see changes nothing once the gist KV is fixed,
     while the unmasked model's logits move."""
+    tokenizer, gist_model = arch
     model = gist_model.model
     tpl, enc, ex = _example(tokenizer, gist_model.gist_ids, real_text[:600], [("What is this about?", "An actor.")])
     q_ids = ex.segments[0][0]
@@ -102,8 +107,9 @@ def test_leakage_perturbing_context_after_compression(tokenizer, gist_model, rea
     assert (unmasked.logits - base_unmasked.logits).abs().max() > 1e-2
 
 
-def test_compress_context_equivalence(tokenizer, gist_model, real_text):
+def test_compress_context_equivalence(arch, real_text):
     """Masked full-sequence forward == compress_context() -> gist-only cache -> question forward."""
+    tokenizer, gist_model = arch
     model = gist_model.model
     _, enc, ex = _example(tokenizer, gist_model.gist_ids, real_text[:800], [("Who is the article about?", "Robert Boulter.")])
     q_ids = ex.segments[0][0]

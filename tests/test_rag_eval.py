@@ -89,7 +89,8 @@ def test_an_out_of_memory_item_is_recorded_not_fatal(gist_model, real_text):
     assert rows[0]["prediction"] is None and rows[1]["prediction"] is not None and rows[1]["ttft_ms"] > 0
 
 
-def test_scrambled_control_compresses_the_token_shuffled_document(gist_model, real_text):
+def test_scrambled_control_compresses_the_token_shuffled_document(arch, real_text):
+    _, gist_model = arch  # the real SmolLM2 and a tiny Qwen2 (conftest.arch)
     tok = gist_model.tokenizer
     text = real_text[:700]
     shuffled = scramble_context(tok, text, "d1")

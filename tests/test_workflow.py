@@ -59,6 +59,17 @@ def test_paper_scale_run_config_plans_the_continued_stage_1():
         assert f"--warm-start resources/pretrained/smollm2-135m/gist{n} " in res.stdout
 
 
+def test_qwen_config_plans_the_split_model_the_sweep_and_every_method():
+    """config.qwen.yaml: the model comes from the split GGUF (its conversion sees the registry key), stage 1 from the
+    base model, the learning-rate sweep as ablations, and every method including the budget baselines and rag_gist."""
+    res = smk("-n", "-p", "results/report.html", "--configfile", "config.qwen.yaml")
+    rules = planned_rules(res.stdout + res.stderr)
+    assert {"prepare_model", "pretrain_gist", "train_gist", "train_ablation", "evaluate_budget", "evaluate_rag_gist", "build_report"} <= rules
+    assert '"gguf": "qwen2.5-coder-0.5b-instruct"' in res.stdout and '"source": "split_gguf"' in res.stdout
+    assert {f"results/ablations/{a}/checkpoint" for a in ("lr1e-4", "lr3e-4", "lr1e-3")} <= set(re.findall(r"output: (results/ablations/[^/]+/checkpoint)", res.stdout))
+    assert "--warm-start" not in res.stdout
+
+
 def test_bad_config_value_stops_with_the_key():
     res = smk("-n", "--config", "seed=-3", check=False)
     assert res.returncode != 0 and "seed: -3 is less than the minimum of 0" in res.stdout + res.stderr

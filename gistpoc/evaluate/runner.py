@@ -124,6 +124,12 @@ def run_method(method: str, loaded, records: list[dict], instruction: str, max_n
         raise ValueError(f"{method} needs the RAG retriever")
     out: list[dict] = []
 
+    def retrieve(rec: dict, k: int) -> tuple[str, dict]:
+        t0 = time.perf_counter()
+        hits = retriever.retrieve(rec["question"], rec["doc_id"], k)
+        extra = {"retrieval_ms": (time.perf_counter() - t0) * 1000, "retrieved": [[h["char_start"], h["char_end"]] for h in hits]}
+        return "\n\n".join(h["text"] for h in hits), extra
+
     def prompt_for(rec: dict) -> tuple[list[int], dict]:
         """Prompt ids (no gist) for the baselines, plus method-specific facts."""
         extra: dict = {}
@@ -163,12 +169,6 @@ def run_method(method: str, loaded, records: list[dict], instruction: str, max_n
         else:
             ids, _ = prompt_for(rec)
             answer_prompt(ids, 2)
-
-    def retrieve(rec: dict, k: int) -> tuple[str, dict]:
-        t0 = time.perf_counter()
-        hits = retriever.retrieve(rec["question"], rec["doc_id"], k)
-        extra = {"retrieval_ms": (time.perf_counter() - t0) * 1000, "retrieved": [[h["char_start"], h["char_end"]] for h in hits]}
-        return "\n\n".join(h["text"] for h in hits), extra
 
     for doc_id, recs in _docs(records).items():
         cache = None
