@@ -132,6 +132,15 @@ class AnswerEngine:
             return attn.q_proj(h), attn.k_proj(h), attn.v_proj(h)
         return F.linear(h, fused[0], fused[1]).split(fused[2], dim=-1)
 
+    def _project(self, i: int, layer, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
+        """Layer ``i``'s queries, keys and values of ``x`` (B, T, hidden) as (B, heads, T, D), RoPE applied."""
+        b, t = x.shape[:2]
+        q, k, v = self._qkv(i, layer.self_attn, layer.input_layernorm(x))
+        q = q.view(b, t, self.n_heads, self.head_dim).transpose(1, 2)
+        k = k.view(b, t, self.kv_heads, self.head_dim).transpose(1, 2)
+        v = v.view(b, t, self.kv_heads, self.head_dim).transpose(1, 2)
+        return q * cos + _rotate_half(q) * sin, k * cos + _rotate_half(k) * sin, v
+
     def _mlp(self, i: int, mlp, h: torch.Tensor) -> torch.Tensor:
         fused = self.gate_up[i]
         if fused is None:
@@ -154,13 +163,7 @@ class AnswerEngine:
         mask = mask[:, None].expand(b, 1, t, span).repeat(1, 1, rep, 1)  # (B, 1, rep*T, span)
         for i, layer in enumerate(self.inner.layers):
             attn = layer.self_attn
-            h = layer.input_layernorm(x)
-            q, k, v = self._qkv(i, attn, h)
-            q = q.view(b, t, self.n_heads, self.head_dim).transpose(1, 2)
-            k = k.view(b, t, self.kv_heads, self.head_dim).transpose(1, 2)
-            v = v.view(b, t, self.kv_heads, self.head_dim).transpose(1, 2)
-            q = q * cos + _rotate_half(q) * sin
-            k = k * cos + _rotate_half(k) * sin
+            q, k, v = self._project(i, layer, x, cos, sin)
             kc, vc = self.k[i][:b, :, :span], self.v[i][:b, :, :span]
             kc.index_copy_(2, slots, k.to(kc.dtype))
             vc.index_copy_(2, slots, v.to(vc.dtype))
@@ -183,13 +186,7 @@ class AnswerEngine:
         rep = self.n_heads // self.kv_heads
         for i, layer in enumerate(self.inner.layers):
             attn = layer.self_attn
-            h = layer.input_layernorm(x)
-            q, k, v = self._qkv(i, attn, h)
-            q = q.view(b, t, self.n_heads, self.head_dim).transpose(1, 2)
-            k = k.view(b, t, self.kv_heads, self.head_dim).transpose(1, 2)
-            v = v.view(b, t, self.kv_heads, self.head_dim).transpose(1, 2)
-            q = q * cos + _rotate_half(q) * sin
-            k = k * cos + _rotate_half(k) * sin
+            q, k, v = self._project(i, layer, x, cos, sin)
             self.k[i][:b, :, :t] = k.to(self.dtype)
             self.v[i][:b, :, :t] = v.to(self.dtype)
             kk, vv = (k, v) if rep == 1 else (k.repeat_interleave(rep, 1), v.repeat_interleave(rep, 1))

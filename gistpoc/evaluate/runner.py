@@ -63,6 +63,24 @@ def _docs(records: list[dict]) -> "OrderedDict[str, list[dict]]":
     return docs
 
 
+def _engine(engine: str, engine_batch: int, loaded):
+    """(compiled engine or None, questions per pass, answer(cache, questions, budget) -> generations)."""
+    if engine not in ("eager", "compiled"):
+        raise ValueError(f"engine must be eager or compiled, got {engine!r}")
+    eng = None
+    if engine == "compiled":
+        from gistpoc.engine import AnswerEngine
+
+        eng = AnswerEngine(loaded.model, max_batch=engine_batch)
+
+    def answer(cache, questions: list[list[int]], budget: int):
+        if eng is not None:
+            return eng.answer_from_cache(cache, questions, loaded.eos_ids, budget)
+        return [answer_from_cache(loaded.model, cache, questions[0], loaded.eos_ids, budget)]
+
+    return eng, (engine_batch if eng is not None else 1), answer
+
+
 ROW_KEYS = ("id", "doc_id", "source", "qtype", "question", "answer", "context_tokens", "passkey_depth")
 
 
@@ -113,8 +131,6 @@ def run_method(method: str, loaded, records: list[dict], instruction: str, max_n
     cache, CUDA graphs on GPU; a gist method answers up to ``engine_batch`` questions of a document in one pass on
     its one cache; the baselines batch a document's prompts when they fit one captured pass (<= 2,048 tokens), else
     one per pass; each row's ``batch`` says how many answers shared its pass)."""
-    if engine not in ("eager", "compiled"):
-        raise ValueError(f"engine must be eager or compiled, got {engine!r}")
     model, tok = loaded.model, loaded.tokenizer
     template = prompt_template(tok, instruction)
     meter = MemoryMeter(loaded.device)
@@ -143,17 +159,7 @@ def run_method(method: str, loaded, records: list[dict], instruction: str, max_n
         extra["context_tokens_in_prompt"] = enc.context_tokens
         return enc.prefix_ids + encode_question(tok, template, rec["question"]), extra
 
-    eng = None
-    if engine == "compiled":
-        from gistpoc.engine import AnswerEngine
-
-        eng = AnswerEngine(model, max_batch=engine_batch)
-    batch_size = engine_batch if eng is not None else 1
-
-    def answer_gist(cache, questions: list[list[int]], budget: int):
-        if eng is not None:
-            return eng.answer_from_cache(cache, questions, loaded.eos_ids, budget)
-        return [answer_from_cache(model, cache, questions[0], loaded.eos_ids, budget)]
+    eng, batch_size, answer_gist = _engine(engine, engine_batch, loaded)
 
     def answer_prompt(ids: list[int], budget: int):
         if eng is not None:
@@ -239,17 +245,7 @@ def run_budget(loaded, records: list[dict], instruction: str, methods: list[str]
     model, tok = loaded.model, loaded.tokenizer
     template = prompt_template(tok, instruction)
     meter = MemoryMeter(loaded.device)
-    eng = None
-    if engine == "compiled":
-        from gistpoc.engine import AnswerEngine
-
-        eng = AnswerEngine(model, max_batch=engine_batch)
-    batch_size = engine_batch if eng is not None else 1
-
-    def answer(cache, questions: list[list[int]], budget: int):
-        if eng is not None:
-            return eng.answer_from_cache(cache, questions, loaded.eos_ids, budget)
-        return [answer_from_cache(model, cache, questions[0], loaded.eos_ids, budget)]
+    eng, batch_size, answer = _engine(engine, engine_batch, loaded)
 
     def prefix(rec):
         enc = encode_prefix(tok, template, rec["context"], [])
