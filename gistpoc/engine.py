@@ -63,7 +63,7 @@ def _fuse(linears: list) -> tuple[torch.Tensor, torch.Tensor | None, list[int]] 
     return fused
 
 
-def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
     x1, x2 = x.chunk(2, dim=-1)
     return torch.cat((-x2, x1), dim=-1)
 
@@ -139,7 +139,7 @@ class AnswerEngine:
         q = q.view(b, t, self.n_heads, self.head_dim).transpose(1, 2)
         k = k.view(b, t, self.kv_heads, self.head_dim).transpose(1, 2)
         v = v.view(b, t, self.kv_heads, self.head_dim).transpose(1, 2)
-        return q * cos + _rotate_half(q) * sin, k * cos + _rotate_half(k) * sin, v
+        return q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin, v
 
     def _mlp(self, i: int, mlp, h: torch.Tensor) -> torch.Tensor:
         fused = self.gate_up[i]
@@ -320,12 +320,18 @@ class AnswerEngine:
         done = [False] * b
         ended = [False] * b  # stopped at an end-of-turn id (its last token was fed back, so it is in the cache)
         eos = set(eos_ids)
-        for r in range(b):
-            if nxt_host[r] in eos:
-                done[r] = ended[r] = True
-            else:
-                tokens[r].append(nxt_host[r])
-                done[r] = len(tokens[r]) >= max_new_tokens
+
+        def take(chosen: list[int]) -> None:  # each unfinished row keeps its token or stops at end of turn / budget
+            for r in range(b):
+                if done[r]:
+                    continue
+                if chosen[r] in eos:
+                    done[r] = ended[r] = True
+                else:
+                    tokens[r].append(chosen[r])
+                    done[r] = len(tokens[r]) >= max_new_tokens
+
+        take(nxt_host)
         step_pos = torch.tensor([st + n for st, n in zip(starts, lengths)], device=dev)[:, None]
         zero = torch.zeros(b, dtype=torch.long, device=dev)
         t1 = time.perf_counter()
@@ -335,15 +341,7 @@ class AnswerEngine:
             self.valid[:b, slot] = True
             logits = self._run(nxt[:, None], step_pos, s, zero, self._span(slot + 1))
             nxt = logits.argmax(-1)
-            nxt_host = nxt.tolist()
-            for r in range(b):
-                if done[r]:
-                    continue
-                if nxt_host[r] in eos:
-                    done[r] = ended[r] = True
-                else:
-                    tokens[r].append(nxt_host[r])
-                    done[r] = len(tokens[r]) >= max_new_tokens
+            take(nxt.tolist())
             step_pos = step_pos + 1
             slot += 1
         self._sync()

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from gistpoc.engine import rotate_half
 from gistpoc.gist.cache import GistCache
 
 METHODS = ("truncate_head", "truncate_tail", "kv_select", "mean_pool", "ppl_select")
@@ -46,11 +47,6 @@ class DocumentPass:
     surprisal: torch.Tensor       # (T,) -log p(token_i | tokens_<i); 0 for the first token
     window_attention: list[torch.Tensor]  # per layer (T,): attention mass from the observation window
     window: int
-
-
-def _rotate_half(x: torch.Tensor) -> torch.Tensor:
-    x1, x2 = x.chunk(2, dim=-1)
-    return torch.cat((-x2, x1), dim=-1)
 
 
 def window_attention(q: torch.Tensor, keys: torch.Tensor, q_positions: torch.Tensor, scale: float) -> torch.Tensor:
@@ -81,7 +77,7 @@ def document_pass(model, prefix_ids: list[int], ctx_start: int, ctx_end: int, wi
             h = kwargs.get("hidden_states", args[0] if args else None)
             cos, sin = kwargs["position_embeddings"]
             q = module.q_proj(h[:, win]).view(1, w, -1, module.head_dim).transpose(1, 2)  # (1, heads, w, d)
-            queries[index] = (q * cos[:, None, win] + _rotate_half(q) * sin[:, None, win])[0]
+            queries[index] = (q * cos[:, None, win] + rotate_half(q) * sin[:, None, win])[0]
         return capture
 
     handles = [layer.self_attn.register_forward_pre_hook(hook(i), with_kwargs=True) for i, layer in enumerate(inner.layers)]

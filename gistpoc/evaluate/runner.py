@@ -161,10 +161,11 @@ def run_method(method: str, loaded, records: list[dict], instruction: str, max_n
 
     eng, batch_size, answer_gist = _engine(engine, engine_batch, loaded)
 
-    def answer_prompt(ids: list[int], budget: int):
+    def answer_prompts(prompts: list[list[int]], budget: int):
+        """Baselines: all ``prompts`` in one pass (compiled), or the first alone (eager; groups are of one there)."""
         if eng is not None:
-            return eng.generate([ids], 0, loaded.eos_ids, budget)[0]
-        return greedy_generate(model, ids, 0, loaded.eos_ids, budget)
+            return eng.generate(prompts, 0, loaded.eos_ids, budget)
+        return [greedy_generate(model, prompts[0], 0, loaded.eos_ids, budget)]
 
     # warm-up: kernels, allocator, tokenizer caches (untimed)
     for rec in records[:warmup_items]:
@@ -173,8 +174,7 @@ def run_method(method: str, loaded, records: list[dict], instruction: str, max_n
             c = compress_context(model, enc.prefix_ids, enc.gist_start, enc.gist_end)
             answer_gist(c, [encode_question(tok, template, rec["question"])], 2)
         else:
-            ids, _ = prompt_for(rec)
-            answer_prompt(ids, 2)
+            answer_prompts([prompt_for(rec)[0]], 2)
 
     for doc_id, recs in _docs(records).items():
         cache = None
@@ -223,9 +223,7 @@ def run_method(method: str, loaded, records: list[dict], instruction: str, max_n
                 def prompt_answers(group=group):
                     built = [prompt_for(rec) for rec in group]
                     extras = [{**extra, "prompt_tokens": len(ids)} for ids, extra in built]
-                    if eng is not None:
-                        return eng.generate([ids for ids, _ in built], 0, loaded.eos_ids, max_new_tokens), extras
-                    return [greedy_generate(model, built[0][0], 0, loaded.eos_ids, max_new_tokens)], extras
+                    return answer_prompts([ids for ids, _ in built], max_new_tokens), extras
                 out.extend(_answer_group(method, group, prompt_answers, meter, tok, loaded.device, {"scrambled": scramble, "engine": engine}))
         log.info("%s: %s done (%d answers)", method, doc_id, len(recs))
     return out
