@@ -132,7 +132,24 @@ PY
          CUDA_VISIBLE_DEVICES=$((ngpu - 1)) smk --nolock --cores 2 --resources gpu=1 --printshellcmds \
              "results/eval/$m/predictions.jsonl" >"device_base_$m.log" 2>&1 || echo "baseline $m failed, see device_base_$m.log" &
      done
-     wait) &
+     wait
+     # issue 14's quality check: closed book and full context once more with the eager engine (passkey + factual
+     # questions), to compare with the run's compiled answers; a quality check, so it may share the card
+     date -u +"engine check %FT%TZ"
+     model=$(python -c "import json; from gistpoc.config import load_config; print(json.dumps(load_config('$CONFIG')['model']))")
+     cfg() { python -c "import sys; from gistpoc.config import load_config; c = load_config('$CONFIG'); print(eval(sys.argv[1]))" "$1"; }
+     ds=results/dataset/test.gist$(cfg "min(c['gist']['n_tokens'])").jsonl
+     mkdir -p results/engine_check
+     for m in closed_book full_context; do
+         python scripts/evaluate_method.py --method "$m" --model "$model" --model-ref results/model/base --dataset "$ds" \
+             --gist-instruction x --baseline-instruction "$(cfg "c['eval']['baseline_instruction']")" \
+             --max-new-tokens "$(cfg "c['eval']['max_new_tokens']")" --warmup-items "$(cfg "c['eval']['warmup_items']")" \
+             --seed "$(cfg "c['seed']")" --embedding-model none --qtypes passkey factual --engine eager \
+             --out "results/engine_check/$m.eager.jsonl" --environment-out "results/engine_check/$m.eager.env.json" \
+             --log "results/engine_check/$m.eager.log" || echo "engine check $m failed" &
+     done
+     wait
+     date -u +"engine check done %FT%TZ") &
     baselines=$!
     for job in $(jobs -p); do [ "$job" = "$baselines" ] || wait "$job"; done
     # stage 2, each gist-N evaluated as soon as its checkpoint is written, and the ablations' evaluations
@@ -160,7 +177,7 @@ collect)  # what the GPU half made; the inputs it was given stay on the CPU side
     # gzip -1, not xz: in the first run an xz of this took most of a minute and the call ran out of time
     # (a file may be 16 MiB at most: the adapters, ~7.5 MB each for SmolLM2, travel one per file)
     tar czf "$OUT/results.tar.gz" --exclude='results/eval/*/caches' --exclude='*.safetensors' \
-        $(ls -d results/report.html results/pretrained results/checkpoints results/ablations results/controls results/eval results/figures results/rag/index.json \
+        $(ls -d results/report.html results/pretrained results/checkpoints results/ablations results/controls results/eval results/engine_check results/figures results/rag/index.json \
             logs benchmarks device_run.log device_base_*.log device_budget.log device_lane*.log .snakemake/log 2>/dev/null)
     for d in results/pretrained/gist*; do   # the committed ones (all adapters together pass the 64 MiB a call returns)
         [ -d "$d" ] && tar cf "$OUT/adapter_$(basename "$(dirname "$d")")_$(basename "$d").tar" "$d"/*.safetensors
