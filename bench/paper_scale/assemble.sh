@@ -62,5 +62,11 @@ for d in "${ck[@]}" "${ab_ck[@]}" "${pre[@]}"; do
 done
 for f in "${ctl[@]}"; do gzip -9nc "$f" >"$DEST/predictions/control-$(basename "$(dirname "$f")").jsonl.gz"; done
 [ -f results/figures/gist_attention.png ] && cp results/figures/gist_attention.png "$DEST/figures/"
+# issue 14's quality check (device.sh: closed book and full context once more with the eager engine), when the run has it
+if ls results/engine_check/*.eager.jsonl >/dev/null 2>&1; then
+    for f in results/engine_check/*.eager.jsonl; do gzip -9nc "$f" >"$DEST/predictions/engine_check-$(basename "$f" .jsonl).jsonl.gz"; done
+    "$PY" "$ROOT/bench/paper_scale/engine_check.py" --run . --out "$DEST/engine_check.json" \
+        --methods $(for f in results/engine_check/*.eager.jsonl; do basename "$f" .eager.jsonl; done)
+fi
 tar czf "$DEST/logs.tar.gz" $(ls -d logs benchmarks results/pretrained-restart/*/*.csv results/pretrained-restart/*/*.json device_run.log device_rag.log device_base_*.log device_budget.log device_lane*.log 2>/dev/null)
 du -sh "$DEST"
