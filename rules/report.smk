@@ -1,10 +1,15 @@
 # Phase 5 of the design: figures and the self-contained HTML report.
 
 
-# light bookkeeping: run where Snakemake runs (never queued as cluster jobs)
+# light bookkeeping and scoring: run where Snakemake runs (never queued as cluster jobs). Scoring a method's answers
+# (token F1, passkey, one MiniLM pass over a few hundred short answers) takes seconds; a cluster job per method cost
+# ~25 s of scheduler latency each on the SLURM check (13 of them in the tiny config).
 localrules:
     write_run_config,
     plot_rulegraph,
+    plot_mask,
+    score_answers,
+    summarize_eval,
     build_report,
 
 

@@ -30,5 +30,8 @@ def test_tiny_config_through_slurm(workdir):  # noqa: F811
     assert (wd / "results/report.html").exists()
     logs = list(Path(wd, ".snakemake/slurm_logs").rglob("*.log"))
     assert any("rule_train_gist" in str(p) for p in logs)
+    # the light bookkeeping and scoring rules run where Snakemake runs (rules/report.smk: localrules), not as cluster jobs
+    assert not any(f"rule_{r}" in str(p) for p in logs for r in ("score_answers", "summarize_eval", "build_report", "plot_mask"))
+    assert (wd / "results/eval/gist2/predictions.jsonl").exists() and (wd / "results/eval/summary.csv").exists()
     gpu_logs = [p.read_text() for p in logs if "rule_train_gist" in str(p)]
     assert gpu_logs
