@@ -19,24 +19,10 @@ import json
 import statistics
 
 import torch
+from gpu_systems import copy_bandwidth  # bench/ is on sys.path when this file runs
 
 SHAPES = {"qkv": (6144, 4096), "gate_up": (28672, 4096), "down": (4096, 14336)}
 ROWS = (1, 32, 64)
-
-
-def copy_bandwidth() -> float:
-    a = torch.randn(2**29, device="cuda")
-    b = torch.empty_like(a)
-    times = []
-    for i in range(13):
-        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        s.record()
-        b.copy_(a)
-        e.record()
-        torch.cuda.synchronize()
-        if i >= 3:
-            times.append(s.elapsed_time(e) / 1000)
-    return 2 * 2**31 / statistics.median(times)
 
 
 def timed(fn, ws, x) -> float:

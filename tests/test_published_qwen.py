@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from .conftest import ROOT
-from .test_published_results import read_rows, same
+from .test_published_results import read_rows, recomputes_from_predictions
 
 RUN = ROOT / "docs" / "results" / "qwen2.5-coder-0.5b-paper-scale"
 CFG = yaml.safe_load((RUN / "config.yaml").read_text())
@@ -40,27 +40,7 @@ def test_the_run_is_the_qwen_model_from_the_split_gguf():
 
 def test_qwen_summary_recomputes_from_the_published_predictions(tmp_path):
     assert sorted(r["method"] for r in read_rows(RUN / "summary.csv")) == sorted(METHODS)
-    preds = []
-    for m in METHODS:
-        out = tmp_path / m / "predictions.jsonl"
-        out.parent.mkdir()
-        with gzip.open(RUN / "predictions" / f"{m}.jsonl.gz", "rb") as src:
-            out.write_bytes(src.read())
-        preds.append(str(out))
-    summary, passkey = tmp_path / "summary.csv", tmp_path / "passkey.csv"
-    subprocess.run(
-        [sys.executable, "scripts/summarize_eval.py", "--predictions", *preds,
-         "--global-threshold", str(CFG["eval"]["global_proxy_threshold"]), "--bootstrap", str(CFG["eval"]["bootstrap_samples"]),
-         "--seed", str(CFG["seed"]), "--summary", str(summary), "--passkey", str(passkey),
-         "--rating-sheet", str(tmp_path / "sheet.csv"), "--log", str(tmp_path / "log")],
-        cwd=ROOT, check=True,
-    )  # fmt: skip
-    for mine, pub in ((summary, RUN / "summary.csv"), (passkey, RUN / "passkey_breakdown.csv")):
-        got, want = read_rows(mine), read_rows(pub)
-        assert [r.keys() for r in got] == [r.keys() for r in want]
-        for g, w in zip(got, want, strict=True):
-            diff = {k: (g[k], w[k]) for k in w if not same(g[k], w[k])}
-            assert not diff, f"{pub.name}, {w.get('method')}: {diff}"
+    recomputes_from_predictions(RUN, METHODS, tmp_path)
 
 
 @pytest.mark.parametrize("method", ["full_context", "gist25"])
