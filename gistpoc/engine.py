@@ -15,6 +15,11 @@ rotary embedding and head: LoRA, bitsandbytes 4-bit or int4 linears included) ov
   captured as CUDA graphs and replayed (one launch per pass instead of hundreds); longer prompts (full context)
   run the same function uncaptured. On CPU nothing is captured: the same function runs directly.
 
+- with Triton on CUDA (``kernels=True``, the default there) a pass of at most ``kernels.MAX_ROWS`` tokens (a gist
+  question, a decode step) runs ``_forward_short``: the same layer, ~11 kernels instead of ~35 (``gistpoc.kernels``:
+  split-K GEMMs that read bf16 or NF4 weights once, residual add + RMSNorm, rotary embedding + cache write,
+  SiLU * up). Linears it cannot read (LoRA layers, other quantisers) are called as modules inside it.
+
 Llama and Qwen2 (q/k/v biases live in the projections) share this path.
 """
 
@@ -27,6 +32,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from gistpoc import kernels
 from gistpoc.gist.cache import Generation, GistCache
 
 
@@ -68,6 +74,45 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
     return torch.cat((-x2, x1), dim=-1)
 
 
+def _bnb_nf4(module) -> bool:
+    """A bitsandbytes 4-bit linear holding NF4 weights (what ``kernels.Nf4Weight`` reads)."""
+    qs = getattr(getattr(module, "weight", None), "quant_state", None)
+    return type(module).__name__ == "Linear4bit" and qs is not None and qs.quant_type == "nf4"
+
+
+class _Proj:
+    """Linears that read one input (q/k/v, gate/up, or one alone), as ``kernels.linear`` reads them: one bf16 or
+    NF4 matrix (stacked along the outputs) and a bias; or, for modules it cannot read (LoRA, other quantisers),
+    the modules themselves, called one by one and concatenated."""
+
+    def __init__(self, modules: list, fused: tuple | None = None):
+        self.modules = modules
+        self.weight = self.bias = None
+        if fused is not None:
+            self.weight, self.bias = fused[0], fused[1]
+        elif all(type(m) is torch.nn.Linear for m in modules) and len(modules) == 1:
+            self.weight, self.bias = modules[0].weight, modules[0].bias
+        elif all(_bnb_nf4(m) for m in modules):
+            self.weight = kernels.Nf4Weight.cat([kernels.Nf4Weight.from_bnb(m.weight) for m in modules])
+            if modules[0].bias is not None:
+                self.bias = torch.cat([m.bias.data for m in modules]).to(torch.bfloat16)
+        if self.bias is not None and self.weight is not None and not isinstance(self.weight, kernels.Nf4Weight):
+            self.bias = self.bias.to(self.weight.dtype)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.weight is not None:
+            return kernels.linear(x, self.weight, self.bias)
+        outs = [m(x) for m in self.modules]
+        return outs[0] if len(outs) == 1 else torch.cat(outs, dim=-1)
+
+
+def _rms(norm) -> tuple[torch.Tensor, float] | None:
+    """(weight, eps) of a Llama / Qwen2 RMSNorm (weight * normalised x), None for any other norm."""
+    if type(norm).__name__ not in ("LlamaRMSNorm", "Qwen2RMSNorm") or not hasattr(norm, "variance_epsilon"):
+        return None
+    return norm.weight, float(norm.variance_epsilon)
+
+
 @dataclass
 class _Static:
     """Input buffers of one captured shape (batch, tokens) and, on CUDA, its graph."""
@@ -83,10 +128,12 @@ class AnswerEngine:
     """Greedy answers for a batch of prompts that may continue one shared cached prefix (a gist cache).
 
     ``max_batch`` rows of ``max_len`` slots each are allocated once; ``generate`` grows them when asked for
-    more. ``graphs`` (default: on for CUDA) captures passes of up to ``graph_max_tokens`` tokens.
+    more. ``graphs`` (default: on for CUDA) captures passes of up to ``graph_max_tokens`` tokens; ``fast_kernels``
+    (default: on where ``gistpoc.kernels`` runs, i.e. CUDA with Triton) runs short passes through them.
     """
 
-    def __init__(self, model, max_batch: int = 1, max_len: int = 256, graphs: bool | None = None, graph_max_tokens: int = 2048):
+    def __init__(self, model, max_batch: int = 1, max_len: int = 256, graphs: bool | None = None, graph_max_tokens: int = 2048,
+                 fast_kernels: bool | None = None):
         self.model = model
         self.inner, self.lm_head = _decoder(model)
         cfg = self.inner.config
@@ -102,6 +149,8 @@ class AnswerEngine:
         with torch.no_grad():
             self.qkv = [_fuse([layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj]) for layer in self.inner.layers]
             self.gate_up = [_fuse([layer.mlp.gate_proj, layer.mlp.up_proj]) for layer in self.inner.layers]
+            use = kernels.available(self.device) if fast_kernels is None else fast_kernels
+            self.short = self._short_plan() if use else None
         self._pool = None
         self._static: dict[tuple[int, int], _Static] = {}
         self.batch = self.max_len = 0
@@ -176,6 +225,50 @@ class AnswerEngine:
         h = self.inner.norm(x[torch.arange(b, device=x.device), last])
         return self.lm_head(h).float()
 
+    def _short_plan(self) -> list | None:
+        """Per layer, what ``_forward_short`` needs (norm weights and eps, the four projections); None when the
+        model is not one it runs (a norm other than Llama's / Qwen2's RMSNorm, an activation other than SiLU)."""
+        cfg = self.inner.config
+        if getattr(cfg, "hidden_act", None) != "silu" or self.dtype not in (torch.bfloat16, torch.float16):
+            return None
+        plan = []
+        for i, layer in enumerate(self.inner.layers):
+            n1, n2 = _rms(layer.input_layernorm), _rms(layer.post_attention_layernorm)
+            if n1 is None or n2 is None or type(layer.mlp.act_fn).__name__ != "SiLUActivation" and not isinstance(layer.mlp.act_fn, torch.nn.SiLU):
+                return None
+            attn, mlp = layer.self_attn, layer.mlp
+            plan.append((n1, n2, _Proj([attn.q_proj, attn.k_proj, attn.v_proj], self.qkv[i]), _Proj([attn.o_proj]),
+                         _Proj([mlp.gate_proj, mlp.up_proj], self.gate_up[i]), _Proj([mlp.down_proj])))
+        final = _rms(self.inner.norm)
+        if final is None:
+            return None
+        return {"layers": plan, "norm": final, "head": _Proj([self.lm_head])}
+
+    def _forward_short(self, ids: torch.Tensor, pos: torch.Tensor, slots: torch.Tensor, last: torch.Tensor, span: int) -> torch.Tensor:
+        """``_forward`` for a pass of at most ``kernels.MAX_ROWS`` tokens, through ``gistpoc.kernels``: the same
+        arithmetic (to bf16 rounding), fewer and fused kernels, weights read once."""
+        b, t = ids.shape
+        x = self.inner.embed_tokens(ids)
+        cos, sin = self.inner.rotary_emb(x, pos)
+        rep = self.n_heads // self.kv_heads
+        allowed = self.valid[:b, None, :span] & (self.slot_index[None, None, :span] <= slots[None, :, None])
+        mask = torch.zeros(allowed.shape, dtype=x.dtype, device=x.device).masked_fill_(~allowed, float("-inf"))
+        mask = mask[:, None].expand(b, 1, t, span).repeat(1, 1, rep, 1)
+        res = None
+        for i, (n1, n2, qkv, o_proj, gate_up, down) in enumerate(self.short["layers"]):
+            attn = self.inner.layers[i].self_attn
+            x, h = kernels.add_rms_norm(x, res, n1[0], n1[1])
+            q = kernels.rope_to_cache(qkv(h), cos, sin, slots, self.k[i], self.v[i], self.n_heads, self.kv_heads, self.head_dim)
+            qg = q.view(b, self.kv_heads, rep * t, self.head_dim)
+            o = F.scaled_dot_product_attention(qg, self.k[i][:b, :, :span], self.v[i][:b, :, :span], attn_mask=mask,
+                                               scale=getattr(attn, "scaling", self.head_dim ** -0.5))
+            o = o.view(b, self.n_heads, t, self.head_dim).transpose(1, 2).reshape(b, t, -1)
+            x, h = kernels.add_rms_norm(x, o_proj(o), n2[0], n2[1])
+            res = down(kernels.silu_mul(gate_up(h)))
+        x = x + res
+        _, h = kernels.add_rms_norm(x[torch.arange(b, device=x.device), last], None, *self.short["norm"])
+        return self.short["head"](h).float()
+
     def _prefill_long(self, ids, pos, slots, last) -> torch.Tensor:
         """An uncaptured pass over a long prompt with no cached prefix (batch 1, slots 0..T-1): plain causal
         attention over the first T slots (flash / memory-efficient kernels, no (T, S) mask)."""
@@ -215,21 +308,27 @@ class AnswerEngine:
             side.wait_stream(torch.cuda.current_stream(self.device))
             with torch.cuda.stream(side):
                 for _ in range(2):
-                    self._forward(st.ids, st.pos, st.slots, st.last, span)
+                    self._pass(st.ids, st.pos, st.slots, st.last, span)
             torch.cuda.current_stream(self.device).wait_stream(side)
             if self._pool is None:
                 self._pool = torch.cuda.graph_pool_handle()
             st.graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(st.graph, pool=self._pool):
-                st.logits = self._forward(st.ids, st.pos, st.slots, st.last, span)
+                st.logits = self._pass(st.ids, st.pos, st.slots, st.last, span)
             self.valid.copy_(keep)
         self._static[key] = st
         return st
 
+    def _pass(self, ids: torch.Tensor, pos: torch.Tensor, slots: torch.Tensor, last: torch.Tensor, span: int) -> torch.Tensor:
+        """One pass: through the Triton kernels when they are on and the pass is short, else the PyTorch layer."""
+        if self.short is not None and ids.numel() <= kernels.MAX_ROWS:
+            return self._forward_short(ids, pos, slots, last, span)
+        return self._forward(ids, pos, slots, last, span)
+
     def _run(self, ids: torch.Tensor, pos: torch.Tensor, slots: torch.Tensor, last: torch.Tensor, span: int) -> torch.Tensor:
         b, t = ids.shape
         if not self.graphs or t > self.graph_max_tokens:
-            return self._forward(ids, pos, slots, last, span)
+            return self._pass(ids, pos, slots, last, span)
         st = self._static_for(b, t, span)
         st.ids.copy_(ids)
         st.pos.copy_(pos)

@@ -11,6 +11,21 @@ ROOT = Path(__file__).resolve().parent.parent
 RESOURCES = ROOT / "resources"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+if not os.environ.get("CUDA_VISIBLE_DEVICES") and not Path("/dev/nvidia0").exists():
+    # no GPU: gistpoc.kernels' Triton kernels run in Triton's CPU interpreter (read when they are defined)
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+    try:  # Triton 3.6's interpreter turns loop bounds into ints with int(1-element array), which NumPy >= 2.4 refuses
+        import triton.runtime.interpreter as _ti
+
+        _patch = _ti._patch_lang_tensor
+
+        def _patch_lang_tensor(tensor, scope):
+            _patch(tensor, scope)
+            scope.set_attr(tensor, "__index__", lambda self: int(self.handle.data.reshape(-1)[0]))
+
+        _ti._patch_lang_tensor = _patch_lang_tensor
+    except (ImportError, AttributeError):
+        pass
 
 
 def _model_dir() -> Path:

@@ -1,0 +1,308 @@
+"""Triton kernels for the compiled answer engine's short passes on CUDA (issue 14).
+
+A gist answer is a pass of a few dozen rows over every weight of the model: it is bound by reading the weights,
+and, replayed as a CUDA graph, by how many small kernels each layer runs. Measured on an H200 at Llama-3-8B shape
+(``bench/engine_kernels.py``), cuBLAS reads the fused q/k/v weight at a third of the copy bandwidth at 1-64 rows,
+bitsandbytes de-quantises every 4-bit weight into a bf16 matrix before any pass of more than one row, and the
+Hugging Face layer runs ~35 kernels (norms, rotary embedding, activations, copies) around its 7 GEMMs. Here:
+
+- ``linear``: y = x @ W.T (+ bias) for x of at most ``MAX_ROWS`` rows, W either a bf16 matrix or NF4 in
+  bitsandbytes' own layout (``Nf4Weight``: two 4-bit codes a byte, high nibble first, one absmax per block of
+  ``blocksize`` inputs). NF4 weights are de-quantised in registers tile by tile (code * absmax in fp32, rounded
+  to bf16: the very matrix ``bitsandbytes.functional.dequantize_4bit`` builds) and multiplied in the same
+  kernel: 0.5 byte read per weight, no bf16 matrix written. The K dimension may be split across programs so a
+  narrow output (4,096 columns) still fills the GPU; the partial sums go to a buffer that a second kernel adds
+  in a fixed order (no atomics: the result is the same on every run).
+- ``add_rms_norm``: the residual add and the RMSNorm that follows it, one kernel (HF Llama / Qwen2 RMSNorm:
+  fp32 statistics, normalised value rounded to the input dtype, then times the weight).
+- ``rope_to_cache``: rotary embedding of the queries (written as (B, H, T, D)) and keys, and the keys and
+  values written into their cache slots, one kernel.
+- ``silu_mul``: SiLU(gate) * up of a fused gate/up output, one kernel.
+
+Each kernel rounds where the PyTorch code it replaces rounds, so results agree with it to bf16 rounding (the
+accumulation order of a split K differs from cuBLAS'). ``tests/test_kernels.py`` checks them against the
+PyTorch reference in Triton's interpreter (CPU); ``bench/engine_kernels.py`` checks and times them on the GPU.
+Triton is optional: without it (CPU machines) the engine keeps its PyTorch path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+try:  # optional: the CPU default never needs it
+    import triton
+    import triton.language as tl
+except ImportError:  # pragma: no cover - exercised on machines without Triton
+    triton = None
+    tl = None
+
+MAX_ROWS = 64  # passes with more rows (long prompts) keep cuBLAS / bitsandbytes: they are compute-bound there
+
+
+def available(device: torch.device | str | None = None) -> bool:
+    """Triton is importable and ``device`` is CUDA: where the engine uses these kernels unless told otherwise.
+    (With ``TRITON_INTERPRET=1`` set before import they also run on CPU tensors, slowly: the tests do that.)"""
+    return triton is not None and device is not None and torch.device(device).type == "cuda"
+
+
+@dataclass
+class Nf4Weight:
+    """An NF4 matrix (N, K) in bitsandbytes' layout, ready for ``linear``: ``packed`` uint8 (N, K // 2), element
+    ``2j`` of a row in the high nibble of byte ``j``; ``absmax`` float32 (N, K // blocksize) (double quantisation
+    undone once); ``code`` the 16 NF4 values, float32."""
+
+    packed: torch.Tensor
+    absmax: torch.Tensor
+    code: torch.Tensor
+    blocksize: int
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.packed.shape[0], self.packed.shape[1] * 2
+
+    @classmethod
+    def from_bnb(cls, weight) -> "Nf4Weight":
+        """From a bitsandbytes ``Params4bit`` (``Linear4bit.weight``) quantised as NF4."""
+        qs = weight.quant_state
+        if qs.quant_type != "nf4":
+            raise ValueError(f"only NF4 4-bit weights are supported, got {qs.quant_type!r}")
+        n, k = qs.shape
+        if k % qs.blocksize or qs.blocksize % 2:
+            raise ValueError(f"in_features {k} must be a multiple of the quantisation block {qs.blocksize}")
+        absmax = qs.absmax
+        if qs.nested:
+            import bitsandbytes.functional as bnbf
+
+            absmax = bnbf.dequantize_blockwise(qs.absmax, qs.state2) + qs.offset
+        return cls(weight.data.reshape(n, k // 2), absmax.float().reshape(n, k // qs.blocksize).contiguous(), qs.code.float().contiguous(), qs.blocksize)
+
+    @classmethod
+    def cat(cls, parts: list["Nf4Weight"]) -> "Nf4Weight":
+        """Several matrices that read the same input stacked along N (q/k/v; gate/up): blocks lie within rows, so
+        rows can be concatenated as they are."""
+        if len({(p.shape[1], p.blocksize) for p in parts}) != 1:
+            raise ValueError("NF4 matrices to fuse need one in_features and one block size")
+        if len(parts) == 1:
+            return parts[0]  # no copy
+        return cls(torch.cat([p.packed for p in parts]), torch.cat([p.absmax for p in parts]), parts[0].code, parts[0].blocksize)
+
+    def dequantize(self) -> torch.Tensor:
+        """The bf16 matrix the kernel multiplies by (PyTorch, for checks)."""
+        n, k = self.shape
+        b = self.packed.long()
+        vals = torch.stack([self.code[b >> 4], self.code[b & 15]], -1).reshape(n, k // self.blocksize, self.blocksize)
+        return (vals * self.absmax[..., None]).reshape(n, k).to(torch.bfloat16)
+
+    def nbytes(self) -> int:
+        return self.packed.numel() + self.absmax.numel() * 4
+
+
+if triton is not None:
+
+    @triton.jit
+    def _linear_kernel(x_ptr, w_ptr, absmax_ptr, code_ptr, bias_ptr, y_ptr, part_ptr, M, N, K, stride_xm, K_PER,
+                       BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, NF4: tl.constexpr,
+                       BLOCKSIZE: tl.constexpr, HAS_BIAS: tl.constexpr, PARTIAL: tl.constexpr):
+        pid_n = tl.program_id(0)
+        pid_k = tl.program_id(1)
+        rm = tl.arange(0, BM)
+        rn = pid_n * BN + tl.arange(0, BN)
+        row_ok = rm[:, None] < M
+        col_ok = rn < N
+        acc = tl.zeros((BM, BN), dtype=tl.float32)
+        k0 = pid_k * K_PER
+        for kk in range(0, K_PER, BK):
+            if NF4:
+                j = (k0 + kk) // 2 + tl.arange(0, BK // 2)  # byte index within a row
+                wb = tl.load(w_ptr + rn[:, None] * (K // 2) + j[None, :], mask=col_ok[:, None], other=0)
+                scale = tl.load(absmax_ptr + rn[:, None] * (K // BLOCKSIZE) + (2 * j[None, :]) // BLOCKSIZE, mask=col_ok[:, None], other=0.0)
+                w_hi = (tl.load(code_ptr + (wb >> 4).to(tl.int32)) * scale).to(x_ptr.dtype.element_ty)
+                w_lo = (tl.load(code_ptr + (wb & 15).to(tl.int32)) * scale).to(x_ptr.dtype.element_ty)
+                x_even = tl.load(x_ptr + rm[:, None] * stride_xm + 2 * j[None, :], mask=row_ok, other=0.0)
+                x_odd = tl.load(x_ptr + rm[:, None] * stride_xm + 2 * j[None, :] + 1, mask=row_ok, other=0.0)
+                acc += tl.dot(x_even, tl.trans(w_hi))
+                acc += tl.dot(x_odd, tl.trans(w_lo))
+            else:
+                rk = k0 + kk + tl.arange(0, BK)
+                w = tl.load(w_ptr + rn[:, None] * K + rk[None, :], mask=col_ok[:, None], other=0.0)
+                x = tl.load(x_ptr + rm[:, None] * stride_xm + rk[None, :], mask=row_ok, other=0.0)
+                acc += tl.dot(x, tl.trans(w))
+        out_mask = row_ok & col_ok[None, :]
+        if not PARTIAL:
+            if HAS_BIAS:
+                acc += tl.load(bias_ptr + rn, mask=col_ok, other=0.0).to(tl.float32)[None, :]
+            tl.store(y_ptr + rm[:, None] * N + rn[None, :], acc.to(y_ptr.dtype.element_ty), mask=out_mask)
+        else:
+            tl.store(part_ptr + pid_k * M * N + rm[:, None] * N + rn[None, :], acc, mask=out_mask)
+
+    @triton.jit
+    def _split_sum_kernel(part_ptr, bias_ptr, y_ptr, MN, N, SPLIT, HAS_BIAS: tl.constexpr, BLOCK: tl.constexpr):
+        offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+        ok = offs < MN
+        acc = tl.zeros((BLOCK,), dtype=tl.float32)
+        for s in range(SPLIT):  # fixed order: the same sum on every run
+            acc += tl.load(part_ptr + s * MN + offs, mask=ok, other=0.0)
+        if HAS_BIAS:
+            acc += tl.load(bias_ptr + offs % N, mask=ok, other=0.0).to(tl.float32)
+        tl.store(y_ptr + offs, acc.to(y_ptr.dtype.element_ty), mask=ok)
+
+    @triton.jit
+    def _add_rms_norm_kernel(x_ptr, r_ptr, w_ptr, sum_ptr, out_ptr, H, eps, HAS_RES: tl.constexpr, BLOCK: tl.constexpr):
+        row = tl.program_id(0)
+        offs = tl.arange(0, BLOCK)
+        ok = offs < H
+        x = tl.load(x_ptr + row * H + offs, mask=ok, other=0.0)
+        if HAS_RES:
+            x = (x.to(tl.float32) + tl.load(r_ptr + row * H + offs, mask=ok, other=0.0).to(tl.float32)).to(x_ptr.dtype.element_ty)
+            tl.store(sum_ptr + row * H + offs, x, mask=ok)
+        xf = x.to(tl.float32)
+        var = tl.sum(xf * xf, axis=0) / H
+        y = (xf / tl.sqrt(var + eps)).to(x_ptr.dtype.element_ty)
+        w = tl.load(w_ptr + offs, mask=ok, other=0.0)
+        tl.store(out_ptr + row * H + offs, (w.to(tl.float32) * y.to(tl.float32)).to(out_ptr.dtype.element_ty), mask=ok)
+
+    @triton.jit
+    def _silu_mul_kernel(gu_ptr, out_ptr, inter, BLOCK: tl.constexpr):
+        row = tl.program_id(0)
+        offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+        ok = offs < inter
+        g = tl.load(gu_ptr + row * 2 * inter + offs, mask=ok, other=0.0).to(tl.float32)
+        u = tl.load(gu_ptr + row * 2 * inter + inter + offs, mask=ok, other=0.0).to(tl.float32)
+        act = (g / (1.0 + tl.exp(-g))).to(out_ptr.dtype.element_ty).to(tl.float32)
+        tl.store(out_ptr + row * inter + offs, (act * u).to(out_ptr.dtype.element_ty), mask=ok)
+
+    @triton.jit
+    def _rope_kernel(qkv_ptr, cos_ptr, sin_ptr, slots_ptr, q_ptr, kc_ptr, vc_ptr, T, S, H: tl.constexpr, KV: tl.constexpr,
+                     D: tl.constexpr, C_B, C_KV):
+        # one program per (row b, token t, head): heads 0..H-1 queries, H..H+KV-1 keys (+ their values)
+        bt = tl.program_id(0)
+        head = tl.program_id(1)
+        b = bt // T
+        t = bt % T
+        half = D // 2
+        d = tl.arange(0, D)
+        partner = tl.where(d < half, d + half, d - half)
+        sign = tl.where(d < half, -1.0, 1.0)
+        base = qkv_ptr + bt * (H + 2 * KV) * D + head * D
+        x = tl.load(base + d).to(tl.float32)
+        xr = tl.load(base + partner).to(tl.float32) * sign
+        c = tl.load(cos_ptr + bt * D + d).to(tl.float32)
+        s = tl.load(sin_ptr + bt * D + d).to(tl.float32)
+        ty = q_ptr.dtype.element_ty
+        out = ((x * c).to(ty).to(tl.float32) + (xr * s).to(ty).to(tl.float32)).to(ty)
+        if head < H:
+            tl.store(q_ptr + ((b * H + head) * T + t) * D + d, out)
+        else:
+            kvh = head - H
+            slot = tl.load(slots_ptr + t)
+            dst = b * C_B + kvh * C_KV + slot * D + d
+            tl.store(kc_ptr + dst, out.to(kc_ptr.dtype.element_ty))
+            v = tl.load(qkv_ptr + bt * (H + 2 * KV) * D + (H + KV + kvh) * D + d)
+            tl.store(vc_ptr + dst, v.to(vc_ptr.dtype.element_ty))
+
+
+def _config(m: int, n: int, k: int, nf4: bool, sms: int) -> tuple[int, int, int, int, int]:
+    """(BN, BK, split, warps, stages): a fixed choice per shape (the same on every run, so results repeat).
+    Enough programs to cover the GPU about twice; K split when the output alone is too narrow."""
+    bn = 64 if n >= 64 else max(16, triton.next_power_of_2(n))
+    bk = 256 if nf4 else 128
+    programs = triton.cdiv(n, bn)
+    split = 1
+    while programs * split < 2 * sms and k % (2 * split * bk) == 0 and split < 16:
+        split *= 2
+    warps = 4
+    stages = 4 if m <= 32 else 3
+    return bn, bk, split, warps, stages
+
+
+_SMS: dict = {}
+_PARTS: dict = {}
+
+
+def _sms(device: torch.device) -> int:
+    if device.type != "cuda":
+        return 132
+    if device not in _SMS:
+        _SMS[device] = torch.cuda.get_device_properties(device).multi_processor_count
+    return _SMS[device]
+
+
+def linear(x: torch.Tensor, weight: "torch.Tensor | Nf4Weight", bias: torch.Tensor | None = None, config: tuple | None = None) -> torch.Tensor:
+    """x (..., K) of at most ``MAX_ROWS`` rows times a bf16 weight (N, K) or an ``Nf4Weight``: (..., N) in x's dtype."""
+    shape = x.shape
+    x2 = x.reshape(-1, shape[-1])
+    if x2.stride(-1) != 1:
+        x2 = x2.contiguous()
+    m, k = x2.shape
+    nf4 = isinstance(weight, Nf4Weight)
+    n, wk = weight.shape
+    if wk != k:
+        raise ValueError(f"linear: input has {k} features, weight expects {wk}")
+    if m > MAX_ROWS:
+        raise ValueError(f"linear: {m} rows; the short-pass kernel takes at most {MAX_ROWS}")
+    bn, bk, split, warps, stages = config or _config(m, n, k, nf4, _sms(x.device))
+    while k % (split * bk):  # a K that the tile does not divide (small test shapes)
+        bk //= 2
+        if bk < 16:
+            raise ValueError(f"linear: in_features {k} needs to be a multiple of 16")
+    if nf4 and bk > 2 * weight.blocksize and bk % weight.blocksize:
+        raise ValueError("linear: the K tile must hold whole quantisation blocks")
+    bm = max(16, triton.next_power_of_2(m))
+    y = torch.empty(m, n, device=x.device, dtype=x.dtype)
+    part = y
+    if split > 1:
+        key = (x.device, split, m, n)
+        part = _PARTS.get(key)
+        if part is None:  # kept: a captured graph writes to the same buffer on every replay
+            part = _PARTS[key] = torch.empty(split, m, n, device=x.device, dtype=torch.float32)
+    w_ptr = weight.packed if nf4 else weight
+    _linear_kernel[(triton.cdiv(n, bn), split)](
+        x2, w_ptr, weight.absmax if nf4 else w_ptr, weight.code if nf4 else w_ptr, bias if bias is not None else y, y, part,
+        m, n, k, x2.stride(0), k // split, BM=bm, BN=bn, BK=bk, NF4=nf4, BLOCKSIZE=weight.blocksize if nf4 else 1,
+        HAS_BIAS=bias is not None and split == 1, PARTIAL=split > 1, num_warps=warps, num_stages=stages)
+    if split > 1:
+        block = 1024
+        _split_sum_kernel[(triton.cdiv(m * n, block),)](part, bias if bias is not None else y, y, m * n, n, split,
+                                                        HAS_BIAS=bias is not None, BLOCK=block)
+    return y.reshape(*shape[:-1], n)
+
+
+def add_rms_norm(x: torch.Tensor, residual: torch.Tensor | None, weight: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x + residual, RMSNorm(x + residual) * weight) in one kernel; without ``residual``: (x, RMSNorm(x) * weight)."""
+    h = x.shape[-1]
+    x2 = x.reshape(-1, h).contiguous()
+    out = torch.empty_like(x2)
+    s = torch.empty_like(x2) if residual is not None else x2
+    r2 = residual.reshape(-1, h).contiguous() if residual is not None else x2
+    _add_rms_norm_kernel[(x2.shape[0],)](x2, r2, weight, s, out, h, eps, HAS_RES=residual is not None,
+                                         BLOCK=triton.next_power_of_2(h), num_warps=8 if h >= 2048 else 4)
+    return s.reshape(x.shape), out.reshape(x.shape)
+
+
+def silu_mul(gate_up: torch.Tensor) -> torch.Tensor:
+    """SiLU(gate) * up where ``gate_up`` is (..., 2 I) = [gate | up] (a fused gate/up projection)."""
+    two_i = gate_up.shape[-1]
+    g2 = gate_up.reshape(-1, two_i).contiguous()
+    inter = two_i // 2
+    out = torch.empty(g2.shape[0], inter, device=g2.device, dtype=g2.dtype)
+    block = 1024
+    _silu_mul_kernel[(g2.shape[0], triton.cdiv(inter, block))](g2, out, inter, BLOCK=block)
+    return out.reshape(*gate_up.shape[:-1], inter)
+
+
+def rope_to_cache(qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, slots: torch.Tensor, k_cache: torch.Tensor,
+                  v_cache: torch.Tensor, n_heads: int, kv_heads: int, head_dim: int) -> torch.Tensor:
+    """Rotary embedding of a fused q/k/v output (B, T, (H + 2 KV) D) with ``cos``/``sin`` (B, T, D): returns the
+    rotated queries (B, H, T, D); the rotated keys and the values go to cache slots ``slots`` (T,) of ``k_cache`` /
+    ``v_cache`` (B', KV, S, D), rows 0..B-1."""
+    b, t, _ = qkv.shape
+    qkv = qkv.contiguous()
+    q = torch.empty(b, n_heads, t, head_dim, device=qkv.device, dtype=qkv.dtype)
+    cos, sin = cos.expand(b, t, head_dim).contiguous(), sin.expand(b, t, head_dim).contiguous()
+    if k_cache.stride(-1) != 1 or k_cache.stride(-2) != head_dim or k_cache.stride() != v_cache.stride():
+        raise ValueError("rope_to_cache: the cache needs contiguous (slot, dim) rows")
+    _rope_kernel[(b * t, n_heads + kv_heads)](qkv, cos, sin, slots, q, k_cache, v_cache, t, k_cache.shape[2], H=n_heads, KV=kv_heads,
+                                               D=head_dim, C_B=k_cache.stride(0), C_KV=k_cache.stride(1), num_warps=1)
+    return q

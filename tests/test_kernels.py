@@ -1,0 +1,148 @@
+"""gistpoc.kernels (the engine's short-pass Triton kernels) compute what the PyTorch code they replace computes.
+
+Without a GPU the kernels run in Triton's interpreter (tests/conftest.py sets TRITON_INTERPRET=1), which has no
+bf16: the checks run in fp16 there (same kernels, same rounding points); bench/engine_kernels.py repeats them in
+bf16 on the GPU. Skipped where Triton is not installed."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+triton = pytest.importorskip("triton")
+
+from gistpoc import kernels  # noqa: E402
+from gistpoc.engine import AnswerEngine, rotate_half  # noqa: E402
+from gistpoc.gist.cache import answer_from_cache, compress_context, greedy_generate  # noqa: E402
+
+DEV = "cuda" if torch.cuda.is_available() else "cpu"
+DT = torch.bfloat16 if DEV == "cuda" else torch.float16
+
+
+def rel(a, b) -> float:
+    return float((a.float() - b.float()).norm() / b.float().norm())
+
+
+@pytest.mark.parametrize("m,n,k,split", [(1, 96, 256, 1), (5, 64, 512, 2), (33, 80, 256, 4), (64, 48, 128, 1)])
+def test_linear_matches_a_float_matmul(m, n, k, split):
+    g = torch.Generator().manual_seed(m * n)
+    x = torch.randn(m, k, generator=g).to(DEV, DT)
+    w = (torch.randn(n, k, generator=g) / k**0.5).to(DEV, DT)
+    b = torch.randn(n, generator=g).to(DEV, DT)
+    ref = F.linear(x.float(), w.float(), b.float())
+    for bias in (b, None):
+        y = kernels.linear(x, w, bias, config=(32, 64, split, 4, 2))
+        assert y.shape == (m, n) and y.dtype == DT and torch.isfinite(y).all()
+        assert rel(y, ref if bias is not None else ref - b.float()) < 2e-3
+    # a 3-D input keeps its leading shape; rows beyond the limit are refused, not silently wrong
+    assert kernels.linear(x[None], w, b, config=(32, 64, split, 4, 2)).shape == (1, m, n)
+    with pytest.raises(ValueError, match="at most"):
+        kernels.linear(torch.zeros(kernels.MAX_ROWS + 1, k, device=DEV, dtype=DT), w)
+    with pytest.raises(ValueError, match="features"):
+        kernels.linear(x[:, :-16], w)
+
+
+def _nf4(n: int, k: int, seed: int):
+    import bitsandbytes.functional as bnbf
+
+    w = torch.randn(n, k, generator=torch.Generator().manual_seed(seed)).to(torch.bfloat16)
+    q, state = bnbf.quantize_4bit(w, blocksize=64, quant_type="nf4", compress_statistics=True)
+
+    class Params:  # what Linear4bit.weight offers: .data and .quant_state
+        data, quant_state = q, state
+
+    return Params, bnbf.dequantize_4bit(q, state)
+
+
+def test_nf4_weight_is_bitsandbytes_layout_and_linear_reads_it():
+    params, dense = _nf4(96, 512, 0)
+    w = kernels.Nf4Weight.from_bnb(params)
+    assert w.shape == (96, 512) and w.packed.dtype == torch.uint8 and w.absmax.shape == (96, 8)
+    assert torch.equal(w.dequantize(), dense)  # bit for bit the matrix bitsandbytes multiplies by
+    params2, dense2 = _nf4(32, 512, 1)
+    fused = kernels.Nf4Weight.cat([w, kernels.Nf4Weight.from_bnb(params2)])
+    assert torch.equal(fused.dequantize(), torch.cat([dense, dense2]))
+    x = torch.randn(17, 512, generator=torch.Generator().manual_seed(2)).to(DT)
+    for split in (1, 2):
+        fw = kernels.Nf4Weight(fused.packed.to(DEV), fused.absmax.to(DEV), fused.code.to(DEV), fused.blocksize)
+        y = kernels.linear(x.to(DEV), fw, None, config=(32, 128, split, 4, 2))
+        # fp16 in the interpreter rounds the de-quantised weight a little finer than bf16 does
+        assert rel(y, x.float().to(DEV) @ fused.dequantize().float().to(DEV).T) < 4e-3
+
+
+def test_add_rms_norm_equals_the_llama_norm():
+    from transformers.models.llama.modeling_llama import LlamaRMSNorm
+
+    g = torch.Generator().manual_seed(3)
+    norm = LlamaRMSNorm(64, eps=1e-5).to(DEV, DT)
+    norm.weight.data = torch.randn(64, generator=g).to(DEV, DT)
+    x, r = (torch.randn(2, 5, 64, generator=g).to(DEV, DT) for _ in range(2))
+    s, out = kernels.add_rms_norm(x, r, norm.weight, norm.variance_epsilon)
+    assert torch.equal(s, x + r)
+    torch.testing.assert_close(out, norm(x + r), atol=0, rtol=2**-7)  # rsqrt may differ by one ulp
+    same, out2 = kernels.add_rms_norm(x, None, norm.weight, norm.variance_epsilon)
+    assert same is x or torch.equal(same, x)
+    torch.testing.assert_close(out2, norm(x), atol=0, rtol=2**-7)
+
+
+def test_silu_mul_and_rope_to_cache_equal_pytorch():
+    g = torch.Generator().manual_seed(4)
+    gu = torch.randn(3, 5, 2 * 96, generator=g).to(DEV, DT)
+    assert torch.equal(kernels.silu_mul(gu), F.silu(gu[..., :96]) * gu[..., 96:])
+
+    b, t, h, kv, d = 2, 3, 4, 2, 16
+    qkv = torch.randn(b, t, (h + 2 * kv) * d, generator=g).to(DEV, DT)
+    cos, sin = (torch.randn(b, t, d, generator=g).to(DEV, DT) for _ in range(2))
+    kc = torch.full((3, kv, 8, d), 7.0, device=DEV, dtype=DT)
+    vc = kc.clone()
+    slots = torch.tensor([2, 3, 4], device=DEV)
+    q = kernels.rope_to_cache(qkv, cos, sin, slots, kc, vc, h, kv, d)
+    qq, kk, vv = qkv.split([h * d, kv * d, kv * d], -1)
+    qq, kk, vv = (z.view(b, t, -1, d).transpose(1, 2) for z in (qq, kk, vv))
+    c, s = cos[:, None], sin[:, None]
+    assert torch.equal(q, qq * c + rotate_half(qq) * s)
+    assert torch.equal(kc[:b, :, 2:5], kk * c + rotate_half(kk) * s)
+    assert torch.equal(vc[:b, :, 2:5], vv)
+    untouched = torch.ones_like(kc, dtype=torch.bool)
+    untouched[:b, :, 2:5] = False
+    assert (kc[untouched] == 7).all() and (vc[untouched] == 7).all()  # no other slot or row written
+
+
+def _tiny(arch: str):
+    from transformers import AutoModelForCausalLM, LlamaConfig, Qwen2Config
+
+    common = dict(vocab_size=300, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                  num_key_value_heads=2, max_position_embeddings=512, initializer_range=0.2)
+    cfg = Qwen2Config(**common, tie_word_embeddings=True) if arch == "qwen2" else LlamaConfig(**common)
+    torch.manual_seed(0)
+    return AutoModelForCausalLM.from_config(cfg, dtype=DT, attn_implementation="sdpa").to(DEV).eval()
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2"])
+def test_engine_short_passes_through_the_kernels_give_the_pytorch_answers(arch):
+    """The engine with the kernels (gist questions in one batch, decode steps) against the same engine without them
+    and against the eager loop: the same greedy tokens."""
+    model = _tiny(arch)
+    g = torch.Generator().manual_seed(1)
+    prefix = torch.randint(5, 290, (40,), generator=g).tolist()
+    cache = compress_context(model, prefix, 30, 40)
+    questions = [torch.randint(5, 290, (n,), generator=g).tolist() for n in (3, 9, 6)]
+    fast = AnswerEngine(model, max_batch=3, fast_kernels=True)
+    plain = AnswerEngine(model, max_batch=3, fast_kernels=False)
+    assert fast.short is not None and plain.short is None
+    calls = []
+    orig = fast._forward_short
+    fast._forward_short = lambda *a: calls.append(a[0].shape) or orig(*a)
+    got = fast.answer_from_cache(cache, questions, [], 6)
+    assert calls and all(s[0] * s[1] <= kernels.MAX_ROWS for s in calls)  # prompt pass and decode steps took it
+    want = plain.answer_from_cache(cache, questions, [], 6)
+    eager = [answer_from_cache(model, cache, q, [], 6) for q in questions]
+    for a, b, e in zip(got, want, eager):
+        assert a.token_ids == b.token_ids == e.token_ids
+        assert rel(a.first_logits, b.first_logits) < 1e-2
+    # a long prompt still takes the PyTorch pass; its decode steps take the kernels
+    calls.clear()
+    long_answer = fast.generate([prefix + prefix], 0, [], 4)[0]
+    assert long_answer.token_ids == greedy_generate(model, prefix + prefix, 0, [], 4).token_ids
+    assert calls and all(s == (1, 1) for s in calls)
