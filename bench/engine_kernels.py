@@ -44,6 +44,15 @@ def rel(a, b) -> float:
     return float((a.float() - b.float()).norm() / b.float().norm())
 
 
+def ulps(got: torch.Tensor, want: torch.Tensor, scale: torch.Tensor | None = None) -> float:
+    """Largest difference in units of the bf16 spacing at ``scale`` (default: the reference value; for a sum of
+    rounded terms, the largest term), 1.0 = one rounding step."""
+    w = want.float()
+    ref = (w if scale is None else scale.float()).abs().clamp(min=1e-30)
+    step = torch.exp2(torch.floor(torch.log2(ref)) - 7)
+    return float(((got.float() - w).abs() / step).max())
+
+
 def graph_us(fn, copies: int = 8, replays: int = 20) -> float:
     """Median microseconds of one ``fn(i)`` (i = weight copy), from a CUDA graph of ``copies`` calls."""
     side = torch.cuda.Stream()
@@ -123,7 +132,7 @@ def correctness(nf4: bool) -> dict:
     ref = norm(x + r)
     out["add_rms_norm_sum_equal"] = bool(torch.equal(s, x + r))
     out["add_rms_norm_equal_fraction"] = float((h == ref).float().mean())
-    out["add_rms_norm_max_rel_diff"] = float(((h.float() - ref.float()).abs() / ref.float().abs().clamp(min=1e-3)).max())
+    out["add_rms_norm_max_diff_in_bf16_steps"] = ulps(h, ref)
     gu = torch.randn(48, 2 * 14336, device="cuda", dtype=torch.bfloat16, generator=g)
     out["silu_mul_equal_fraction"] = float((kernels.silu_mul(gu) == F.silu(gu[:, :14336]) * gu[:, 14336:]).float().mean())
     b_, t, hh, kv, d = 2, 24, 32, 8, 128
@@ -135,8 +144,11 @@ def correctness(nf4: bool) -> dict:
     q = kernels.rope_to_cache(qkv, cos, sin, slots, kc, vc, hh, kv, d)
     qq, kk, vv = (z.view(b_, t, -1, d).transpose(1, 2) for z in qkv.split([hh * d, kv * d, kv * d], -1))
     c, s_ = cos[:, None], sin[:, None]
-    out["rope_q_equal_fraction"] = float((q == qq * c + rotate_half(qq) * s_).float().mean())
-    out["rope_k_equal_fraction"] = float((kc[:b_, :, 25:25 + t] == kk * c + rotate_half(kk) * s_).float().mean())
+    for name, got, z in (("q", q, qq), ("k", kc[:b_, :, 25:25 + t], kk)):
+        want = z * c + rotate_half(z) * s_
+        out[f"rope_{name}_equal_fraction"] = float((got == want).float().mean())
+        # in steps of the larger of the two rounded products (x cos, rotate_half(x) sin)
+        out[f"rope_{name}_max_diff_in_bf16_steps"] = ulps(got, want, torch.maximum((z * c).abs(), (rotate_half(z) * s_).abs()))
     out["rope_v_equal"] = bool(torch.equal(vc[:b_, :, 25:25 + t], vv))
     kc[:b_, :, 25:25 + t] = 3.0
     out["rope_other_slots_untouched"] = bool((kc == 3.0).all())
@@ -202,8 +214,29 @@ def gemms(bandwidth: float, nf4: bool, shapes: list[str]) -> dict:
     return out
 
 
-def engine_pass(layers: int) -> dict:
-    """Gist pass and decode step of the engine on a bf16 Llama-3-8B-shaped model, kernels off vs on."""
+def to_nf4(model) -> int:
+    """Every linear of the decoder layers as a bitsandbytes NF4 ``Linear4bit`` (double quantisation, blocks of 64,
+    bf16 compute), quantised on the GPU; the head stays bf16 as transformers leaves it."""
+    import bitsandbytes as bnb
+
+    count = 0
+    for layer in model.model.layers:
+        for parent in (layer.self_attn, layer.mlp):
+            for name, child in list(parent.named_children()):
+                if type(child) is torch.nn.Linear:
+                    lin = bnb.nn.Linear4bit(child.in_features, child.out_features, bias=child.bias is not None, compute_dtype=torch.bfloat16,
+                                            compress_statistics=True, quant_type="nf4", device="meta")
+                    lin.weight = bnb.nn.Params4bit(child.weight.data, requires_grad=False, quant_type="nf4", compress_statistics=True, blocksize=64)
+                    if child.bias is not None:
+                        lin.bias = child.bias
+                    setattr(parent, name, lin.to("cuda"))
+                    count += 1
+    torch.cuda.empty_cache()
+    return count
+
+
+def engine_pass(layers: int, nf4: bool = False) -> dict:
+    """Gist pass and decode step of the engine on a Llama-3-8B-shaped model (bf16 or NF4), kernels off vs on."""
     from transformers import AutoModelForCausalLM, LlamaConfig
 
     from gistpoc.engine import AnswerEngine
@@ -212,6 +245,9 @@ def engine_pass(layers: int) -> dict:
     torch.manual_seed(0)
     with torch.device("cuda"):
         model = AutoModelForCausalLM.from_config(LlamaConfig(**{**LLAMA3_8B, "num_hidden_layers": layers}), dtype=torch.bfloat16).eval()
+    if nf4:
+        with torch.no_grad():
+            to_nf4(model)
     kv = LLAMA3_8B["num_key_value_heads"]
     d = LLAMA3_8B["hidden_size"] // LLAMA3_8B["num_attention_heads"]
     cache = GistCache([torch.randn(1, kv, 25, d, device="cuda", dtype=torch.bfloat16) for _ in range(layers)],
@@ -267,6 +303,7 @@ def main():
     p.add_argument("--nf4", action="store_true", help="also NF4 (needs bitsandbytes)")
     p.add_argument("--bf16", action="store_true", help="bf16 GEMMs")
     p.add_argument("--engine", action="store_true")
+    p.add_argument("--engine-nf4", action="store_true")
     p.add_argument("--shapes", default=",".join(SHAPES))
     p.add_argument("--layers", type=int, default=32)
     args = p.parse_args()
@@ -282,7 +319,8 @@ def main():
     print(json.dumps(result["correctness"]), flush=True)
     shapes = args.shapes.split(",")
     parts = [("bf16", args.bf16, lambda: gemms(bw, False, shapes)), ("nf4", args.nf4, lambda: gemms(bw, True, shapes)),
-             ("engine_bf16", args.engine, lambda: engine_pass(args.layers))]
+             ("engine_bf16", args.engine, lambda: engine_pass(args.layers)),
+             ("engine_nf4", args.engine_nf4, lambda: engine_pass(args.layers, nf4=True))]
     for key, wanted, fn in parts:
         if not wanted:
             continue
