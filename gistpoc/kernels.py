@@ -71,6 +71,8 @@ class Nf4Weight:
         n, k = qs.shape
         if k % qs.blocksize or qs.blocksize % 2:
             raise ValueError(f"in_features {k} must be a multiple of the quantisation block {qs.blocksize}")
+        if tuple(qs.code.float().cpu().tolist()) != NF4_CODE:
+            raise ValueError("the NF4 code book differs from the one the kernel has built in")
         absmax = qs.absmax
         if qs.nested:
             import bitsandbytes.functional as bnbf
@@ -99,7 +101,36 @@ class Nf4Weight:
         return self.packed.numel() + self.absmax.numel() * 4
 
 
+# bitsandbytes' NF4 code book (``bitsandbytes.functional.get_4bit_type("nf4")``), as float32
+NF4_CODE = (-1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453, -0.28444138169288635,
+            -0.18477343022823334, -0.09105003625154495, 0.0, 0.07958029955625534, 0.16093020141124725,
+            0.24611230194568634, 0.33791524171829224, 0.44070982933044434, 0.5626170039176941, 0.7229568362236023, 1.0)
+
 if triton is not None:
+
+    @triton.jit
+    def _nf4_value(q):
+        """NF4 code -> float32 value by a tree of selects on its four bits (a table lookup per element, i.e. a
+        gather, is ~50x slower in Triton here)."""
+        b0 = (q & 1) != 0
+        b1 = (q & 2) != 0
+        b2 = (q & 4) != 0
+        b3 = (q & 8) != 0
+        l0 = tl.where(b0, -0.6961928009986877, -1.0)
+        l1 = tl.where(b0, -0.39491748809814453, -0.5250730514526367)
+        l2 = tl.where(b0, -0.18477343022823334, -0.28444138169288635)
+        l3 = tl.where(b0, 0.0, -0.09105003625154495)
+        l4 = tl.where(b0, 0.16093020141124725, 0.07958029955625534)
+        l5 = tl.where(b0, 0.33791524171829224, 0.24611230194568634)
+        l6 = tl.where(b0, 0.5626170039176941, 0.44070982933044434)
+        l7 = tl.where(b0, 1.0, 0.7229568362236023)
+        m0 = tl.where(b1, l1, l0)
+        m1 = tl.where(b1, l3, l2)
+        m2 = tl.where(b1, l5, l4)
+        m3 = tl.where(b1, l7, l6)
+        n0 = tl.where(b2, m1, m0)
+        n1 = tl.where(b2, m3, m2)
+        return tl.where(b3, n1, n0).to(tl.float32)
 
     @triton.jit
     def _linear_kernel(x_ptr, w_ptr, absmax_ptr, code_ptr, bias_ptr, y_ptr, part_ptr, M, N, K, stride_xm, K_PER,
@@ -115,15 +146,17 @@ if triton is not None:
         k0 = pid_k * K_PER
         for kk in range(0, K_PER, BK):
             if NF4:
-                j = (k0 + kk) // 2 + tl.arange(0, BK // 2)  # byte index within a row
-                wb = tl.load(w_ptr + rn[:, None] * (K // 2) + j[None, :], mask=col_ok[:, None], other=0)
-                scale = tl.load(absmax_ptr + rn[:, None] * (K // BLOCKSIZE) + (2 * j[None, :]) // BLOCKSIZE, mask=col_ok[:, None], other=0.0)
-                w_hi = (tl.load(code_ptr + (wb >> 4).to(tl.int32)) * scale).to(x_ptr.dtype.element_ty)
-                w_lo = (tl.load(code_ptr + (wb & 15).to(tl.int32)) * scale).to(x_ptr.dtype.element_ty)
-                x_even = tl.load(x_ptr + rm[:, None] * stride_xm + 2 * j[None, :], mask=row_ok, other=0.0)
-                x_odd = tl.load(x_ptr + rm[:, None] * stride_xm + 2 * j[None, :] + 1, mask=row_ok, other=0.0)
-                acc += tl.dot(x_even, tl.trans(w_hi))
-                acc += tl.dot(x_odd, tl.trans(w_lo))
+                # one quantisation block (BLOCKSIZE inputs, one absmax per row) at a time: no per-element gathers
+                for r in tl.static_range(BK // BLOCKSIZE):
+                    j = (k0 + kk + r * BLOCKSIZE) // 2 + tl.arange(0, BLOCKSIZE // 2)  # byte index within a row
+                    wb = tl.load(w_ptr + rn[:, None] * (K // 2) + j[None, :], mask=col_ok[:, None], other=0)
+                    scale = tl.load(absmax_ptr + rn * (K // BLOCKSIZE) + (k0 + kk + r * BLOCKSIZE) // BLOCKSIZE, mask=col_ok, other=0.0)
+                    w_hi = (_nf4_value(wb >> 4) * scale[:, None]).to(x_ptr.dtype.element_ty)
+                    w_lo = (_nf4_value(wb & 15) * scale[:, None]).to(x_ptr.dtype.element_ty)
+                    x_even = tl.load(x_ptr + rm[:, None] * stride_xm + 2 * j[None, :], mask=row_ok, other=0.0)
+                    x_odd = tl.load(x_ptr + rm[:, None] * stride_xm + 2 * j[None, :] + 1, mask=row_ok, other=0.0)
+                    acc += tl.dot(x_even, tl.trans(w_hi))
+                    acc += tl.dot(x_odd, tl.trans(w_lo))
             else:
                 rk = k0 + kk + tl.arange(0, BK)
                 w = tl.load(w_ptr + rn[:, None] * K + rk[None, :], mask=col_ok[:, None], other=0.0)
@@ -247,8 +280,10 @@ def linear(x: torch.Tensor, weight: "torch.Tensor | Nf4Weight", bias: torch.Tens
         bk //= 2
         if bk < 16:
             raise ValueError(f"linear: in_features {k} needs to be a multiple of 16")
-    if nf4 and bk > 2 * weight.blocksize and bk % weight.blocksize:
-        raise ValueError("linear: the K tile must hold whole quantisation blocks")
+    if nf4:
+        bk = max(bk, weight.blocksize)
+        if bk % weight.blocksize or k % (split * bk):
+            raise ValueError(f"linear: the K tile ({bk}) must hold whole quantisation blocks ({weight.blocksize}) and divide K / split")
     bm = max(16, triton.next_power_of_2(m))
     y = torch.empty(m, n, device=x.device, dtype=x.dtype)
     part = y
