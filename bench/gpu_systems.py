@@ -346,7 +346,7 @@ def main():
     p.add_argument("--train-steps", type=int, default=3)
     p.add_argument("--kinds", default="bf16,nf4", help="bf16, nf4 (eager, compiled over bitsandbytes, compiled with int4 short passes), int4")
     p.add_argument("--model-dir", default="/tmp/llama3-8b-random")
-    p.add_argument("--suites", default="inference,train", help="which parts to run")
+    p.add_argument("--suites", default="inference,train", help="which parts to run: inference, train, int4 (NF4 with int4 short-pass copies)")
     p.add_argument("--layers", type=int, default=32, help="decoder layers (fewer: a quick check of the code paths)")
     args = p.parse_args()
     total = torch.cuda.get_device_properties(0).total_memory
@@ -364,7 +364,9 @@ def main():
     vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [f"w{i}" for i in range(30000)]))
     BertTokenizerFast(vocab_file=str(vocab)).save_pretrained(st_dir)
     embedder = SentenceTransformer(str(st_dir), device="cuda")
-    result = {"device": torch.cuda.get_device_name(0), "cap_gb": args.cap_gb, "layers": args.layers, "repeats": args.repeats, "new_tokens": args.new_tokens, "torch": torch.__version__,
+    import triton
+
+    result = {"triton": triton.__version__, "device": torch.cuda.get_device_name(0), "cap_gb": args.cap_gb, "layers": args.layers, "repeats": args.repeats, "new_tokens": args.new_tokens, "torch": torch.__version__,
               "transformers": __import__("transformers").__version__, "python": platform.python_version(), "runs": {}}
     bandwidth = copy_bandwidth()
     result["copy_bandwidth_tb_s"] = bandwidth / 1e12
@@ -382,8 +384,8 @@ def main():
         suites = {"inference": (inference_suite, (model, args.repeats, args.new_tokens, embedder, floor_ms))}
         if kind == "nf4":
             suites["train"] = (train_suite, (model, args.train_steps))
-        if kind == "nf4" and "inference" in args.suites.split(","):
-            suites["inference_int4"] = (nf4_int4_suite, (model, args.repeats, args.new_tokens, embedder, bandwidth))
+        if kind == "nf4":
+            suites["int4"] = (nf4_int4_suite, (model, args.repeats, args.new_tokens, embedder, bandwidth))
         for name, (suite, suite_args) in suites.items():
             if name.split("_")[0] not in args.suites.split(","):
                 continue

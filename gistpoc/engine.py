@@ -17,9 +17,9 @@ rotary embedding and head: LoRA, bitsandbytes 4-bit or int4 linears included) ov
 
 - with Triton on CUDA (``fast_kernels``, the default there) a pass of at most ``kernels.MAX_ROWS`` tokens (a gist
   question, a decode step) runs ``_forward_short``: the same layer in ~14 kernels instead of ~43
-  (``gistpoc.kernels``: residual add + RMSNorm, rotary embedding + cache write, SiLU * up, and a split-K GEMM
-  that reads NF4 weights once instead of de-quantising them; bf16 weights stay with cuBLAS, which reads them as
-  fast at these sizes). Linears it cannot read (LoRA layers, other quantisers) are called as modules inside it.
+  (``gistpoc.kernels``: residual add + RMSNorm, rotary embedding + cache write, SiLU * up). The projections
+  stay with cuBLAS (bf16) or with the modules themselves (bitsandbytes NF4, LoRA layers): measured on an H200 at
+  these sizes both beat the Triton GEMMs of ``gistpoc.kernels`` (``bench/engine_kernels.py``).
 
 Llama and Qwen2 (q/k/v biases live in the projections) share this path.
 """
@@ -75,35 +75,22 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
     return torch.cat((-x2, x1), dim=-1)
 
 
-def _bnb_nf4(module) -> bool:
-    """A bitsandbytes 4-bit linear holding NF4 weights (what ``kernels.Nf4Weight`` reads)."""
-    qs = getattr(getattr(module, "weight", None), "quant_state", None)
-    return type(module).__name__ == "Linear4bit" and qs is not None and qs.quant_type == "nf4"
-
-
 class _Proj:
-    """Linears that read one input (q/k/v, gate/up, or one alone), as ``kernels.linear`` reads them: one bf16 or
-    NF4 matrix (stacked along the outputs) and a bias; or, for modules it cannot read (LoRA, other quantisers),
-    the modules themselves, called one by one and concatenated."""
+    """Linears that read one input (q/k/v, gate/up, or one alone) in a short pass: one bf16 matrix (stacked along
+    the outputs) and a bias through cuBLAS, or the modules themselves (bitsandbytes NF4, LoRA layers), called one by
+    one and concatenated. For NF4 that is bitsandbytes' own path (its fused gemv kernel for one row, de-quantise +
+    GEMM for more): measured on an H200 it beats ``kernels.linear`` over NF4 at 1-64 rows (bench/engine_kernels.py)."""
 
     def __init__(self, modules: list, fused: tuple | None = None):
         self.modules = modules
         self.weight = self.bias = None
         if fused is not None:
             self.weight, self.bias = fused[0], fused[1]
-        elif all(type(m) is torch.nn.Linear for m in modules) and len(modules) == 1:
+        elif len(modules) == 1 and type(modules[0]) is torch.nn.Linear:
             self.weight, self.bias = modules[0].weight, modules[0].bias
-        elif all(_bnb_nf4(m) for m in modules):
-            self.weight = kernels.Nf4Weight.cat([kernels.Nf4Weight.from_bnb(m.weight) for m in modules])
-            if modules[0].bias is not None:
-                self.bias = torch.cat([m.bias.data for m in modules]).to(torch.bfloat16)
-        if self.bias is not None and self.weight is not None and not isinstance(self.weight, kernels.Nf4Weight):
-            self.bias = self.bias.to(self.weight.dtype)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if isinstance(self.weight, kernels.Nf4Weight):
-            return kernels.linear(x, self.weight, self.bias)
-        if self.weight is not None:  # bf16: cuBLAS reads it at 0.6-1.0 of copy bandwidth at 1-64 rows, as fast as ours
+        if self.weight is not None:
             return F.linear(x, self.weight, self.bias)
         outs = [m(x) for m in self.modules]
         return outs[0] if len(outs) == 1 else torch.cat(outs, dim=-1)

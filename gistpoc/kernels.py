@@ -1,28 +1,26 @@
 """Triton kernels for the compiled answer engine's short passes on CUDA (issue 14).
 
-A gist answer is a pass of a few dozen rows over every weight of the model: it is bound by reading the weights,
-and, replayed as a CUDA graph, by how many small kernels each layer runs. Measured on an H200 at Llama-3-8B shape
-(``bench/engine_kernels.py``), cuBLAS reads the fused q/k/v weight at a third of the copy bandwidth at 1-64 rows,
-bitsandbytes de-quantises every 4-bit weight into a bf16 matrix before any pass of more than one row, and the
-Hugging Face layer runs ~35 kernels (norms, rotary embedding, activations, copies) around its 7 GEMMs. Here:
+A gist answer is a pass of a few dozen rows over every weight of the model. Replayed as a CUDA graph it is bound
+by reading the weights and by how many small kernels each layer runs: the Hugging Face layer runs ~35 kernels
+(norm statistics, rotary embedding, activations, copies) around its GEMMs, 2.9 of the 7.9 ms of a Llama-3-8B gist
+pass on an H200 (``bench/engine_kernels.py``). The engine's short pass uses:
 
-- ``linear``: y = x @ W.T (+ bias) for x of at most ``MAX_ROWS`` rows, W either a bf16 matrix or NF4 in
-  bitsandbytes' own layout (``Nf4Weight``: two 4-bit codes a byte, high nibble first, one absmax per block of
-  ``blocksize`` inputs). NF4 weights are de-quantised in registers tile by tile (code * absmax in fp32, rounded
-  to bf16: the very matrix ``bitsandbytes.functional.dequantize_4bit`` builds) and multiplied in the same
-  kernel: 0.5 byte read per weight, no bf16 matrix written. The K dimension may be split across programs so a
-  narrow output (4,096 columns) still fills the GPU; the partial sums go to a buffer that a second kernel adds
-  in a fixed order (no atomics: the result is the same on every run).
-- ``add_rms_norm``: the residual add and the RMSNorm that follows it, one kernel (HF Llama / Qwen2 RMSNorm:
-  fp32 statistics, normalised value rounded to the input dtype, then times the weight).
-- ``rope_to_cache``: rotary embedding of the queries (written as (B, H, T, D)) and keys, and the keys and
-  values written into their cache slots, one kernel.
+- ``add_rms_norm``: the residual add and the RMSNorm after it, one kernel (HF Llama / Qwen2 RMSNorm: fp32
+  statistics, normalised value rounded to the input dtype, then times the weight);
+- ``rope_to_cache``: rotary embedding of the queries (written as (B, H, T, D)) and keys, and the keys and values
+  written into their cache slots, one kernel;
 - ``silu_mul``: SiLU(gate) * up of a fused gate/up output, one kernel.
 
-Each kernel rounds where the PyTorch code it replaces rounds, so results agree with it to bf16 rounding (the
-accumulation order of a split K differs from cuBLAS'). ``tests/test_kernels.py`` checks them against the
-PyTorch reference in Triton's interpreter (CPU); ``bench/engine_kernels.py`` checks and times them on the GPU.
-Triton is optional: without it (CPU machines) the engine keeps its PyTorch path.
+``linear`` is a split-K GEMM for at most ``MAX_ROWS`` rows over a bf16 matrix or NF4 weights in bitsandbytes'
+layout (``Nf4Weight``), de-quantised in registers (the bit-exact matrix bitsandbytes builds). It is correct but,
+measured on the H200, not faster: cuBLAS reads bf16 weights at 0.6-1.0 of copy bandwidth at 1-64 rows, and NF4
+de-quantisation in registers is bound by arithmetic (a select tree per 4-bit code: 0.04-0.08 of bandwidth,
+against bitsandbytes' 0.07-0.29). So the engine keeps cuBLAS and bitsandbytes for the projections; ``linear``
+stays for the benchmark that shows this.
+
+Each kernel rounds where the PyTorch code it replaces rounds, so results agree with it to bf16 rounding.
+``tests/test_kernels.py`` checks them against PyTorch in Triton's interpreter (CPU); ``bench/engine_kernels.py``
+checks and times them on the GPU. Triton is optional: without it (CPU machines) the engine keeps its PyTorch path.
 """
 
 from __future__ import annotations

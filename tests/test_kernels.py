@@ -146,3 +146,21 @@ def test_engine_short_passes_through_the_kernels_give_the_pytorch_answers(arch):
     long_answer = fast.generate([prefix + prefix], 0, [], 4)[0]
     assert long_answer.token_ids == greedy_generate(model, prefix + prefix, 0, [], 4).token_ids
     assert calls and all(s == (1, 1) for s in calls)
+
+
+def test_engine_short_pass_calls_lora_layers_as_modules():
+    """A LoRA-wrapped model (the NF4 paper setup keeps its adapter unmerged): the projections the kernels do not
+    read are called as modules inside the fused pass; the answers stay the PyTorch path's."""
+    from peft import LoraConfig, get_peft_model
+
+    model = get_peft_model(_tiny("llama"), LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"], init_lora_weights=False))
+    model.eval()
+    g = torch.Generator().manual_seed(5)
+    prefix = torch.randint(5, 290, (30,), generator=g).tolist()
+    cache = compress_context(model, prefix, 20, 30)
+    questions = [torch.randint(5, 290, (n,), generator=g).tolist() for n in (4, 7)]
+    fast = AnswerEngine(model, max_batch=2, fast_kernels=True)
+    assert fast.short is not None and fast.qkv[0] is None  # q/v are LoRA layers: no fused weight
+    got = fast.answer_from_cache(cache, questions, [], 5)
+    want = AnswerEngine(model, max_batch=2, fast_kernels=False).answer_from_cache(cache, questions, [], 5)
+    assert [a.token_ids for a in got] == [b.token_ids for b in want]
