@@ -75,44 +75,23 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
     return torch.cat((-x2, x1), dim=-1)
 
 
-def _is_nf4(module) -> bool:
-    """A bitsandbytes 4-bit linear holding NF4 weights."""
-    qs = getattr(getattr(module, "weight", None), "quant_state", None)
-    return type(module).__name__ == "Linear4bit" and qs is not None and getattr(qs, "quant_type", None) == "nf4"
-
-
 class _Proj:
     """Linears that read one input (q/k/v, gate/up, or one alone) in a short pass: one bf16 matrix (stacked along
     the outputs) and a bias through cuBLAS, or the modules themselves (bitsandbytes NF4, LoRA layers), called one by
     one and concatenated. For NF4 that is bitsandbytes' own path (its fused gemv kernel for one row, de-quantise +
-    GEMM for more; several NF4 linears are stacked so a pass of several rows de-quantises them at once): measured on
-    an H200 it beats ``kernels.linear`` over NF4 at 1-64 rows (bench/engine_kernels.py)."""
+    GEMM for more): measured on an H200 it beats ``kernels.linear`` over NF4 at 1-64 rows (bench/engine_kernels.py)."""
 
     def __init__(self, modules: list, fused: tuple | None = None):
         self.modules = modules
-        self.weight = self.bias = self.nf4 = None
+        self.weight = self.bias = None
         if fused is not None:
             self.weight, self.bias = fused[0], fused[1]
         elif len(modules) == 1 and type(modules[0]) is torch.nn.Linear:
             self.weight, self.bias = modules[0].weight, modules[0].bias
-        elif len(modules) > 1 and all(_is_nf4(m) for m in modules):
-            # several NF4 linears: stacked once here, so a pass de-quantises them in one kernel and runs one GEMM
-            from bitsandbytes.functional import QuantState
-
-            w = kernels.Nf4Weight.cat([kernels.Nf4Weight.from_bnb(m.weight) for m in modules])
-            dtype = modules[0].compute_dtype or torch.bfloat16
-            self.nf4 = (w.packed.reshape(-1, 1), QuantState(w.absmax.reshape(-1), shape=torch.Size(w.shape), code=w.code, blocksize=w.blocksize,
-                                                             quant_type="nf4", dtype=dtype))
-            if modules[0].bias is not None:
-                self.bias = torch.cat([m.bias.data for m in modules]).to(dtype)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.weight is not None:
             return F.linear(x, self.weight, self.bias)
-        if self.nf4 is not None and x.numel() > x.shape[-1]:  # one row: bitsandbytes' gemv per module is faster
-            from bitsandbytes.functional import dequantize_4bit
-
-            return F.linear(x, dequantize_4bit(*self.nf4).to(x.dtype), self.bias)
         outs = [m(x) for m in self.modules]
         return outs[0] if len(outs) == 1 else torch.cat(outs, dim=-1)
 

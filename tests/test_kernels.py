@@ -164,27 +164,3 @@ def test_engine_short_pass_calls_lora_layers_as_modules():
     got = fast.answer_from_cache(cache, questions, [], 5)
     want = AnswerEngine(model, max_batch=2, fast_kernels=False).answer_from_cache(cache, questions, [], 5)
     assert [a.token_ids for a in got] == [b.token_ids for b in want]
-
-
-def test_stacked_nf4_projection_equals_the_modules():
-    """Several bitsandbytes NF4 linears that read one input (q/k/v) are stacked once: a pass of several rows
-    de-quantises them together and runs one GEMM; the result is the modules' concatenated outputs, bit for bit."""
-    import bitsandbytes as bnb
-
-    from gistpoc.engine import _Proj
-
-    g = torch.Generator().manual_seed(6)
-    mods = []
-    for n in (128, 64, 64):
-        lin = bnb.nn.Linear4bit(256, n, bias=True, compute_dtype=torch.bfloat16, compress_statistics=True, quant_type="nf4")
-        lin.weight = bnb.nn.Params4bit(torch.randn(n, 256, generator=g).to(torch.bfloat16), requires_grad=False, quant_type="nf4",
-                                       compress_statistics=True, blocksize=64)
-        lin.bias = torch.nn.Parameter(torch.randn(n, generator=g).to(torch.bfloat16))
-        mods.append(lin.to("cpu"))
-    proj = _Proj(mods)
-    assert proj.nf4 is not None
-    x = torch.randn(2, 5, 256, generator=g).to(torch.bfloat16)
-    want = torch.cat([F.linear(x, bnb.functional.dequantize_4bit(m.weight.data, m.weight.quant_state), m.bias) for m in mods], -1)
-    assert torch.equal(proj(x), want)
-    one = x[:1, :1]  # one row: the modules' own (gemv) path
-    assert torch.equal(proj(one), torch.cat([m(one) for m in mods], -1))
