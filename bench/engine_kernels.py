@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gpu_systems import LLAMA3_8B, copy_bandwidth  # noqa: E402
+from gpu_systems import LLAMA3_8B, copy_bandwidth, graph_us  # noqa: E402
 
 from gistpoc import kernels  # noqa: E402
 from gistpoc.engine import rotate_half  # noqa: E402
@@ -51,32 +51,6 @@ def ulps(got: torch.Tensor, want: torch.Tensor, scale: torch.Tensor | None = Non
     ref = (w if scale is None else scale.float()).abs().clamp(min=1e-30)
     step = torch.exp2(torch.floor(torch.log2(ref)) - 7)
     return float(((got.float() - w).abs() / step).max())
-
-
-def graph_us(fn, copies: int = 8, replays: int = 20) -> float:
-    """Median microseconds of one ``fn(i)`` (i = weight copy), from a CUDA graph of ``copies`` calls."""
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        for i in range(copies):
-            fn(i)
-    torch.cuda.current_stream().wait_stream(side)
-    g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g):
-        for i in range(copies):
-            fn(i)
-    g.replay()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(replays):
-        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        s.record()
-        g.replay()
-        e.record()
-        torch.cuda.synchronize()
-        times.append(s.elapsed_time(e) * 1000 / copies)
-    del g
-    return statistics.median(times)
 
 
 def replay_ms(graph, replays: int = 30) -> float:
