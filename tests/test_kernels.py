@@ -164,3 +164,27 @@ def test_engine_short_pass_calls_lora_layers_as_modules():
     got = fast.answer_from_cache(cache, questions, [], 5)
     want = AnswerEngine(model, max_batch=2, fast_kernels=False).answer_from_cache(cache, questions, [], 5)
     assert [a.token_ids for a in got] == [b.token_ids for b in want]
+
+
+def test_nf4_projection_with_its_absmax_dequantised_once_equals_the_module():
+    """The short pass calls bitsandbytes NF4 linears with a flat quantisation state (absmax de-quantised once at
+    engine start): the same weights, so the same outputs as the module, for one row and for many."""
+    import bitsandbytes as bnb
+
+    from gistpoc.engine import _Proj
+
+    g = torch.Generator().manual_seed(6)
+    lin = bnb.nn.Linear4bit(256, 96, bias=True, compute_dtype=torch.bfloat16, compress_statistics=True, quant_type="nf4")
+    lin.weight = bnb.nn.Params4bit(torch.randn(96, 256, generator=g).to(torch.bfloat16), requires_grad=False, quant_type="nf4",
+                                   compress_statistics=True, blocksize=64)
+    lin.bias = torch.nn.Parameter(torch.randn(96, generator=g).to(torch.bfloat16))
+    lin = lin.to("cpu")
+    proj = _Proj([lin])
+    assert proj.weight is None and proj.flat[0] is not None and not proj.flat[0].nested
+    dense = bnb.functional.dequantize_4bit(lin.weight.data, lin.weight.quant_state)
+    for rows in (1, 7):
+        x = torch.randn(1, rows, 256, generator=g).to(torch.bfloat16)
+        torch.testing.assert_close(proj(x), F.linear(x, dense, lin.bias), rtol=2e-2, atol=2e-2)
+        torch.testing.assert_close(proj(x), lin(x), rtol=2e-2, atol=2e-2)
+    # the flat state de-quantises to the very matrix the double-quantised one does
+    assert torch.equal(bnb.functional.dequantize_4bit(lin.weight.data, proj.flat[0]), dense)
