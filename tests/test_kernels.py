@@ -186,5 +186,6 @@ def test_nf4_projection_with_its_absmax_dequantised_once_equals_the_module():
         x = torch.randn(1, rows, 256, generator=g).to(torch.bfloat16)
         torch.testing.assert_close(proj(x), F.linear(x, dense, lin.bias), rtol=2e-2, atol=2e-2)
         torch.testing.assert_close(proj(x), lin(x), rtol=2e-2, atol=2e-2)
-    # the flat state de-quantises to the very matrix the double-quantised one does
+    # the flat state de-quantises to the very matrix the double-quantised one does; a second engine shares it
     assert torch.equal(bnb.functional.dequantize_4bit(lin.weight.data, proj.flat[0]), dense)
+    assert _Proj([lin]).flat[0] is proj.flat[0]
