@@ -189,3 +189,31 @@ def test_nf4_projection_with_its_absmax_dequantised_once_equals_the_module():
     # the flat state de-quantises to the very matrix the double-quantised one does; a second engine shares it
     assert torch.equal(bnb.functional.dequantize_4bit(lin.weight.data, proj.flat[0]), dense)
     assert _Proj([lin]).flat[0] is proj.flat[0]
+
+
+def test_real_smollm2_gist_answers_are_the_same_through_the_kernels(tokenizer, gist_model, real_text):
+    """The real SmolLM2 weights (GQA 9/3, gist rows as the pipeline adds them; the first 4 of its 30 layers, so the interpreter
+    finishes in CI time) in fp16 answering from a real gist cache: the fused kernels give the PyTorch path's greedy
+    tokens (the same check the GPU benchmark makes in bf16)."""
+    import copy
+
+    from gistpoc.gist.template import encode_prefix, encode_question, prompt_template
+
+    model = copy.deepcopy(gist_model.model).to(DEV, DT)
+    model.model.layers = model.model.layers[:4]
+    model.config.num_hidden_layers = 4
+    template = prompt_template(tokenizer, "Answer from the compressed text.")
+    enc = encode_prefix(tokenizer, template, real_text[:1200], gist_model.gist_ids)
+    cache = compress_context(model, enc.prefix_ids, enc.gist_start, enc.gist_end)
+    questions = [encode_question(tokenizer, template, q) for q in ("Who is the article about?", "What is the pass key?")]
+    assert all(len(q) <= 32 for q in questions)  # two rows of <= 32 tokens: the prompt pass is a short pass
+    fast = AnswerEngine(model, max_batch=2, fast_kernels=True)
+    calls = []
+    orig = fast._forward_short
+    fast._forward_short = lambda *a: calls.append(a[0].shape) or orig(*a)
+    got = fast.answer_from_cache(cache, questions, gist_model.eos_ids, 4)
+    assert calls[0][0] == 2 and calls[0][1] >= max(map(len, questions)) and calls[-1] == (2, 1)
+    want = AnswerEngine(model, max_batch=2, fast_kernels=False).answer_from_cache(cache, questions, gist_model.eos_ids, 4)
+    assert [a.token_ids for a in got] == [b.token_ids for b in want] and all(a.token_ids for a in got)
+    for a, b in zip(got, want):
+        assert rel(a.first_logits, b.first_logits) < 1e-2
