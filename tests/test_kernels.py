@@ -101,8 +101,13 @@ def test_silu_mul_and_rope_to_cache_equal_pytorch():
     qq, kk, vv = qkv.split([h * d, kv * d, kv * d], -1)
     qq, kk, vv = (z.view(b, t, -1, d).transpose(1, 2) for z in (qq, kk, vv))
     c, s = cos[:, None], sin[:, None]
-    assert torch.equal(q, qq * c + rotate_half(qq) * s)
-    assert torch.equal(kc[:b, :, 2:5], kk * c + rotate_half(kk) * s)
+    for got, z in ((q, qq), (kc[:b, :, 2:5], kk)):
+        want = z * c + rotate_half(z) * s
+        if DEV == "cpu":  # the interpreter rounds exactly where PyTorch does
+            assert torch.equal(got, want)
+        else:  # on the GPU the kernel's sum may differ by a rounding step of its larger product (measured: <= 2)
+            big = torch.maximum((z * c).abs(), (rotate_half(z) * s).abs()).float()
+            assert ((got.float() - want.float()).abs() <= 2 * torch.exp2(torch.floor(torch.log2(big.clamp(min=1e-30))) - 7)).all()
     assert torch.equal(vc[:b, :, 2:5], vv)
     untouched = torch.ones_like(kc, dtype=torch.bool)
     untouched[:b, :, 2:5] = False
