@@ -55,8 +55,10 @@ def _fuse(linears: list) -> tuple[torch.Tensor, torch.Tensor | None, list[int]] 
     if len({m.bias is None for m in linears}) != 1:
         return None
     done = getattr(linears[0], "_gistpoc_fused", None)
-    if done is not None and all(getattr(m, "_gistpoc_fused", None) is done for m in linears):
+    if (done is not None and all(getattr(m, "_gistpoc_fused", None) is done for m in linears)
+            and all(m.weight.untyped_storage().data_ptr() == done[0].untyped_storage().data_ptr() for m in linears)):
         return done  # a second engine on the same model shares the first one's fused weights
+    # (unless the model was converted since, e.g. .to(float16): its weights are then new tensors, fused anew)
     w = torch.cat([m.weight.data for m in linears])
     b = torch.cat([m.bias.data for m in linears]) if linears[0].bias is not None else None
     sizes = [m.out_features for m in linears]
@@ -223,6 +225,13 @@ class AnswerEngine:
         gate, up = F.linear(h, fused[0], fused[1]).split(fused[2], dim=-1)
         return mlp.down_proj(mlp.act_fn(gate) * up)
 
+    def _mask(self, b: int, t: int, slots: torch.Tensor, span: int, dtype: torch.dtype) -> torch.Tensor:
+        """Additive attention mask (B, 1, rep*T, span): a query at slot s sees the valid slots <= s; the grouped-query
+        heads of one KV head share a row of it."""
+        allowed = self.valid[:b, None, :span] & (self.slot_index[None, None, :span] <= slots[None, :, None])  # (B, T, span)
+        mask = torch.zeros(allowed.shape, dtype=dtype, device=self.device).masked_fill_(~allowed, float("-inf"))
+        return mask[:, None].expand(b, 1, t, span).repeat(1, 1, self.n_heads // self.kv_heads, 1)
+
     def _forward(self, ids: torch.Tensor, pos: torch.Tensor, slots: torch.Tensor, last: torch.Tensor, span: int) -> torch.Tensor:
         """Write the KV of ``ids`` (at positions ``pos``) into ``slots`` of every row and return the float32 logits
         of each row's token ``last``; attention reads the first ``span`` slots (all written slots lie there).
@@ -232,10 +241,7 @@ class AnswerEngine:
         cos, sin = self.inner.rotary_emb(x, pos)
         cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
         rep = self.n_heads // self.kv_heads
-        # query at slot s sees valid slots <= s; grouped-query heads share a row of the mask
-        allowed = self.valid[:b, None, :span] & (self.slot_index[None, None, :span] <= slots[None, :, None])  # (B, T, span)
-        mask = torch.zeros(allowed.shape, dtype=x.dtype, device=x.device).masked_fill_(~allowed, float("-inf"))
-        mask = mask[:, None].expand(b, 1, t, span).repeat(1, 1, rep, 1)  # (B, 1, rep*T, span)
+        mask = self._mask(b, t, slots, span, x.dtype)
         for i, layer in enumerate(self.inner.layers):
             attn = layer.self_attn
             q, k, v = self._project(i, layer, x, cos, sin)
@@ -277,9 +283,7 @@ class AnswerEngine:
         x = self.inner.embed_tokens(ids)
         cos, sin = self.inner.rotary_emb(x, pos)
         rep = self.n_heads // self.kv_heads
-        allowed = self.valid[:b, None, :span] & (self.slot_index[None, None, :span] <= slots[None, :, None])
-        mask = torch.zeros(allowed.shape, dtype=x.dtype, device=x.device).masked_fill_(~allowed, float("-inf"))
-        mask = mask[:, None].expand(b, 1, t, span).repeat(1, 1, rep, 1)
+        mask = self._mask(b, t, slots, span, x.dtype)
         res = None
         for i, (n1, n2, qkv, o_proj, gate_up, down) in enumerate(self.short["layers"]):
             attn = self.inner.layers[i].self_attn

@@ -97,3 +97,16 @@ def test_tiny_architectures_gist_cache_and_prompts(arch):
     for e, c in zip([answer_from_cache(model, cache, q, [], 8) for q in questions], engine.answer_from_cache(cache, questions, [], 8)):
         _same(e, c, atol=1e-4)
     _same(greedy_generate(model, prefix, 0, [], 8), engine.generate([prefix], 0, [], 8)[0], atol=1e-4)
+
+
+def test_an_engine_after_the_model_is_converted_uses_the_converted_weights():
+    """Fused q/k/v and gate/up weights are shared by engines on one model, but not across a conversion: after
+    ``model.to(dtype)`` a new engine fuses the new weights (it once kept the old fp32 ones)."""
+    model = _tiny("llama")
+    prompt = torch.randint(5, 290, (12,), generator=torch.Generator().manual_seed(2)).tolist()
+    first = AnswerEngine(model)
+    assert AnswerEngine(model).qkv[0] is first.qkv[0]  # shared while the weights are the same
+    model.to(torch.float64)
+    engine = AnswerEngine(model)
+    assert engine.qkv[0][0].dtype == torch.float64 and engine.qkv[0] is not first.qkv[0]
+    assert engine.generate([prompt], 0, [], 4)[0].token_ids == greedy_generate(model, prompt, 0, [], 4).token_ids
