@@ -74,14 +74,15 @@ def test_end_of_turn_and_budget_stops_match_eager(tokenizer, gist_model):
         engine.generate([prompt, []], 0, gist_model.eos_ids, 4)
 
 
-def _tiny(arch: str):
+def _tiny(arch: str, dtype: torch.dtype = torch.float32, attn: str = "eager", device: str = "cpu"):
+    """A tiny random-initialised Llama or Qwen2 (q/k/v biases, tied embeddings), seed 0."""
     from transformers import AutoModelForCausalLM, LlamaConfig, Qwen2Config
 
     common = dict(vocab_size=300, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                   num_key_value_heads=2, max_position_embeddings=512, initializer_range=0.2)
     cfg = Qwen2Config(**common, tie_word_embeddings=True) if arch == "qwen2" else LlamaConfig(**common)
     torch.manual_seed(0)
-    return AutoModelForCausalLM.from_config(cfg, dtype=torch.float32, attn_implementation="eager").eval()
+    return AutoModelForCausalLM.from_config(cfg, dtype=dtype, attn_implementation=attn).to(device).eval()
 
 
 @pytest.mark.parametrize("arch", ["llama", "qwen2"])

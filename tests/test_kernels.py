@@ -16,6 +16,8 @@ from gistpoc import kernels  # noqa: E402
 from gistpoc.engine import AnswerEngine, rotate_half  # noqa: E402
 from gistpoc.gist.cache import answer_from_cache, compress_context, greedy_generate  # noqa: E402
 
+from .test_engine import _tiny as tiny_model  # noqa: E402
+
 DEV = "cuda" if torch.cuda.is_available() else "cpu"
 DT = torch.bfloat16 if DEV == "cuda" else torch.float16
 
@@ -115,13 +117,7 @@ def test_silu_mul_and_rope_to_cache_equal_pytorch():
 
 
 def _tiny(arch: str):
-    from transformers import AutoModelForCausalLM, LlamaConfig, Qwen2Config
-
-    common = dict(vocab_size=300, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                  num_key_value_heads=2, max_position_embeddings=512, initializer_range=0.2)
-    cfg = Qwen2Config(**common, tie_word_embeddings=True) if arch == "qwen2" else LlamaConfig(**common)
-    torch.manual_seed(0)
-    return AutoModelForCausalLM.from_config(cfg, dtype=DT, attn_implementation="sdpa").to(DEV).eval()
+    return tiny_model(arch, DT, "sdpa", DEV)
 
 
 @pytest.mark.parametrize("arch", ["llama", "qwen2"])
