@@ -96,6 +96,8 @@ def test_run_budget_answers_every_method_from_one_pass(gist_model, real_text):
         assert set(out) == set(names)
         for name, rows in out.items():
             assert [r["method"] for r in rows] == [name] * 2 and all(r["status"] == "ok" and r["engine"] == engine for r in rows)
+            # the rows say whether the fused Triton kernels ran (never on CPU; only the compiled engine has them)
+            assert all(r.get("fast_kernels", "absent") == (False if engine == "compiled" else "absent") for r in rows)
             assert all(r["budget_positions"] == parse_method(name)[1] for r in rows)
         if engine == "eager":
             eager = {n: [r["prediction"] for r in rows] for n, rows in out.items()}

@@ -10,6 +10,11 @@
 #                                              each checkpoint evaluated when trained; then the report
 #   bash bench/paper_scale/device.sh wait S    wait up to S seconds for the pipeline, printing progress
 #   bash bench/paper_scale/device.sh collect   pack the results (adapters, no base weights, no gist caches) into $OUT
+#   bash bench/paper_scale/device.sh recheck   issue 14 on a finished run, with the engine as the tree has it now: the
+#                                              engine-check questions (passkey + factual) answered by the compiled engine
+#                                              (closed book, full context) into $OUT, from the GGUF parts (m1..) and
+#                                              device_in/ec (the run's test set, gguf/jsonschema wheels); compare them
+#                                              here with engine_check.py --a/--b
 #   Environment: CONFIG (default the paper-scale config), GISTPOC_GIT_COMMIT (the commit of the copied tree).
 set -euo pipefail
 CONFIG=${CONFIG:-docs/results/smollm2-paper-scale/config.yaml}
@@ -184,8 +189,30 @@ collect)  # what the GPU half made; the inputs it was given stay on the CPU side
     done
     ls -la "$OUT"
     ;;
+recheck)
+    [ -f "$SITE/EC_OK" ] || { python -m pip install -q --no-index --no-deps --no-compile --target "$SITE" "$DEV"/ec/*.whl && touch "$SITE/EC_OK"; }
+    [ -f "$GGUF" ] || bash "$0" model
+    cfg() { python -c "import sys; from gistpoc.config import load_config; c = load_config('$CONFIG'); print(eval(sys.argv[1]))" "$1"; }
+    n=$(cfg "min(c['gist']['n_tokens'])")
+    ds=results/dataset/test.gist$n.jsonl
+    mkdir -p results/dataset && gunzip -c "$DEV/ec/test.gist$n.jsonl.gz" >"$ds"
+    model=$(python -c "import json; from gistpoc.config import load_config; print(json.dumps(load_config('$CONFIG')['model']))")
+    [ -f results/model/base/model_ref.json ] || python scripts/prepare_model.py --model "$model" --out-dir results/model/base --log "$OUT/prepare_model.log"
+    nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
+    for m in closed_book full_context; do   # side by side (0.5 B parameters: the card has room), as in the run
+        python scripts/evaluate_method.py --method "$m" --model "$model" --model-ref results/model/base --dataset "$ds" \
+            --gist-instruction x --baseline-instruction "$(cfg "c['eval']['baseline_instruction']")" \
+            --max-new-tokens "$(cfg "c['eval']['max_new_tokens']")" --warmup-items "$(cfg "c['eval']['warmup_items']")" \
+            --seed "$(cfg "c['seed']")" --embedding-model none --qtypes passkey factual \
+            --engine compiled --engine-batch "$(cfg "c['eval']['engine_batch']")" \
+            --out "$OUT/$m.compiled.jsonl" --environment-out "$OUT/$m.compiled.env.json" --log "$OUT/$m.compiled.log" \
+            || echo "recheck $m failed" &
+    done
+    wait
+    grep -h "compiled engine:\|answers (" "$OUT"/*.compiled.log || true
+    ;;
 *)
-    sed -n 2,11p "$0"
+    sed -n 2,16p "$0"
     exit 2
     ;;
 esac

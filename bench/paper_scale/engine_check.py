@@ -1,7 +1,11 @@
-"""Issue 14's quality check on a paper-scale run: the eager engine's answers (device.sh pipeline, results/engine_check/)
-against the run's own compiled-engine answers for the same questions, scored the same way.
+"""Issue 14's quality check on a paper-scale run: one engine's answers against another's for the same questions, scored
+the same way.
 
+    # the eager engine's answers (device.sh pipeline, results/engine_check/) against the run's compiled ones
     python bench/paper_scale/engine_check.py --run /tmp/qwen-ps --out docs/results/<run>/engine_check.json
+    # any two sets of answer files, {method} in each pattern (.jsonl or .jsonl.gz), labelled
+    python bench/paper_scale/engine_check.py --a eager=<dir>/engine_check-{method}.eager.jsonl.gz \\
+        --b compiled_kernels=<dir>/recheck-{method}.jsonl.gz --out ...
 
 Prints and writes, per method: questions compared, identical answers, where the others first differ (characters into
 the answer), and passkey accuracy / factual F1 under each engine.
@@ -9,6 +13,7 @@ the answer), and passkey accuracy / factual F1 under each engine.
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import statistics
 from pathlib import Path
@@ -17,7 +22,7 @@ from gistpoc.evaluate.metrics import passkey_correct, token_f1
 
 
 def read(path: Path) -> dict[str, dict]:
-    with open(path) as fh:
+    with (gzip.open(path, "rt") if path.suffix == ".gz" else open(path)) as fh:
         return {r["id"]: r for r in map(json.loads, fh)}
 
 
@@ -32,33 +37,51 @@ def first_difference(a: str, b: str) -> int:
     return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
 
 
-def compare(eager: dict[str, dict], compiled: dict[str, dict]) -> dict:
-    ids = sorted(set(eager) & set(compiled))
+def compare(a: dict[str, dict], b: dict[str, dict], labels: tuple[str, str] = ("eager", "compiled")) -> dict:
+    ids = sorted(set(a) & set(b))
     if not ids:
         raise SystemExit("no question answered by both engines")
-    e = [eager[i] for i in ids]
-    c = [compiled[i] for i in ids]
-    diffs = [first_difference(a["prediction"], b["prediction"]) for a, b in zip(e, c) if a["prediction"] != b["prediction"]]
+    ra = [a[i] for i in ids]
+    rb = [b[i] for i in ids]
+    diffs = [first_difference(x["prediction"], y["prediction"]) for x, y in zip(ra, rb) if x["prediction"] != y["prediction"]]
     return {"questions": len(ids), "identical": len(ids) - len(diffs),
             "first_difference_chars_median": statistics.median(diffs) if diffs else None,
-            "eager": score(e), "compiled": score(c),
-            "engines": sorted({r.get("engine", "?") for r in e}) + sorted({r.get("engine", "?") for r in c})}
+            labels[0]: score(ra), labels[1]: score(rb),
+            "engines": sorted({r.get("engine", "?") for r in ra}) + sorted({r.get("engine", "?") for r in rb})}
+
+
+def labelled(arg: str) -> tuple[str, str]:
+    label, sep, pattern = arg.partition("=")
+    if not sep or not label or "{method}" not in pattern:
+        raise argparse.ArgumentTypeError(f"expected LABEL=PATTERN with {{method}} in the pattern, got {arg!r}")
+    return label, pattern
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--run", required=True, help="the run tree (results/engine_check/ and results/eval/<method>/answers.jsonl)")
+    p.add_argument("--run", help="the run tree (results/engine_check/<method>.eager.jsonl and results/eval/<method>/answers.jsonl)")
+    p.add_argument("--a", type=labelled, help="LABEL=PATTERN: the first engine's answers ({method} in the path); instead of --run")
+    p.add_argument("--b", type=labelled, help="LABEL=PATTERN: the second engine's answers")
     p.add_argument("--methods", nargs="+", default=["closed_book", "full_context"])
     p.add_argument("--out", required=True)
     args = p.parse_args()
-    run = Path(args.run)
+    if args.run:
+        if args.a or args.b:
+            p.error("--run or --a/--b, not both")
+        a = ("eager", str(Path(args.run) / "results/engine_check/{method}.eager.jsonl"))
+        b = ("compiled", str(Path(args.run) / "results/eval/{method}/answers.jsonl"))
+    elif args.a and args.b:
+        a, b = args.a, args.b
+        if a[0] == b[0]:
+            p.error(f"--a and --b need different labels, both are {a[0]!r}")
+    else:
+        p.error("give --run, or --a and --b")
     out = {}
     for m in args.methods:
-        out[m] = compare(read(run / "results/engine_check" / f"{m}.eager.jsonl"), read(run / "results/eval" / m / "answers.jsonl"))
-        r = out[m]
+        out[m] = r = compare(read(Path(a[1].format(method=m))), read(Path(b[1].format(method=m))), (a[0], b[0]))
         print(f"{m}: {r['identical']} of {r['questions']} identical (others first differ at character "
-              f"{r['first_difference_chars_median']}); passkey {r['eager']['passkey_acc']} eager vs {r['compiled']['passkey_acc']} compiled; "
-              f"factual F1 {r['eager']['factual_f1']:.4f} vs {r['compiled']['factual_f1']:.4f}")
+              f"{r['first_difference_chars_median']}); passkey {r[a[0]]['passkey_acc']} {a[0]} vs {r[b[0]]['passkey_acc']} {b[0]}; "
+              f"factual F1 {r[a[0]]['factual_f1']:.4f} vs {r[b[0]]['factual_f1']:.4f}")
     Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
 
 

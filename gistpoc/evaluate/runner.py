@@ -64,21 +64,27 @@ def _docs(records: list[dict]) -> "OrderedDict[str, list[dict]]":
 
 
 def _engine(engine: str, engine_batch: int, loaded):
-    """(compiled engine or None, questions per pass, answer(cache, questions, budget) -> generations)."""
+    """(compiled engine or None, questions per pass, answer(cache, questions, budget) -> generations, the engine facts
+    each answer row carries: ``engine`` and, for the compiled one, ``fast_kernels``: whether its short passes ran
+    through ``gistpoc.kernels``)."""
     if engine not in ("eager", "compiled"):
         raise ValueError(f"engine must be eager or compiled, got {engine!r}")
     eng = None
+    facts = {"engine": engine}
     if engine == "compiled":
         from gistpoc.engine import AnswerEngine
 
         eng = AnswerEngine(loaded.model, max_batch=engine_batch)
+        facts["fast_kernels"] = eng.short is not None
+        log.info("compiled engine: up to %d questions per pass, CUDA graphs %s, fused Triton kernels %s", engine_batch,
+                 "on" if eng.graphs else "off", "on" if facts["fast_kernels"] else "off")
 
     def answer(cache, questions: list[list[int]], budget: int):
         if eng is not None:
             return eng.answer_from_cache(cache, questions, loaded.eos_ids, budget)
         return [answer_from_cache(loaded.model, cache, questions[0], loaded.eos_ids, budget)]
 
-    return eng, (engine_batch if eng is not None else 1), answer
+    return eng, (engine_batch if eng is not None else 1), answer, facts
 
 
 ROW_KEYS = ("id", "doc_id", "source", "qtype", "question", "answer", "context_tokens", "passkey_depth")
@@ -159,7 +165,7 @@ def run_method(method: str, loaded, records: list[dict], instruction: str, max_n
         extra["context_tokens_in_prompt"] = enc.context_tokens
         return enc.prefix_ids + encode_question(tok, template, rec["question"]), extra
 
-    eng, batch_size, answer_gist = _engine(engine, engine_batch, loaded)
+    eng, batch_size, answer_gist, engine_facts = _engine(engine, engine_batch, loaded)
 
     def answer_prompts(prompts: list[list[int]], budget: int):
         """Baselines: all ``prompts`` in one pass (compiled), or the first alone (eager; groups are of one there)."""
@@ -218,13 +224,13 @@ def run_method(method: str, loaded, records: list[dict], instruction: str, max_n
                         questions.append(encode_question(tok, template, question))
                         extras.append({**extra, "prompt_tokens": len(questions[-1])})
                     return answer_gist(cache, questions, max_new_tokens), extras
-                out.extend(_answer_group(method, group, gist_answers, meter, tok, loaded.device, {"scrambled": scramble, "engine": engine}))
+                out.extend(_answer_group(method, group, gist_answers, meter, tok, loaded.device, {"scrambled": scramble, **engine_facts}))
             else:
                 def prompt_answers(group=group):
                     built = [prompt_for(rec) for rec in group]
                     extras = [{**extra, "prompt_tokens": len(ids)} for ids, extra in built]
                     return answer_prompts([ids for ids, _ in built], max_new_tokens), extras
-                out.extend(_answer_group(method, group, prompt_answers, meter, tok, loaded.device, {"scrambled": scramble, "engine": engine}))
+                out.extend(_answer_group(method, group, prompt_answers, meter, tok, loaded.device, {"scrambled": scramble, **engine_facts}))
         log.info("%s: %s done (%d answers)", method, doc_id, len(recs))
     return out
 
@@ -243,7 +249,7 @@ def run_budget(loaded, records: list[dict], instruction: str, methods: list[str]
     model, tok = loaded.model, loaded.tokenizer
     template = prompt_template(tok, instruction)
     meter = MemoryMeter(loaded.device)
-    eng, batch_size, answer = _engine(engine, engine_batch, loaded)
+    eng, batch_size, answer, engine_facts = _engine(engine, engine_batch, loaded)
 
     def prefix(rec):
         enc = encode_prefix(tok, template, rec["context"], [])
@@ -298,7 +304,7 @@ def run_budget(loaded, records: list[dict], instruction: str, methods: list[str]
                     return [answer_from_cache(model, pcs[0], questions[0], loaded.eos_ids, max_new_tokens)], extras
 
                 for row in _answer_group([name for name, _ in part], [rec for _, rec in part], budget_answers, meter, tok, loaded.device,
-                                         {"scrambled": False, "engine": engine}):
+                                         {"scrambled": False, **engine_facts}):
                     out[row["method"]].append(row)
         del doc
         log.info("budget baselines: %s done (%d questions x %d methods)", doc_id, len(recs), len(methods))
