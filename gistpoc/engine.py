@@ -27,6 +27,7 @@ Llama and Qwen2 (q/k/v biases live in the projections) share this path.
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass
 
@@ -152,12 +153,24 @@ class _Static:
     graph: "torch.cuda.CUDAGraph | None" = None
 
 
+def fast_kernels_wanted(device: torch.device) -> bool:
+    """The ``fast_kernels`` default: ``GISTPOC_FAST_KERNELS`` (``auto`` when unset: on where ``gistpoc.kernels`` runs;
+    ``0``: off, e.g. to answer a test set both ways on one GPU; ``1``: on, an error where they cannot run)."""
+    value = os.environ.get("GISTPOC_FAST_KERNELS", "auto").strip().lower()
+    if value not in ("auto", "0", "1"):
+        raise ValueError(f"GISTPOC_FAST_KERNELS must be auto, 0 or 1, got {value!r}")
+    if value == "1" and not kernels.available(device):
+        raise RuntimeError(f"GISTPOC_FAST_KERNELS=1, but the fused kernels need Triton and a CUDA device (the model is on {device})")
+    return kernels.available(device) if value == "auto" else value == "1"
+
+
 class AnswerEngine:
     """Greedy answers for a batch of prompts that may continue one shared cached prefix (a gist cache).
 
     ``max_batch`` rows of ``max_len`` slots each are allocated once; ``generate`` grows them when asked for
     more. ``graphs`` (default: on for CUDA) captures passes of up to ``graph_max_tokens`` tokens; ``fast_kernels``
-    (default: on where ``gistpoc.kernels`` runs, i.e. CUDA with Triton) runs short passes through them.
+    (default: ``fast_kernels_wanted``, on where ``gistpoc.kernels`` runs, i.e. CUDA with Triton) runs short passes
+    through them.
     """
 
     def __init__(self, model, max_batch: int = 1, max_len: int = 256, graphs: bool | None = None, graph_max_tokens: int = 2048,
@@ -177,7 +190,7 @@ class AnswerEngine:
         with torch.no_grad():
             self.qkv = [_fuse([layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj]) for layer in self.inner.layers]
             self.gate_up = [_fuse([layer.mlp.gate_proj, layer.mlp.up_proj]) for layer in self.inner.layers]
-            use = kernels.available(self.device) if fast_kernels is None else fast_kernels
+            use = fast_kernels_wanted(self.device) if fast_kernels is None else fast_kernels
             self.short = self._short_plan() if use else None
         self._pool = None
         self._static: dict[tuple[int, int], _Static] = {}

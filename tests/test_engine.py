@@ -111,3 +111,22 @@ def test_an_engine_after_the_model_is_converted_uses_the_converted_weights():
     engine = AnswerEngine(model)
     assert engine.qkv[0][0].dtype == torch.float64 and engine.qkv[0] is not first.qkv[0]
     assert engine.generate([prompt], 0, [], 4)[0].token_ids == greedy_generate(model, prompt, 0, [], 4).token_ids
+
+
+def test_the_fused_kernels_follow_the_environment_switch(monkeypatch):
+    """GISTPOC_FAST_KERNELS: unset or auto = where they run (CUDA with Triton: never on this CPU), 0 = off, 1 = on or a
+    clear error, anything else an error naming the variable; an explicit ``fast_kernels=`` wins."""
+    model = _tiny("llama")
+    for value in (None, "auto", "0"):
+        if value is None:
+            monkeypatch.delenv("GISTPOC_FAST_KERNELS", raising=False)
+        else:
+            monkeypatch.setenv("GISTPOC_FAST_KERNELS", value)
+        assert AnswerEngine(model).short is None
+    monkeypatch.setenv("GISTPOC_FAST_KERNELS", "1")
+    with pytest.raises(RuntimeError, match="GISTPOC_FAST_KERNELS=1.*model is on cpu"):
+        AnswerEngine(model)
+    assert AnswerEngine(model, fast_kernels=False).short is None
+    monkeypatch.setenv("GISTPOC_FAST_KERNELS", "yes")
+    with pytest.raises(ValueError, match="GISTPOC_FAST_KERNELS must be auto, 0 or 1, got 'yes'"):
+        AnswerEngine(model)

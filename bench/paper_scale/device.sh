@@ -12,7 +12,8 @@
 #   bash bench/paper_scale/device.sh collect   pack the results (adapters, no base weights, no gist caches) into $OUT
 #   bash bench/paper_scale/device.sh recheck   issue 14 on a finished run, with the engine as the tree has it now: the
 #                                              engine-check questions (passkey + factual) answered by the compiled engine
-#                                              (closed book, full context) into $OUT, from the GGUF parts (m1..) and
+#                                              (closed book, full context; with and without the fused
+#                                              kernels) into $OUT, from the GGUF parts (m1..) and
 #                                              device_in/ec (the run's test set, gguf/jsonschema wheels); compare them
 #                                              here with engine_check.py --a/--b
 #   Environment: CONFIG (default the paper-scale config), GISTPOC_GIT_COMMIT (the commit of the copied tree).
@@ -199,17 +200,21 @@ recheck)
     model=$(python -c "import json; from gistpoc.config import load_config; print(json.dumps(load_config('$CONFIG')['model']))")
     [ -f results/model/base/model_ref.json ] || python scripts/prepare_model.py --model "$model" --out-dir results/model/base --log "$OUT/prepare_model.log"
     nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
-    for m in closed_book full_context; do   # side by side (0.5 B parameters: the card has room), as in the run
-        python scripts/evaluate_method.py --method "$m" --model "$model" --model-ref results/model/base --dataset "$ds" \
+    # side by side (0.5 B parameters: the card has room): each method with the fused kernels (the default on CUDA) and
+    # without them (GISTPOC_FAST_KERNELS=0), the same commit both ways
+    for run in closed_book:1 full_context:1 closed_book:0 full_context:0; do
+        m=${run%:*} k=${run#*:}
+        tag=compiled$([ "$k" = 1 ] || echo _nokernels)
+        GISTPOC_FAST_KERNELS=$k python scripts/evaluate_method.py --method "$m" --model "$model" --model-ref results/model/base --dataset "$ds" \
             --gist-instruction x --baseline-instruction "$(cfg "c['eval']['baseline_instruction']")" \
             --max-new-tokens "$(cfg "c['eval']['max_new_tokens']")" --warmup-items "$(cfg "c['eval']['warmup_items']")" \
             --seed "$(cfg "c['seed']")" --embedding-model none --qtypes passkey factual \
             --engine compiled --engine-batch "$(cfg "c['eval']['engine_batch']")" \
-            --out "$OUT/$m.compiled.jsonl" --environment-out "$OUT/$m.compiled.env.json" --log "$OUT/$m.compiled.log" \
-            || echo "recheck $m failed" &
+            --out "$OUT/$m.$tag.jsonl" --environment-out "$OUT/$m.$tag.env.json" --log "$OUT/$m.$tag.log" \
+            || echo "recheck $m $tag failed" &
     done
     wait
-    grep -h "compiled engine:\|answers (" "$OUT"/*.compiled.log || true
+    grep "compiled engine:\|answers (" "$OUT"/*.log || true
     ;;
 *)
     sed -n 2,16p "$0"
