@@ -130,3 +130,33 @@ def test_the_fused_kernels_follow_the_environment_switch(monkeypatch):
     monkeypatch.setenv("GISTPOC_FAST_KERNELS", "yes")
     with pytest.raises(ValueError, match="GISTPOC_FAST_KERNELS must be auto, 0 or 1, got 'yes'"):
         AnswerEngine(model)
+
+
+def test_divergence_gaps_scores_where_two_answers_part(tokenizer, gist_model):
+    """bench/paper_scale/divergence_gaps.py (the paper-scale engine re-check): given two answers, it finds the first
+    token where they part and scores both tokens there with the float32 model; an answer that ended offers the
+    end-of-turn token the model scores highest."""
+    import importlib
+    import sys
+
+    from .conftest import ROOT
+
+    sys.path.insert(0, str(ROOT / "bench" / "paper_scale"))
+    try:
+        gaps = importlib.import_module("divergence_gaps")
+    finally:
+        sys.path.remove(str(ROOT / "bench" / "paper_scale"))
+    model, tok = gist_model.model, tokenizer
+    template = prompt_template(tok, "Answer the question.")
+    prompt = gaps.prompt_ids(tok, template, "closed_book", {"question": QUESTIONS[0], "context": "unused"})
+    greedy = greedy_generate(model, prompt, 0, [], 6).token_ids
+    with torch.no_grad():
+        logits = model(torch.tensor([prompt + greedy[:3]])).logits[0, -1]
+    second = torch.topk(logits, 2).indices[1].item()
+    a, b = tok.decode(greedy), tok.decode(greedy[:3] + [second])
+    assert tok.encode(a, add_special_tokens=False) == greedy  # the case is one where re-encoding gives the ids back
+    g = gaps.gap_at_parting(model, tok, prompt, a, b, gist_model.eos_ids)
+    assert g["token"] == 3 and g["a_b_are_top2"] and g["float32_prefers"] == "a"
+    assert g["gap_a_b"] == g["top2_gap"] == pytest.approx((logits[greedy[3]] - logits[second]).item(), abs=1e-3)
+    ended = gaps.gap_at_parting(model, tok, prompt, a, tok.decode(greedy[:3]), gist_model.eos_ids)
+    assert ended["token"] == 3 and ended["b_token"] in {tok.decode([i]) for i in gist_model.eos_ids}

@@ -100,3 +100,27 @@ def test_qwen_engine_check_recomputes_and_keeps_the_quality_numbers(tmp_path):
         assert r["questions"] == 100 and r["engines"] == ["eager", "compiled"], m
         assert r["eager"]["passkey_acc"] == r["compiled"]["passkey_acc"], m
         assert abs(r["eager"]["factual_f1"] - r["compiled"]["factual_f1"]) < 0.01, m
+
+
+def test_qwen_engine_recheck_with_the_fused_kernels(tmp_path):
+    """Issue 14, re-checked with the engine as of the fused kernels (device.sh recheck on the H200, each method with and
+    without them, the kernels twice): the comparisons recompute from the committed answers; no quality number moves
+    (passkey equal, factual F1 within a point); the runs repeat exactly; and every answer the kernels change parts from
+    the eager one at a near-tie of the float32 model (divergence_gaps.py: logit gap <= 0.25, about two bf16 steps)."""
+    subprocess.run(["bash", "bench/paper_scale/engine_recheck.sh", str(tmp_path)], cwd=ROOT, check=True, capture_output=True)
+    got = {p.stem: json.loads(p.read_text()) for p in tmp_path.glob("*.json")}
+    assert got == {k: json.loads((RUN / "engine_recheck" / f"{k}.json").read_text()) for k in got} and len(got) == 5
+    for m in ("closed_book", "full_context"):
+        kernels, nokernels = published(f"recheck-{m}.compiled"), published(f"recheck-{m}.compiled_nokernels")
+        assert all(r["engine"] == "compiled" and r["fast_kernels"] is True for r in kernels), m
+        assert all(r["engine"] == "compiled" and r["fast_kernels"] is False for r in nokernels), m
+        for name, (a, b) in {"eager_vs_kernels": ("eager", "kernels"), "nokernels_vs_kernels": ("nokernels", "kernels")}.items():
+            r = got[name][m]
+            assert r["questions"] == 100 and r[a]["passkey_acc"] == r[b]["passkey_acc"], (name, m)
+            assert abs(r[a]["factual_f1"] - r[b]["factual_f1"]) < 0.01, (name, m)
+        assert got["kernels_repeat"][m]["identical"] == 100, m
+        eager = {r["id"]: r["prediction"] for r in published(f"engine_check-{m}.eager")}
+        differing = sorted(r["id"] for r in kernels if r["prediction"] != eager[r["id"]])
+        gaps = json.loads((RUN / "engine_recheck" / "gaps_eager_vs_kernels.json").read_text())[m]
+        assert [g["id"] for g in gaps["rows"]] == differing and gaps["differing"] == len(differing) > 0, m
+        assert all(g["gap_a_b"] <= 0.25 for g in gaps["rows"]), m
