@@ -13,7 +13,7 @@
 #   bash bench/paper_scale/device.sh recheck   issue 14 on a finished run, with the engine as the tree has it now: the
 #                                              engine-check questions (passkey + factual) answered by the compiled engine
 #                                              (closed book, full context; with and without the fused
-#                                              kernels) into $OUT, from the GGUF parts (m1..) and
+#                                              kernels) into $OUT/recheck.tar.gz, from the GGUF parts (m1..) and
 #                                              device_in/ec (the run's test set, gguf/jsonschema wheels); compare them
 #                                              here with engine_check.py --a/--b
 #   Environment: CONFIG (default the paper-scale config), GISTPOC_GIT_COMMIT (the commit of the copied tree).
@@ -198,8 +198,11 @@ recheck)
     ds=results/dataset/test.gist$n.jsonl
     mkdir -p results/dataset && gunzip -c "$DEV/ec/test.gist$n.jsonl.gz" >"$ds"
     model=$(python -c "import json; from gistpoc.config import load_config; print(json.dumps(load_config('$CONFIG')['model']))")
-    [ -f results/model/base/model_ref.json ] || python scripts/prepare_model.py --model "$model" --out-dir results/model/base --log "$OUT/prepare_model.log"
+    [ -f results/model/base/model_ref.json ] || python scripts/prepare_model.py --model "$model" --out-dir results/model/base --log logs/prepare_model/recheck.log
     nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
+    # the answers, env files and logs (12) in one tarball: a device call returns at most 8 files
+    dest=results/recheck
+    rm -rf "$dest" && mkdir -p "$dest"
     # side by side (0.5 B parameters: the card has room): each method with the fused kernels (the default on CUDA) and
     # without them (GISTPOC_FAST_KERNELS=0), the same commit both ways
     for run in closed_book:1 full_context:1 closed_book:0 full_context:0; do
@@ -210,11 +213,12 @@ recheck)
             --max-new-tokens "$(cfg "c['eval']['max_new_tokens']")" --warmup-items "$(cfg "c['eval']['warmup_items']")" \
             --seed "$(cfg "c['seed']")" --embedding-model none --qtypes passkey factual \
             --engine compiled --engine-batch "$(cfg "c['eval']['engine_batch']")" \
-            --out "$OUT/$m.$tag.jsonl" --environment-out "$OUT/$m.$tag.env.json" --log "$OUT/$m.$tag.log" \
+            --out "$dest/$m.$tag.jsonl" --environment-out "$dest/$m.$tag.env.json" --log "$dest/$m.$tag.log" \
             || echo "recheck $m $tag failed" &
     done
     wait
-    grep "compiled engine:\|answers (" "$OUT"/*.log || true
+    grep "compiled engine:\|answers (" "$dest"/*.log || true
+    tar czf "$OUT/recheck.tar.gz" -C results recheck
     ;;
 *)
     sed -n 2,16p "$0"
