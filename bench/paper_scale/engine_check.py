@@ -13,17 +13,16 @@ the answer), and passkey accuracy / factual F1 under each engine.
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import statistics
 from pathlib import Path
 
 from gistpoc.evaluate.metrics import passkey_correct, token_f1
+from gistpoc.utils import read_jsonl
 
 
 def read(path: Path) -> dict[str, dict]:
-    with (gzip.open(path, "rt") if path.suffix == ".gz" else open(path)) as fh:
-        return {r["id"]: r for r in map(json.loads, fh)}
+    return {r["id"]: r for r in read_jsonl(path)}  # .jsonl or .jsonl.gz; a bad line is an error naming it
 
 
 def score(rows: list[dict]) -> dict:
