@@ -130,6 +130,33 @@ def validate_config(config: dict, schema_path: str | Path = SCHEMA_PATH, _nested
     return config
 
 
+SOURCE_KEYS = ("wikipedia_xml", "wikitext_raw", "arxiv_metadata", "unarxive", "techdocs_dirs")
+
+
+def check_sources(config: dict, root: str | Path = ".") -> None:
+    """Every raw input the config names exists (relative paths from ``root``, the workflow's folder).
+
+    Raises ConfigError naming the key and the path, e.g. ``sources.wikitext_raw[0]: no such file: ...``, so a
+    missing dump stops the run at start-up instead of as a traceback from the rule that hashes it.
+    """
+    missing = []
+    for key in SOURCE_KEYS:
+        for i, path in enumerate(config["sources"].get(key, [])):
+            full = Path(path) if Path(path).is_absolute() else Path(root) / path
+            if not full.exists():
+                kind = "folder" if key.endswith("_dirs") else "file"
+                missing.append(f"sources.{key}[{i}]: no such {kind}: {path}")
+    pretrained = config["gist"]["pretrained"]
+    if pretrained not in ("train", "none"):
+        folder = Path(pretrained) if Path(pretrained).is_absolute() else Path(root) / pretrained
+        for n in config["gist"]["n_tokens"]:
+            for name in ("adapter_model.safetensors", "provenance.json"):
+                if not (folder / f"gist{n}" / name).exists():
+                    missing.append(f"gist.pretrained: no such file: {pretrained}/gist{n}/{name}")
+    if missing:
+        raise ConfigError("missing input:\n  " + "\n  ".join(missing) + "\n(fix the path in the config, or remove the entry)")
+
+
 def merged_train(train: dict, overrides: dict) -> dict:
     """The train section with an ablation's overrides applied (nested sections merged key by key)."""
     out = copy.deepcopy(train)

@@ -6,10 +6,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir)))
 
 from gistpoc.codehash import code_hash, files_hash
-from gistpoc.config import ConfigError, merged_train, validate_config
+from gistpoc.config import ConfigError, check_sources, merged_train, validate_config
 
 try:
     config.update(validate_config(config))
+    check_sources(config)  # raw inputs: relative to the working directory, like every rule path
 except ConfigError as err:
     raise WorkflowError(str(err))
 

@@ -66,3 +66,48 @@ def test_bad_yaml_names_the_file(tmp_path):
     p.write_text("seed: [1,\n")
     with pytest.raises(ConfigError, match=str(p)):
         load_config(p)
+
+
+def test_every_source_of_the_shipped_configs_exists():
+    from gistpoc.config import check_sources
+
+    for name in ("config.yaml", "tests/config.test.yaml"):
+        check_sources(load_config(ROOT / name), ROOT)
+
+
+@pytest.mark.parametrize(
+    "mutate, needle",
+    [
+        (lambda c: c["sources"]["wikitext_raw"].append("resources/raw/wikitext/gone.raw.bz2"),
+         "sources.wikitext_raw[1]: no such file: resources/raw/wikitext/gone.raw.bz2"),
+        (lambda c: c["sources"].update(techdocs_dirs=["resources/raw/techdocs/nowhere"]),
+         "sources.techdocs_dirs[0]: no such folder: resources/raw/techdocs/nowhere"),
+        (lambda c: c["gist"].update(pretrained="resources/raw"),
+         "gist.pretrained: no such file: resources/raw/gist10/adapter_model.safetensors"),
+    ],
+)
+def test_a_missing_source_names_the_key_and_the_path(mutate, needle):
+    from gistpoc.config import check_sources
+
+    cfg = validate_config(_default())
+    mutate(cfg)
+    with pytest.raises(ConfigError, match=r"missing input") as info:
+        check_sources(cfg, ROOT)
+    assert needle in str(info.value)
+
+
+def test_the_workflow_stops_at_start_up_on_a_missing_source(tmp_path):
+    """`snakemake -n` with a config naming a dump that is not there: one message naming the key and the path, no
+    traceback from rules/common.smk's hashing."""
+    import subprocess
+    import sys
+
+    cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
+    cfg["sources"]["unarxive"] = ["resources/raw/arxiv/not-downloaded.jsonl.gz"]
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    res = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--configfile", str(path)], cwd=ROOT, capture_output=True, text=True)
+    out = res.stdout + res.stderr
+    assert res.returncode != 0
+    assert "sources.unarxive[0]: no such file: resources/raw/arxiv/not-downloaded.jsonl.gz" in out
+    assert "FileNotFoundError" not in out
