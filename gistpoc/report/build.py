@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import jinja2
+from markupsafe import Markup, escape
 
 from gistpoc.report import analysis, criteria, plots
 from gistpoc.utils import git_commit, host_environment
@@ -88,12 +89,16 @@ def fmt(value, kind: str = "num") -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
-def ci(row: dict, key: str, kind: str = "pct") -> str:
+def ci(row: dict, key: str, kind: str = "pct", wrap: bool = False) -> str:
+    """``score [lo, hi]``; ``wrap`` puts the interval on a line of its own (the wide comparison matrix)."""
     if row.get(key) is None:
         return "-"
     lo, hi = row.get(f"{key}_lo"), row.get(f"{key}_hi")
     base = fmt(row[key], kind)
-    return f"{base} [{fmt(lo, kind)}, {fmt(hi, kind)}]" if lo is not None and hi is not None else base
+    if lo is None or hi is None:
+        return base
+    interval = f"[{fmt(lo, kind)}, {fmt(hi, kind)}]"
+    return Markup(f'{escape(base)}<br><span class="small">{escape(interval)}</span>') if wrap else f"{base} {interval}"
 
 
 def read_checkpoint(ck) -> tuple[dict, dict]:
