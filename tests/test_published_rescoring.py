@@ -108,3 +108,21 @@ def test_an_edited_stored_score_is_caught():
     fact["scores"]["f1"] = (fact["scores"]["f1"] or 0) + 0.5
     found = mismatches(edited)
     assert len(found) == 2 and "passkey_correct" in found[0] + found[1] and " f1:" in found[0] + found[1]
+
+
+@pytest.mark.parametrize("run, shuffled, closed", [("qwen2.5-coder-0.5b-paper-scale", "0.42", "0.11"), ("smollm2-paper-scale", "0.48", "0.14")])
+def test_the_cache_steers_the_wording_as_the_run_readme_says(run, shuffled, closed):
+    """The runs' READMEs say gist-25's factual answers share more words with its answers from the shuffled document
+    than with closed book's (the control rules out fact retrieval, not use of the cache): recomputed here."""
+    from gistpoc.evaluate.metrics import token_f1
+
+    def factual(name):
+        return {r["id"]: r["prediction"] or "" for r in _rows(ROOT / "docs/results" / run / "predictions" / f"{name}.jsonl.gz") if r["qtype"] == "factual"}
+
+    gist, shuf, book = factual("gist25"), factual("control-gist25_scrambled"), factual("closed_book")
+    assert len(gist) == 50 and set(gist) == set(shuf) == set(book)
+    vs_shuffled = sum(token_f1(gist[i], shuf[i]) for i in gist) / len(gist)
+    vs_closed = sum(token_f1(gist[i], book[i]) for i in gist) / len(gist)
+    assert (f"{vs_shuffled:.2f}", f"{vs_closed:.2f}") == (shuffled, closed)
+    text = (ROOT / "docs/results" / run / "README.md").read_text()
+    assert f"token F1 {shuffled}" in text and closed in text
