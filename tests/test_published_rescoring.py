@@ -110,7 +110,7 @@ def test_an_edited_stored_score_is_caught():
     assert len(found) == 2 and "passkey_correct" in found[0] + found[1] and " f1:" in found[0] + found[1]
 
 
-@pytest.mark.parametrize("run, shuffled, closed", [("qwen2.5-coder-0.5b-paper-scale", "0.42", "0.11"), ("smollm2-paper-scale", "0.48", "0.14")])
+@pytest.mark.parametrize("run, shuffled, closed", [("qwen2.5-coder-0.5b-paper-scale", "0.42", "0.10"), ("smollm2-paper-scale", "0.48", "0.14")])
 def test_the_cache_steers_the_wording_as_the_run_readme_says(run, shuffled, closed):
     """The runs' READMEs say gist-25's factual answers share more words with its answers from the shuffled document
     than with closed book's (the control rules out fact retrieval, not use of the cache): recomputed here."""
