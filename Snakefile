@@ -14,6 +14,7 @@ include: "rules/data.smk"
 include: "rules/gist.smk"
 include: "rules/evaluate.smk"
 include: "rules/report.smk"
+include: "rules/publish.smk"
 
 
 rule all:

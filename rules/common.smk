@@ -10,7 +10,9 @@ from gistpoc.config import ConfigError, check_sources, merged_train, validate_co
 
 try:
     config.update(validate_config(config))
-    check_sources(config)  # raw inputs: relative to the working directory, like every rule path
+    check_sources(
+        config
+    )  # raw inputs: relative to the working directory, like every rule path
 except ConfigError as err:
     raise WorkflowError(str(err))
 
@@ -322,6 +324,74 @@ def get_control_predictions(wildcards=None):
 
 def controls_arg(wildcards, input):
     return f"--controls {input.controls}" if input.controls else ""
+
+
+ENGINE_CHECK = config["eval"]["engine_check"]
+
+
+def get_engine_check_answers(wildcards=None):
+    """eval.engine_check: the eager engine's answers of these baselines (compared with the run's own)."""
+    return [f"results/engine_check/{m}.eager.jsonl" for m in ENGINE_CHECK]
+
+
+def publish_dir():
+    return config["publish_dir"] or f"docs/results/{config['run_name']}"
+
+
+def get_stage1_targets(wildcards=None):
+    """Stage 1 of every gist-N (when this run trains it) and the ablation checkpoints: the GPU's first phase."""
+    pre = (
+        [f"results/pretrained/gist{n}" for n in N_GIST]
+        + [manifest(f"results/pretrained/gist{n}") for n in N_GIST]
+        if config["gist"]["pretrained"] == "train"
+        else []
+    )
+    return pre + [manifest(f"results/ablations/{a}/checkpoint") for a in ABLATIONS]
+
+
+def get_baseline_targets(wildcards=None):
+    """Methods that need the base model only: closed book, full context, RAG, the matched-budget baselines."""
+    return [
+        f"results/eval/{m}/predictions.jsonl"
+        for m in ["closed_book", "full_context", "rag"] + BUDGET_METHODS
+    ]
+
+
+def get_gist_targets(wildcards=None):
+    """Everything that reads a trained gist checkpoint: gist-N, the hybrid, the controls, the ablations' answers."""
+    return (
+        [f"results/eval/gist{n}/predictions.jsonl" for n in N_GIST]
+        + [f"results/eval/{m}/predictions.jsonl" for m in RAG_GIST]
+        + get_control_predictions()
+        + get_ablation_predictions()
+    )
+
+
+def get_engine_check_targets(wildcards=None):
+    return ["results/engine_check/engine_check.json"] if ENGINE_CHECK else []
+
+
+def publish_list_arg(name):
+    """`--<name> <files>` from the publish rule's input of that name ('' when the run has none)."""
+    flag = f"--{name.replace('_', '-')}"
+
+    def arg(wildcards, input):
+        files = [str(f) for f in input[name]] if name in input.keys() else []
+        return f"{flag} {' '.join(files)}" if files else ""
+
+    return arg
+
+
+def publish_dest(wildcards, output):
+    """The folder of the publish rule's provenance.json: docs/results/<run_name> or publish_dir."""
+    return str(Path(output[0]).parent)
+
+
+def pretrained_publish_arg(wildcards=None):
+    """Stage 1's adapter folders (its logs and provenance) when this run trained it."""
+    if config["gist"]["pretrained"] != "train":
+        return ""
+    return "--pretrained " + " ".join(f"results/pretrained/gist{n}" for n in N_GIST)
 
 
 def qa_output(path):

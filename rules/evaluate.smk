@@ -350,3 +350,55 @@ rule summarize_eval:
         "python scripts/summarize_eval.py --predictions {input.predictions} {params.judgments} {params.ratings} "
         "--global-threshold {params.threshold} --bootstrap {params.bootstrap} --seed {params.seed} "
         "--summary {output.summary} --passkey {output.passkey} --rating-sheet {output.sheet} --log {log}"
+
+
+rule evaluate_engine_check:
+    input:
+        dataset=get_eval_dataset(),
+        model=MODEL,
+        model_sum=MODEL_SUM,
+    output:
+        answers=ensure("results/engine_check/{method}.eager.jsonl", non_empty=True),
+        environment="results/engine_check/{method}.eager.env.json",
+    log:
+        "logs/evaluate_engine_check/{method}.log",
+    wildcard_constraints:
+        method="closed_book|full_context",
+    conda:
+        "../envs/evaluate.yaml"
+    threads: EVAL_THREADS
+    resources:
+        gpu=1,
+        mem_mb=scaled(8000),
+        runtime=scaled(120),
+    params:
+        code=script_code("evaluate_method"),
+        model=section("model"),
+        baseline_instruction=config["eval"]["baseline_instruction"],
+        max_new_tokens=config["eval"]["max_new_tokens"],
+        warmup=config["eval"]["warmup_items"],
+        seed=config["seed"],
+    shell:
+        "python scripts/evaluate_method.py --method {wildcards.method} --model {params.model:q} --model-ref {input.model} "
+        "--dataset {input.dataset} --gist-instruction x --baseline-instruction {params.baseline_instruction:q} "
+        "--max-new-tokens {params.max_new_tokens} --warmup-items {params.warmup} --seed {params.seed} "
+        "--embedding-model none --qtypes passkey factual --engine eager "
+        "--out {output.answers} --environment-out {output.environment} --log {log}"
+
+
+rule check_engine:
+    input:
+        eager=get_engine_check_answers(),
+        answers=[f"results/eval/{m}/answers.jsonl" for m in ENGINE_CHECK],
+    output:
+        "results/engine_check/engine_check.json",
+    log:
+        "logs/check_engine/check_engine.log",
+    conda:
+        "../envs/evaluate.yaml"
+    params:
+        code=script_code("check_engine"),
+        methods=" ".join(ENGINE_CHECK),
+    shell:
+        "python scripts/check_engine.py --methods {params.methods} --eager {input.eager} --answers {input.answers} "
+        "--out {output} --log {log}"

@@ -93,7 +93,7 @@ def test_qwen_engine_check_recomputes_and_keeps_the_quality_numbers(tmp_path):
             "".join(json.dumps(r) + "\n" for r in published(f"engine_check-{m}.eager")))
         (run / f"results/eval/{m}/answers.jsonl").write_text("".join(json.dumps(r) + "\n" for r in published(m)))
     out = tmp_path / "check.json"
-    subprocess.run([sys.executable, "bench/paper_scale/engine_check.py", "--run", str(run), "--out", str(out)], cwd=ROOT, check=True)
+    subprocess.run([sys.executable, "-m", "gistpoc.evaluate.engine_check", "--run", str(run), "--out", str(out)], cwd=ROOT, check=True)
     got = json.loads(out.read_text())
     assert got == json.loads((RUN / "engine_check.json").read_text())
     for m, r in got.items():

@@ -3,6 +3,8 @@ on a tiny config (raw dumps -> dataset -> training -> every method -> report.htm
 
 from __future__ import annotations
 
+import csv
+import gzip
 import hashlib
 import json
 import os
@@ -151,7 +153,6 @@ def test_end_to_end_tiny_config(workdir):
     assert set(stats["extracted_by_source"]) == {"wikipedia", "arxiv", "techdocs"}
     assert stats["by_split"] == {"test": 3, "train": 3, "val": 2}
     # evaluation: one predictions file per method, a summary row per method
-    import csv
 
     summary = {r["method"]: r for r in csv.DictReader(open(wd / "results/eval/summary.csv"))}
     assert set(summary) == {"closed_book", "full_context", "rag", "gist2", "gist4", "truncate_head4", "truncate_tail4", "kv_select4", "mean_pool4",
@@ -212,6 +213,41 @@ def test_end_to_end_tiny_config(workdir):
     rebuilt = _Tables()
     rebuilt.feed((wd / "results/report.html").read_text())
     assert rebuilt.rows["gist4"]["passkey_acc"].startswith("99%")
+
+
+@pytest.mark.slow
+def test_publish_writes_the_run_folder_from_the_run_outputs(workdir):
+    """`snakemake publish` after the run: the engine check (eval.engine_check: [closed_book], eager) runs, and
+    docs/results/<run_name>/ holds the run's config, report, summary, predictions of every method and control,
+    training logs, the engine check and provenance.json with each file's sha256; a README written there survives a
+    republish."""
+    wd = workdir
+    if not (wd / "results/report.html").exists():
+        pytest.skip("needs the end-to-end run")
+    res = smk("--cores", "2", "publish", "--configfile", "tests/config.test.yaml", cwd=wd)
+    assert planned_rules(res.stdout + res.stderr) == {"evaluate_engine_check", "check_engine", "publish"}
+    dest = wd / "docs/results/test-tiny"
+    prov = json.loads((dest / "provenance.json").read_text())
+    methods = [r["method"] for r in csv.DictReader(open(wd / "results/eval/summary.csv"))]
+    want = {"config.yaml", "report.html", "summary.csv", "passkey_breakdown.csv", "corpus_stats.json", "reasoning_rating_sheet.csv.gz",
+            "engine_check.json", "logs.tar.gz", "figures/gist_attention.png", "predictions/control-gist4_scrambled.jsonl.gz",
+            "predictions/ablation-design-recipe.jsonl.gz", "predictions/engine_check-closed_book.eager.jsonl.gz",
+            "training/gist2_train_log.csv", "training/gist4_summary.json", "training/stage1-gist4_provenance.json",
+            "training/ablation-design-recipe_train_log.csv"} | {f"predictions/{m}.jsonl.gz" for m in methods}
+    assert want <= set(prov["files"]), sorted(want - set(prov["files"]))
+    for name, digest in prov["files"].items():
+        assert hashlib.sha256((dest / name).read_bytes()).hexdigest() == digest, name
+    assert (dest / "summary.csv").read_bytes() == (wd / "results/eval/summary.csv").read_bytes()
+    with gzip.open(dest / "predictions/gist4.jsonl.gz", "rb") as f:
+        assert f.read() == (wd / "results/eval/gist4/predictions.jsonl").read_bytes()
+    check = json.loads((dest / "engine_check.json").read_text())["closed_book"]
+    n_items = sum(1 for line in open(wd / "results/eval/closed_book/answers.jsonl") if json.loads(line)["qtype"] in ("passkey", "factual"))
+    assert check["questions"] == n_items and check["engines"] == ["eager", "compiled"] and check["eager"]["passkey_n"] == 3
+    # a republish replaces what publish wrote and keeps what people wrote
+    (dest / "README.md").write_text("# notes\n")
+    (dest / "predictions/stale.jsonl.gz").write_bytes(b"")
+    smk("--cores", "1", "publish", "--forcerun", "publish", "--configfile", "tests/config.test.yaml", cwd=wd)
+    assert (dest / "README.md").read_text() == "# notes\n" and not (dest / "predictions/stale.jsonl.gz").exists()
 
 
 @pytest.mark.slow

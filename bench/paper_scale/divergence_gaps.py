@@ -1,4 +1,4 @@
-"""Where two engines' greedy answers part, how close was the call? For every question two answer sets (engine_check.py's
+"""Where two engines' greedy answers part, how close was the call? For every question two answer sets (gistpoc.evaluate.engine_check's
 --a / --b patterns) answer differently, the first token where they part, re-scored in float32 on CPU by the plain
 Hugging Face model: the logit gap between the two engines' tokens there, and the gap between the top two tokens.
 A gap of a bf16 rounding step or two (~0.06-0.25 at these logit sizes) is a near-tie: either token is the model's

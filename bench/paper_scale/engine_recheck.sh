@@ -9,7 +9,7 @@ RUN=$ROOT/docs/results/qwen2.5-coder-0.5b-paper-scale
 P=$RUN/predictions
 DEST=${1:-$RUN/engine_recheck}
 mkdir -p "$DEST"
-check() { python "$ROOT/bench/paper_scale/engine_check.py" --a "$2" --b "$3" --out "$DEST/$1.json" | sed "s/^/$1 /"; }
+check() { python -m gistpoc.evaluate.engine_check --a "$2" --b "$3" --out "$DEST/$1.json" | sed "s/^/$1 /"; }
 check eager_vs_kernels "eager=$P/engine_check-{method}.eager.jsonl.gz" "kernels=$P/recheck-{method}.compiled.jsonl.gz"
 check eager_vs_nokernels "eager=$P/engine_check-{method}.eager.jsonl.gz" "nokernels=$P/recheck-{method}.compiled_nokernels.jsonl.gz"
 check nokernels_vs_kernels "nokernels=$P/recheck-{method}.compiled_nokernels.jsonl.gz" "kernels=$P/recheck-{method}.compiled.jsonl.gz"

