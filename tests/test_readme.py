@@ -1,0 +1,78 @@
+"""The README's figures come from committed data files: each measured figure it states is recomputed here from its
+file, and a figure with a unit (%, minutes, seconds, ms, x) that no check below covers fails the test, so a number
+without a data file cannot creep back in (e.g. a stale "23.9 minutes" where the timing file says 1,040 s)."""
+
+from __future__ import annotations
+
+import csv
+import re
+
+from .conftest import ROOT
+
+README = (ROOT / "README.md").read_text()
+QWEN = ROOT / "docs/results/qwen2.5-coder-0.5b-paper-scale"
+
+
+def summary(path) -> dict[str, dict]:
+    return {r["method"]: r for r in csv.DictReader(open(path))}
+
+
+def pct(x: str) -> str:
+    return f"{float(x):.0%}".replace("%", " %")
+
+
+def default_dag_minutes() -> str:
+    text = (ROOT / "bench/results/time_default_dag.txt").read_text()
+    seconds = float(re.search(r"full DAG from a fresh clone .*?: ([\d.]+) s", text).group(1))
+    return f"{seconds / 60:.1f}"
+
+
+def claims() -> list[str]:
+    """Every figure-bearing sentence of the README, rebuilt from its data file."""
+    d = summary(ROOT / "bench/results/last_default_summary.csv")
+    q = summary(QWEN / "summary.csv")
+    gist_keys = {pct(d[f"gist{n}"]["passkey_acc"]) for n in (10, 25, 50)}
+    gist_f1 = {pct(d[f"gist{n}"]["factual_f1"]) for n in (10, 25, 50)}
+    assert len(gist_keys) == 1 and len(gist_f1) == 1, (gist_keys, gist_f1)
+    # "at closed book's level" only while the CIs overlap
+    assert float(q["gist25"]["factual_f1_lo"]) <= float(q["closed_book"]["factual_f1_hi"])
+    assert float(q["closed_book"]["factual_f1_lo"]) <= float(q["gist25"]["factual_f1_hi"])
+    return [
+        f"**{default_dag_minutes()} minutes** from a fresh clone",
+        f"on {int(float(d['gist25']['n_documents']))} short test documents",
+        f"gist-10/25/50 find the\npasskey in {gist_keys.pop()} of them (full context {pct(d['full_context']['passkey_acc'])}, "
+        f"RAG {pct(d['rag']['passkey_acc'])}, closed book {pct(d['closed_book']['passkey_acc'])}) but answer no factual question "
+        f"(F1 {gist_f1.pop()})",
+        f"gist tokens carry a planted passkey at {pct(q['gist25']['passkey_acc'])} but little of the document's content",
+        f"gist-25 finds the key in {pct(q['gist25']['passkey_acc'])} of {int(float(q['gist25']['n_documents']))} documents of 2k-8k tokens "
+        f"while its factual F1 ({pct(q['gist25']['factual_f1'])}) is at closed\nbook's level ({pct(q['closed_book']['factual_f1'])}) "
+        f"against {pct(q['full_context']['factual_f1'])} reading the whole document",
+    ]
+
+
+def test_every_readme_figure_matches_its_data_file():
+    text = README
+    for claim in claims():
+        flat = " ".join(claim.split())
+        assert flat in " ".join(text.split()), f"README does not say (or no longer matches its data): {flat!r}"
+
+
+def test_no_readme_figure_without_a_check():
+    covered = " ".join(" ".join(c.split()) for c in claims())
+    found = re.findall(r"\d[\d,.]*\s?(?:%|minutes?|min\b|seconds?|s\b|ms\b|x\b)", " ".join(README.split()))
+    unchecked = [f for f in found if f not in covered]
+    assert not unchecked, f"README figures with no data-file check in tests/test_readme.py: {unchecked}"
+
+
+def test_readme_names_no_commit_and_fits_a_first_screen():
+    assert not re.search(r"\b(?=[0-9a-f]*[a-f])(?=[0-9a-f]*\d)[0-9a-f]{7,40}\b", README), "commit hashes belong in docs/ and CHANGELOG.md"
+    first = README.split("\n## ", 1)[0]
+    assert "bash run.sh" in first and "bash test.sh" in first and "Finding so far" in first
+    assert len(first.split()) < 400
+
+
+def test_the_stale_timing_case_fails():
+    """Issue 25's example: "23.9 minutes" in the README where the timing file says 1,040 s fails the figure check."""
+    stale = README.replace(f"**{default_dag_minutes()} minutes**", "**23.9 minutes**")
+    assert stale != README
+    assert any(" ".join(c.split()) not in " ".join(stale.split()) for c in claims())
