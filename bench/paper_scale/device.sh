@@ -8,8 +8,9 @@
 #   bash bench/paper_scale/device.sh start TARGET... the same, detached (it outlives the call); its process id in run.pid
 #   bash bench/paper_scale/device.sh wait S          wait up to S seconds for the detached run, then show its progress
 #   bash bench/paper_scale/device.sh stop            end the detached run: the process group it started, by its id
-#   bash bench/paper_scale/device.sh collect         the run's results (no base weights, no gist caches) and the
-#                                                    published folder into $OUT/results.tar.gz
+#   bash bench/paper_scale/device.sh collect         the published folder ($OUT/published.tar.gz) and the run's results
+#                                                    without weights ($OUT/results.tar.gz.part_*, cat them here); run it
+#                                                    in the call that sees the run end: a later call re-syncs the tree
 #   Environment: CONFIG (the run config), GISTPOC_GIT_COMMIT (the commit of the copied tree: it has no .git).
 set -euo pipefail
 CONFIG=${CONFIG:?set CONFIG to the run config}
@@ -17,28 +18,44 @@ SITE=$PWD/.dsite
 DEV=$PWD/device_in
 export PYTHONPATH=$SITE:$PWD${PYTHONPATH:+:$PYTHONPATH} PATH=$SITE/bin:$PATH PYTHONUNBUFFERED=1
 export GISTPOC_MODEL_CACHE=$PWD/.dmodel/cache HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
-SPLIT=$(python -c "from gistpoc.config import load_config; print(int(load_config('$CONFIG')['model'].get('source') == 'split_gguf'))")
-if [ -f "$DEV/m1/NAME" ]; then   # where gistpoc.model looks for the joined GGUF
+locate() {  # where gistpoc.model looks for the joined GGUF (needs jsonschema: after the wheels are in)
+    SPLIT=$(python -c "from gistpoc.config import load_config; print(int(load_config('$CONFIG')['model'].get('source') == 'split_gguf'))" 2>/dev/null || echo "")
+    GGUF=
+    [ -n "$SPLIT" ] && [ -f "$DEV/m1/NAME" ] || return 0
     if [ "$SPLIT" = 1 ]; then GGUF=$GISTPOC_MODEL_CACHE/$(cat "$DEV/m1/NAME"); else GGUF=$PWD/.dmodel/$(cat "$DEV/m1/NAME"); export GISTPOC_SMOLLM2_GGUF=$GGUF; fi
-fi
+}
+locate
 
-join_parts() {  # join_parts PREFIX OUTFILE: PREFIX1..n's parts in order, checked against PREFIX1/SHA256; 1 if some are missing
-    local prefix=$1 out=$2 parts
+join_parts() {  # join_parts PREFIX OUTFILE: PREFIX1..n's parts in order (n in PREFIX1/COUNT), checked against PREFIX1/SHA256
+    local prefix=$1 out=$2 parts n
     parts=$(for f in "$DEV/$prefix"[0-9]*/"${prefix}"_part_*; do [ -f "$f" ] && echo "$(basename "$f") $f"; done | sort | cut -d' ' -f2)
+    n=$(cat "$DEV/${prefix}1/COUNT" 2>/dev/null || echo "")
     [ -n "$parts" ] || return 1
-    [ "$(echo "$parts" | wc -l)" = "$(ls -d "$DEV/$prefix"[0-9]* | wc -l)" ] || return 1
+    [ -z "$n" ] || [ "$(echo "$parts" | wc -l)" = "$n" ] || { echo "$prefix: $(echo "$parts" | wc -l) of $n parts here"; return 1; }
     mkdir -p "$(dirname "$out")"
     cat $parts >"$out.tmp"
-    [ "$(sha256sum "$out.tmp" | cut -d' ' -f1)" = "$(cat "$DEV/${prefix}1/SHA256")" ] || { echo "checksum mismatch: $out (parts $parts)" >&2; rm -f "$out.tmp"; exit 1; }
+    if [ "$(sha256sum "$out.tmp" | cut -d' ' -f1)" != "$(cat "$DEV/${prefix}1/SHA256")" ]; then
+        rm -f "$out.tmp"
+        # without COUNT (older packs) a missing part and a corrupt one look the same
+        [ -n "$n" ] && { echo "checksum mismatch: $out from $(echo $parts)" >&2; exit 1; }
+        echo "$prefix: $(echo "$parts" | wc -l) parts here do not make $out yet"
+        return 1
+    fi
     mv "$out.tmp" "$out"
 }
 
-smk() { python -m snakemake --configfile "$CONFIG" --profile profiles/gpu "$@"; }
+# --workflow-profile none: profiles/default (cores: 1, for the CPU default) would otherwise apply on top of profiles/gpu
+smk() { python -m snakemake --configfile "$CONFIG" --profile profiles/gpu --workflow-profile none "$@"; }
+publish_dest() { python -c "from gistpoc.config import load_config; c = load_config('$CONFIG'); print(c['publish_dir'] or 'docs/results/' + c['run_name'])"; }
+# the published folder lives in the tracked tree, which every device call re-syncs from the other side: keep a copy
+# outside it (device_out/ is ignored) the moment the run ends
+keep_published() { local d; d=$(publish_dest); [ ! -f "$d/provenance.json" ] || { rm -rf device_out/published && mkdir -p device_out && cp -r "$d" device_out/published; }; }
 
 case ${1:-} in
 unpack)
     if [ ! -f "$SITE/WHEELS_OK" ] && [ -d "$DEV/p1/wheels" ]; then
         python -m pip install -q --no-index --no-deps --no-compile --target "$SITE" "$DEV"/p1/wheels/*.whl && touch "$SITE/WHEELS_OK"
+        locate
     fi
     if [ ! -f "$SITE/CPU_MADE_OK" ] && [ -f "$DEV/p1/cpu_made.tar" ]; then
         tar xf "$DEV/p1/cpu_made.tar" && touch "$SITE/CPU_MADE_OK"
@@ -53,13 +70,16 @@ unpack)
     ;;
 run)
     shift
-    smk "$@"
+    status=0
+    smk "$@" || status=$?
+    keep_published
+    exit $status
     ;;
 start)
     shift
     [ ! -f run.pid ] || ! kill -0 "$(cat run.pid)" 2>/dev/null || { echo "a run is going: $(cat run.pid)" >&2; exit 1; }
     rm -f run.done
-    setsid bash -c 'python -m snakemake --configfile "$0" --profile profiles/gpu "$@" >run.log 2>&1; echo $? >run.done' "$CONFIG" "$@" </dev/null &
+    setsid bash -c 'bash bench/paper_scale/device.sh run "$@" >run.log 2>&1; echo $? >run.done' "$@" </dev/null &
     echo $! >run.pid
     sleep 15
     tail -n 5 run.log
@@ -75,10 +95,13 @@ stop)  # the process group `start` made (setsid: its id is the group's), nothing
     [ -f run.pid ] && kill -- -"$(cat run.pid)" 2>/dev/null || true
     rm -f run.pid
     ;;
-collect)
-    dest=$(python -c "from gistpoc.config import load_config; c = load_config('$CONFIG'); print(c['publish_dir'] or 'docs/results/' + c['run_name'])")
-    tar czf "$OUT/results.tar.gz" --exclude='results/eval/*/caches' --exclude='results/model' --exclude='results/state' \
-        --exclude='results/rag/chroma' $(ls -d results logs benchmarks run.log .snakemake/log "$dest" 2>/dev/null)
+collect)  # the published folder alone (a few MB), then the run's results without weights, in parts of <= 15 MB
+    keep_published
+    [ -d device_out/published ] && tar czf "$OUT/published.tar.gz" -C device_out published
+    tar czf device_out/results.tar.gz --exclude='*.safetensors' --exclude='*.pt' --exclude='results/eval/*/caches' \
+        --exclude='results/model' --exclude='results/state' --exclude='results/rag/chroma' \
+        $(ls -d results logs benchmarks run.log .snakemake/log 2>/dev/null)
+    split -b 15M -d device_out/results.tar.gz "$OUT/results.tar.gz.part_"
     ls -la "$OUT"
     ;;
 *)

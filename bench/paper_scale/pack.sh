@@ -50,6 +50,7 @@ pack_parts() {  # pack_parts FILE PREFIX: FILE cut into PREFIX1..PREFIXn/PREFIX_
     split -n "$n" -d "$file" "$DEV/${prefix}_part_"
     for i in $(seq 1 "$n"); do mv "$DEV/$(printf '%s_part_%02d' "$prefix" $((i - 1)))" "$DEV/$prefix$i/"; done
     basename "$file" >"$DEV/${prefix}1/NAME"
+    echo "$n" >"$DEV/${prefix}1/COUNT"
     sha256sum "$file" | cut -d' ' -f1 >"$DEV/${prefix}1/SHA256"
     echo "$file: $n parts (${prefix}1..${prefix}$n)"
 }
