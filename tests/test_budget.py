@@ -11,6 +11,8 @@ from gistpoc.evaluate.runner import run_budget, run_method, scramble_context
 from gistpoc.gist.cache import answer_from_cache, compress_context
 from gistpoc.gist.template import encode_prefix, encode_question, prompt_template
 
+pytestmark = pytest.mark.slow   # real-model passes for every budget method: the slow tier
+
 
 @pytest.fixture(scope="module")
 def doc(tokenizer, gist_model, real_text):

@@ -132,20 +132,11 @@ def test_the_fused_kernels_follow_the_environment_switch(monkeypatch):
         AnswerEngine(model)
 
 
-def test_divergence_gaps_scores_where_two_answers_part(tokenizer, gist_model):
+def test_divergence_gaps_scores_where_two_answers_part(tokenizer, gist_model, bench_module):
     """bench/paper_scale/divergence_gaps.py (the paper-scale engine re-check): given two answers, it finds the first
     token where they part and scores both tokens there with the float32 model; an answer that ended offers the
     end-of-turn token the model scores highest."""
-    import importlib
-    import sys
-
-    from .conftest import ROOT
-
-    sys.path.insert(0, str(ROOT / "bench" / "paper_scale"))
-    try:
-        gaps = importlib.import_module("divergence_gaps")
-    finally:
-        sys.path.remove(str(ROOT / "bench" / "paper_scale"))
+    gaps = bench_module("paper_scale/divergence_gaps")
     model, tok = gist_model.model, tokenizer
     template = prompt_template(tok, "Answer the question.")
     prompt = gaps.prompt_ids(tok, template, "closed_book", {"question": QUESTIONS[0], "context": "unused"})

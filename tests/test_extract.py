@@ -31,6 +31,7 @@ def test_mediawiki_011_articles_only_with_headings():
     assert "## References" not in albedo["text"]
 
 
+@pytest.mark.slow
 def test_mediawiki_010_streams_the_2016_dump():
     docs = list(E.iter_mediawiki_xml(WIKI_010, IssueLog()))
     assert len(docs) == 106 and all(d["source"] == "wikipedia" and d["doc_id"].startswith("enwiki:") for d in docs)

@@ -23,6 +23,9 @@ def test_tiny_config_through_slurm(workdir):  # noqa: F811
               # this one-node cluster has 2 CPUs and one fake GPU: site specifics come from the command line
               "--set-resources", "pretrain_gist:cpus_per_gpu=1", "train_gist:cpus_per_gpu=1", "evaluate_gist:cpus_per_gpu=1", "evaluate_baseline:cpus_per_gpu=1",
               "plot_gist_attention:cpus_per_gpu=1", "train_ablation:cpus_per_gpu=1", "evaluate_ablation:cpus_per_gpu=1", "--default-resources", "slurm_partition=debug", "mem_mb=3000", "runtime=30",
+              # a one-node test cluster answers at once: poll it every few seconds, not every 10 (most of this check's
+              # time was spent waiting between status checks)
+              "--seconds-between-status-checks", "3", "--slurm-init-seconds-before-status-checks", "3",
               cwd=wd)
     out = res.stdout + res.stderr
     job_ids = set(re.findall(r"SLURM jobid (\d+)", out)) | set(re.findall(r"Job \d+ has been submitted with SLURM jobid (\d+)", out))

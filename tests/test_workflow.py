@@ -18,6 +18,8 @@ import pytest
 
 from .conftest import ROOT
 
+# every test here runs Snakemake or the tiny DAG: the slow tier (pytest -m "not slow" skips them)
+pytestmark = pytest.mark.slow
 SNAKEMAKE = [shutil.which("snakemake") or "snakemake"]
 
 

@@ -18,9 +18,9 @@ import statistics
 from pathlib import Path
 
 import torch
-from engine_check import labelled, read  # this folder: sys.path[0] when run as a script
 
 from gistpoc.config import load_config
+from gistpoc.evaluate.engine_check import labelled, read
 from gistpoc.gist.template import encode_prefix, encode_question, prompt_template
 from gistpoc.model import load_model
 from gistpoc.utils import read_jsonl
