@@ -283,6 +283,18 @@ def get_judgments(wildcards=None):
     )
 
 
+# hand-labelled answers the judge is calibrated on (resources/judge/README.md)
+JUDGE_FIXTURE = "resources/judge/calibration.jsonl"
+
+
+def get_judge_calibration(wildcards=None):
+    return (
+        "results/eval/judge_calibration.json"
+        if config["eval"]["judge"]["backend"] == "openai"
+        else []
+    )
+
+
 def judgments_arg(wildcards, input):
     return f"--judgments {input.judgments}" if input.judgments else ""
 

@@ -307,8 +307,10 @@ rule score_answers:
 rule judge_answers:
     input:
         predictions=get_predictions(),
+        fixture=external(JUDGE_FIXTURE),
     output:
-        "results/eval/judgments.jsonl",
+        judgments="results/eval/judgments.jsonl",
+        calibration="results/eval/judge_calibration.json",
     log:
         "logs/judge_answers/judge_answers.log",
     conda:
@@ -317,12 +319,17 @@ rule judge_answers:
         api_calls=1,
     params:
         code=script_code("judge_answers"),
+        sources=ext_hash([JUDGE_FIXTURE]),
         endpoint=json.dumps(config["qa"].get("openai", {}), sort_keys=True),
         judge_model=config["eval"]["judge"]["model"],
         seed=config["seed"],
+        embedder=config["eval"]["metric_embedder"],
+        threshold=config["eval"]["global_proxy_threshold"],
     shell:
         "python scripts/judge_answers.py --predictions {input.predictions} --endpoint {params.endpoint:q} "
-        "--judge-model {params.judge_model:q} --seed {params.seed} --out {output} --log {log}"
+        "--judge-model {params.judge_model:q} --seed {params.seed} --out {output.judgments} "
+        "--calibration-fixture {input.fixture} --calibration-out {output.calibration} "
+        "--metric-embedder {params.embedder:q} --global-threshold {params.threshold} --log {log}"
 
 
 rule summarize_eval:

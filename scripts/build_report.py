@@ -11,7 +11,8 @@ def main(args):
     config = load_config(args.config)
     html = build_report(config, args.config, args.summary, args.passkey, args.predictions, args.stats, args.checkpoints,
                         args.mask, args.attention, args.rulegraph, args.qa_issues, args.environments,
-                        args.ablation_checkpoints, args.ablation_predictions, args.pretrained, args.controls)
+                        args.ablation_checkpoints, args.ablation_predictions, args.pretrained, args.controls,
+                        judge_calibration_json=args.judge_calibration)
     write_text_atomic(args.out, html)
 
 
@@ -33,5 +34,6 @@ if __name__ == "__main__":
     p.add_argument("--ablation-predictions", nargs="*", default=[], help="their passkey predictions, in the same order")
     p.add_argument("--pretrained", nargs="*", default=[], help="the stage-1 adapter folder of each gist-N (gist.pretrained)")
     p.add_argument("--controls", nargs="*", default=[], help="the context-scrambling control's predictions (results/controls/gist<N>_scrambled)")
+    p.add_argument("--judge-calibration", default=None, help="results/eval/judge_calibration.json (the LLM judge on the hand labels)")
     p.add_argument("--out", required=True)
     run(main, p)

@@ -15,7 +15,8 @@ from tqdm import tqdm
 from gistpoc.cli import json_arg, parser, run
 from gistpoc.codehash import code_hash
 from gistpoc.qa.grounded import grounded_qa
-from gistpoc.qa.openai_backend import CachedChatClient, EndpointError, ResponseValidationError, openai_qa
+from gistpoc.qa.llm_questions import QTYPES, llm_questions, new_counts
+from gistpoc.qa.openai_backend import CachedChatClient, EndpointError, ResponseValidationError
 from gistpoc.utils import IssueLog, read_jsonl, stable_hash, write_json, write_jsonl, write_text_atomic
 
 log = logging.getLogger("gistpoc")
@@ -30,9 +31,13 @@ def main(args):
                 "code": code_hash("scripts/generate_qa.py")}
     cache = Path(args.cache_dir) / backend
     cache.mkdir(parents=True, exist_ok=True)
+    filters = new_counts()  # the LLM writer's checks (openai backend): what was written, dropped and why
     if backend == "openai":
         client = CachedChatClient(qa_cfg["openai"], Path(args.cache_dir) / "openai_requests")
-        generate = lambda doc: openai_qa(doc, client)  # noqa: E731
+
+        def generate(doc):
+            counts = new_counts()
+            return {"questions": llm_questions(doc, client, counts=counts), "counts": counts}
     elif backend == "local":
         from gistpoc.qa.local_backend import LocalChatModel, local_qa
 
@@ -58,13 +63,18 @@ def main(args):
                 continue
             if backend != "grounded":
                 write_text_atomic(path, json.dumps(qas, sort_keys=True))
+        if isinstance(qas, dict):  # the LLM writer: its questions and its per-document filter counts
+            for qtype in QTYPES:
+                for k, v in qas["counts"][qtype].items():
+                    filters[qtype][k] += v
+            qas = qas["questions"]
         for qa in qas:
             records.append({"doc_id": doc["doc_id"], "split": doc["split"], "backend": backend, **qa})
         missing = {"factual", "global", "reasoning"} - {q["qtype"] for q in qas}
         for qtype in sorted(missing):
             issues.add(args.documents, doc["doc_id"], f"no {qtype} question: the document offers no basis")
     write_jsonl(args.out, records)
-    write_json(args.issues, {"n_questions": len(records), **issues.to_dict()})
+    write_json(args.issues, {"n_questions": len(records), **({"llm_filters": filters} if backend == "openai" else {}), **issues.to_dict()})
     log.info("%d questions for %d documents (%d problems)", len(records), len(docs), len(issues.items))
 
 

@@ -1,13 +1,16 @@
 #!/usr/bin/env python
-"""LLM-as-judge (OpenAI-compatible endpoint) for global-theme and reasoning answers; blinded and cached."""
+"""LLM-as-judge (OpenAI-compatible endpoint) for global-theme (coherent & complete, yes/no) and reasoning (3-point)
+answers: blinded, shuffled, cached; and the judge's calibration on the hand-labelled fixture (agreement with the labels,
+position consistency, padding flips, the proxy's agreement)."""
 
 from pathlib import Path
 
+from gistpoc.baselines.rag import SentenceEmbedder
 from gistpoc.cli import json_arg, parser, run
-from gistpoc.evaluate.judge import judge_items
+from gistpoc.evaluate.judge import calibrate, judge_items
 from gistpoc.evaluate.summary import item_key
 from gistpoc.qa.openai_backend import CachedChatClient
-from gistpoc.utils import read_jsonl, write_jsonl
+from gistpoc.utils import read_jsonl, write_json, write_jsonl
 
 
 def main(args):
@@ -15,9 +18,14 @@ def main(args):
     for path in args.predictions:
         for r in read_jsonl(path):
             if r["qtype"] in ("global", "reasoning") and r["status"] == "ok":
-                items.append({"key": item_key(r), "question": r["question"], "reference": r["reference"], "prediction": r["prediction"]})
+                items.append({"key": item_key(r), "qtype": r["qtype"], "question": r["question"], "reference": r["reference"],
+                              "prediction": r["prediction"]})
     client = CachedChatClient(args.endpoint, Path(args.cache_dir))
     write_jsonl(args.out, judge_items(items, client, args.judge_model, args.seed))
+    if args.calibration_fixture:
+        embedder = SentenceEmbedder(args.metric_embedder) if args.metric_embedder else None
+        report = calibrate(read_jsonl(args.calibration_fixture), client, args.judge_model, embedder, args.global_threshold)
+        write_json(args.calibration_out, {"judge_model": args.judge_model, "fixture": args.calibration_fixture, **report})
 
 
 if __name__ == "__main__":
@@ -28,4 +36,8 @@ if __name__ == "__main__":
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cache-dir", default="results/.cache/judge")
     p.add_argument("--out", required=True)
+    p.add_argument("--calibration-fixture", default=None, help="hand-labelled answers (resources/judge/calibration.jsonl)")
+    p.add_argument("--calibration-out", default=None)
+    p.add_argument("--metric-embedder", default=None, help="eval.metric_embedder: the proxy, for its agreement with the labels")
+    p.add_argument("--global-threshold", type=float, default=0.5)
     run(main, p)

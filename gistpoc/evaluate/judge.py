@@ -1,7 +1,16 @@
-"""LLM-as-judge for global-theme (and reasoning) answers through the OpenAI-compatible backend.
+"""LLM-as-judge for global-theme and reasoning answers through the OpenAI-compatible backend.
 
-Blinded: the judge sees question, reference and one answer, never the method; items are shuffled.
-Rubric of the design: is the answer "coherent & complete"? -> {"verdict": "yes"|"no", "reason": str}.
+Blinded: the judge sees the question, the reference and one candidate answer, never the method; items are shuffled.
+Rubrics (the design's):
+- global theme: is the candidate "coherent & complete"? -> ``{"verdict": "yes"|"no", "reason": str}``; score 1 or 0;
+- reasoning: a 3-point rating -> ``{"rating": 1|2|3, "reason": str}`` (3: correct and complete, 2: partly correct or
+  incomplete, 1: wrong, off-topic or no answer); score (rating - 1) / 2, so ``reasoning_judge_acc`` is the mean
+  normalised rating (1.0 = every answer rated 3).
+
+``calibrate`` measures the judge on hand-labelled answers (``tests/fixtures/judge_calibration.jsonl``): agreement with
+the labels, the same answer judged with the candidate placed before the reference instead of after (position
+consistency), and the answer padded with a neutral filler sentence (length bias), beside the embedding proxy's
+agreement with the same labels.
 """
 
 from __future__ import annotations
@@ -10,12 +19,19 @@ import random
 
 from gistpoc.qa.openai_backend import CachedChatClient, ResponseValidationError
 
-JUDGE_SYSTEM = (
-    "You grade answers about a document. Given a question, a reference answer and a candidate answer, "
-    "decide whether the candidate is coherent and complete: it states the document's main point as the "
-    "reference does, without contradictions. Reply with JSON only: "
-    '{"verdict": "yes" or "no", "reason": "<one sentence>"}.'
+GLOBAL_SYSTEM = (
+    "You grade answers about a document. Given a question, a reference answer and a candidate answer, decide whether "
+    "the candidate is coherent and complete: it states the document's main point as the reference does, without "
+    'contradictions. Reply with JSON only: {"verdict": "yes" or "no", "reason": "<one sentence>"}.'
 )
+REASONING_SYSTEM = (
+    "You grade answers to a question that needs two parts of a document combined. Given the question, a reference "
+    "answer and a candidate answer, rate the candidate: 3 = correct and complete (it makes the reference's connection), "
+    "2 = partly correct or incomplete, 1 = wrong, off-topic or no answer. Reply with JSON only: "
+    '{"rating": 1, 2 or 3, "reason": "<one sentence>"}.'
+)
+# a neutral sentence that adds length and no content (the length-bias probe)
+PADDING = " To put it in other words and to be thorough about it, the answer given above is the one stated here."
 
 
 def validate_verdict(obj: dict) -> dict:
@@ -25,19 +41,84 @@ def validate_verdict(obj: dict) -> dict:
     return {"verdict": verdict, "reason": str(obj.get("reason", ""))[:500]}
 
 
+def validate_rating(obj: dict) -> dict:
+    try:
+        rating = int(str(obj.get("rating", "")).strip())
+    except ValueError:
+        rating = None
+    if rating not in (1, 2, 3):
+        raise ResponseValidationError(f"rating must be 1, 2 or 3, got {obj.get('rating')!r}")
+    return {"rating": rating, "reason": str(obj.get("reason", ""))[:500]}
+
+
+def judge_messages(item: dict, candidate_first: bool = False) -> list[dict]:
+    """The blinded request: question, reference and candidate (after the reference, or before it)."""
+    system = REASONING_SYSTEM if item.get("qtype") == "reasoning" else GLOBAL_SYSTEM
+    q = f"Question: {item['question']}"
+    ref = f"Reference answer: {item['reference']}"
+    cand = f"Candidate answer: {item['prediction'] or '(no answer)'}"
+    return [{"role": "system", "content": system},
+            {"role": "user", "content": "\n".join([q, cand, ref] if candidate_first else [q, ref, cand])}]
+
+
+def judge_one(item: dict, client: CachedChatClient, model: str, candidate_first: bool = False) -> dict:
+    """One judgment: ``verdict`` (global) or ``rating`` (reasoning), ``reason`` and ``score`` (None if the reply
+    stayed invalid)."""
+    body = client.request(judge_messages(item, candidate_first), model=model)
+    reasoning = item.get("qtype") == "reasoning"
+    try:
+        v = client.complete_json(body, validate_rating if reasoning else validate_verdict)
+    except ResponseValidationError as err:
+        return {"verdict": None, "rating": None, "reason": f"invalid judge reply: {err}", "score": None}
+    if reasoning:
+        return {"verdict": None, **v, "score": (v["rating"] - 1) / 2}
+    return {"rating": None, **v, "score": float(v["verdict"] == "yes")}
+
+
 def judge_items(items: list[dict], client: CachedChatClient, model: str, seed: int) -> list[dict]:
-    """``items``: dicts with key, question, reference, prediction. Returns key, verdict, reason, score."""
+    """``items``: dicts with key, qtype, question, reference, prediction (no method). Judged in a seeded shuffle;
+    returned sorted by key, with verdict / rating, reason and score."""
     order = items[:]
     random.Random(seed).shuffle(order)
-    out = []
-    for it in order:
-        body = client.request([
-            {"role": "system", "content": JUDGE_SYSTEM},
-            {"role": "user", "content": f"Question: {it['question']}\nReference answer: {it['reference']}\nCandidate answer: {it['prediction'] or '(no answer)'}"},
-        ], model=model)
-        try:
-            v = client.complete_json(body, validate_verdict)
-        except ResponseValidationError as err:
-            v = {"verdict": None, "reason": f"invalid judge reply: {err}"}
-        out.append({"key": it["key"], **v, "score": None if v["verdict"] is None else float(v["verdict"] == "yes")})
+    out = [{"key": it["key"], "qtype": it.get("qtype", "global"), **judge_one(it, client, model)} for it in order]
     return sorted(out, key=lambda r: r["key"])
+
+
+def _label_score(item: dict) -> float:
+    """A hand label as a score on the judge's scale: global yes/no -> 1/0, reasoning 1-3 -> 0, 0.5, 1."""
+    return float(item["label"] == "yes") if item["qtype"] == "global" else (int(item["label"]) - 1) / 2
+
+
+def calibrate(fixture: list[dict], client: CachedChatClient, model: str, embedder=None, proxy_threshold: float = 0.5) -> dict:
+    """The judge against hand labels. Per question type: items, agreement with the labels (exact: same verdict, or
+    same rating), position consistency (same score with the candidate before the reference), padding flips (the score
+    changes when a neutral sentence is appended), invalid replies; and, for global items, the proxy's agreement with
+    the labels (embedding similarity >= threshold vs label yes) when an embedder is given."""
+    out = {}
+    for qtype in ("global", "reasoning"):
+        items = [it for it in fixture if it["qtype"] == qtype]
+        if not items:
+            continue
+        agree = same_swapped = padded_flips = invalid = 0
+        proxy_agree = 0
+        for it in items:
+            base = judge_one(it, client, model)
+            swapped = judge_one(it, client, model, candidate_first=True)
+            padded = judge_one({**it, "prediction": (it["prediction"] or "") + PADDING}, client, model)
+            if base["score"] is None:
+                invalid += 1
+                continue
+            agree += base["score"] == _label_score(it)
+            same_swapped += swapped["score"] == base["score"]
+            padded_flips += padded["score"] is not None and padded["score"] != base["score"]
+        if embedder is not None and qtype == "global":  # the proxy on every item, judged or not
+            for it in items:
+                a, b = embedder([it["prediction"] or " ", it["reference"]])
+                proxy_agree += (sum(x * y for x, y in zip(a, b)) >= proxy_threshold) == (it["label"] == "yes")
+        valid = len(items) - invalid
+        out[qtype] = {"items": len(items), "invalid": invalid, "agreement": agree / valid if valid else None,
+                      "position_consistency": same_swapped / valid if valid else None,
+                      "padding_flips": padded_flips / valid if valid else None}
+        if embedder is not None and qtype == "global":
+            out[qtype]["proxy_agreement"] = proxy_agree / len(items)
+    return out

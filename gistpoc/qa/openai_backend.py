@@ -147,22 +147,3 @@ def validate_qa(obj: dict) -> dict:
                 raise ResponseValidationError(f"{qtype}.{field} must be a non-empty string")
         out[qtype] = item
     return out
-
-
-def openai_qa(doc: dict, client: CachedChatClient, max_doc_chars: int = 60000) -> list[dict]:
-    body = client.request(
-        [
-            {"role": "system", "content": QA_SYSTEM},
-            {"role": "user", "content": f"Document title: {doc['title']}\n\n{doc['text'][:max_doc_chars]}"},
-        ]
-    )
-    obj = client.complete_json(body, validate_qa)
-    return [
-        {
-            "qtype": qtype,
-            "question": obj[qtype]["question"].strip(),
-            "answer": obj[qtype]["answer"].strip(),
-            "evidence": _find_evidence(doc["text"], obj[qtype].get("evidence", "")),
-        }
-        for qtype in ("factual", "global", "reasoning")
-    ]

@@ -193,7 +193,7 @@ def stage1_start(init: dict | None, n: int) -> str:
 
 
 def build_report(config: dict, config_path: str | None, summary_csv, passkey_csv, predictions: list, stats_json, checkpoints: list, mask_png, attention_png, rulegraph_svg, qa_issues_json=None, environments=(),
-                 ablation_checkpoints=(), ablation_predictions=(), pretrained_dirs=(), controls=()) -> str:
+                 ablation_checkpoints=(), ablation_predictions=(), pretrained_dirs=(), controls=(), judge_calibration_json=None) -> str:
     summary = read_csv(summary_csv)
     breakdown = read_csv(passkey_csv)
     stats = json.loads(Path(stats_json).read_text())
@@ -274,6 +274,7 @@ def build_report(config: dict, config_path: str | None, summary_csv, passkey_csv
         ci=ci,
         global_score=criteria.global_score,
         qa_issues=json.loads(Path(qa_issues_json).read_text()) if qa_issues_json else None,
+        judge_calibration=json.loads(Path(judge_calibration_json).read_text()) if judge_calibration_json else None,
     )
 
 

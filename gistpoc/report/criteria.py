@@ -42,6 +42,13 @@ def global_score(row) -> tuple[float | None, str]:
     return row.get("global_proxy_acc"), "proxy (embedding similarity)"
 
 
+def proxy_beside(row) -> str:
+    """The proxy's score, shown beside the judge's where the judge decided the check."""
+    if row is None or row.get("global_judge_acc") is None or row.get("global_proxy_acc") is None:
+        return ""
+    return f"; proxy {row['global_proxy_acc']:.0%}"
+
+
 def checks(summary: list[dict], on_gpu: bool) -> list[dict]:
     full, rag, g = _row(summary, "full_context"), _row(summary, "rag"), pick_gist(summary)
     gname = g["method"] if g else "gist"
@@ -85,7 +92,8 @@ def checks(summary: list[dict], on_gpu: bool) -> list[dict]:
         add("5.2", f"{r['method']} factual F1 vs full context", f"{f_rel:.0%}" if f_rel is not None else "-", ">= 85% of full context",
             None if f_rel is None or uninformative else f_rel >= 0.85, note)
         gs, kind = global_score(r)
-        add("5.2", f"{r['method']} global theme 'coherent & complete'", f"{gs:.0%} ({kind})" if gs is not None else "-", ">= 80%", None if gs is None else gs >= 0.8)
+        add("5.2", f"{r['method']} global theme 'coherent & complete'", f"{gs:.0%} ({kind}{proxy_beside(r)})" if gs is not None else "-", ">= 80%",
+            None if gs is None else gs >= 0.8)
         hm = r.get("reasoning_human")
         add("5.2", f"{r['method']} reasoning (human, 3-point)", f"{hm:.2f}" if hm is not None else "not rated yet", ">= 2.5 mean", None if hm is None else hm >= 2.5,
             "" if hm is not None else "fill results/eval/reasoning_rating_sheet.csv and save it at eval.ratings_csv")
@@ -98,7 +106,8 @@ def checks(summary: list[dict], on_gpu: bool) -> list[dict]:
         add("8", f"2. Speed: {gname} TTFT >= 30% faster than RAG", f"{(1 - t):.0%} faster" if t else "-", ">= 30% faster", None if t is None else t <= 0.7, apart_rag)
         gs, kind = global_score(g)
         rs, _ = global_score(rag)
-        add("8", f"3. Quality: {gname} global >= RAG + 20 points and >= 80%", f"{gs:.0%} vs RAG {rs:.0%} ({kind})" if gs is not None and rs is not None else "-",
+        add("8", f"3. Quality: {gname} global >= RAG + 20 points and >= 80%",
+            f"{gs:.0%} vs RAG {rs:.0%} ({kind}{proxy_beside(g)}{'' if not proxy_beside(rag) else ', RAG' + proxy_beside(rag)[1:]})" if gs is not None and rs is not None else "-",
             ">= RAG+20pt, >= 80%", None if gs is None or rs is None else (gs >= rs + 0.2 and gs >= 0.8))
         acc = g.get("passkey_acc")
         add("8", f"4. Compression: {gname} passkey accuracy", f"{acc:.0%}" if acc is not None else "-", ">= 70%", None if acc is None else acc >= 0.7)

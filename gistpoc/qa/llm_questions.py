@@ -1,0 +1,188 @@
+"""Questions an LLM writes about a document, each checked before it is kept (``qa.backend: openai``).
+
+Per document, one request per question type, each answered as JSON and validated:
+- factual: a question whose answer is a short span copied from the document, with the sentence it comes from; the
+  answer must occur in that sentence and the sentence in the document (its character offsets are the evidence);
+- global: a question about the document's main theme and a reference answer the model writes from the whole document
+  (not its lead paragraph);
+- reasoning: a question that joins two passages of the document at least ``min_part_distance`` of its length apart,
+  both copied verbatim (their offsets are the evidence), and the answer that needs both.
+
+Two filters follow, each a request of its own and each counted:
+- closed-book leakage: the model answers the question without the document; a question it answers correctly
+  (factual: token F1 >= ``leak_f1`` with the reference; global / reasoning: the judge's rubric says the closed-book
+  answer states the reference's point) is dropped, since it does not test the document;
+- support: the model reads the document and the reference; a reference it does not find supported is dropped.
+
+Every request goes through ``CachedChatClient`` (on-disk cache keyed by the full request: endpoint, model, prompt), so a
+rerun or an interrupted run pays for nothing twice. The counts of what was generated and dropped, by reason and
+question type, come back with the questions for the data report.
+"""
+
+from __future__ import annotations
+
+from gistpoc.evaluate.metrics import token_f1
+from gistpoc.qa.openai_backend import CachedChatClient, ResponseValidationError
+
+QTYPES = ("factual", "global", "reasoning")
+
+WRITE = {
+    "factual": (
+        "You write one evaluation question about the document below. The answer must be a short phrase (1-8 words) "
+        "copied exactly from the document, and answering must need the document (not general knowledge). Reply with "
+        'JSON only: {"question": str, "answer": str, "evidence": str}, where evidence is the one sentence of the '
+        "document, copied exactly, that contains the answer."
+    ),
+    "global": (
+        "You write one evaluation question about the main theme of the whole document below: what it is about as a "
+        "whole, its overall argument or purpose, not a detail from one part. Write the reference answer yourself from "
+        "the whole document, in 2-3 sentences. Reply with JSON only: "
+        '{"question": str, "answer": str}.'
+    ),
+    "reasoning": (
+        "You write one evaluation question that can only be answered by combining two passages far apart in the "
+        "document below (e.g. how something introduced early relates to something discussed late). Reply with JSON "
+        'only: {"question": str, "answer": str, "evidence_a": str, "evidence_b": str}, where evidence_a and '
+        "evidence_b are the two passages, each one sentence copied exactly from the document, and the answer "
+        "(1-3 sentences) needs both."
+    ),
+}
+CLOSED_BOOK = "Answer the question in one or two sentences. If you do not know, say so."
+GRADE = (
+    "You compare a candidate answer with a reference answer to the same question. Reply with JSON only: "
+    '{"verdict": "yes" or "no", "reason": "<one sentence>"}: yes when the candidate states the reference\'s main '
+    "point without contradicting it."
+)
+SUPPORT = (
+    "You check a reference answer against a document. Reply with JSON only: "
+    '{"supported": "yes" or "no", "reason": "<one sentence>"}: yes when everything the reference answer states is '
+    "stated or directly implied by the document."
+)
+
+
+def _text(obj: dict, key: str) -> str:
+    v = obj.get(key)
+    if not isinstance(v, str) or not v.strip():
+        raise ResponseValidationError(f"{key} must be a non-empty string")
+    return v.strip()
+
+
+def _validator(qtype: str):
+    keys = {"factual": ("question", "answer", "evidence"), "global": ("question", "answer"),
+            "reasoning": ("question", "answer", "evidence_a", "evidence_b")}[qtype]
+    return lambda obj: {k: _text(obj, k) for k in keys}
+
+
+def _yes_no(key: str):
+    def validate(obj: dict) -> dict:
+        v = str(obj.get(key, "")).strip().lower()
+        if v not in ("yes", "no"):
+            raise ResponseValidationError(f"{key} must be yes or no, got {obj.get(key)!r}")
+        return {key: v, "reason": str(obj.get("reason", ""))[:300]}
+
+    return validate
+
+
+def find_span(text: str, quote: str) -> list[int] | None:
+    """[start, end] of ``quote`` in ``text`` (exact, then with whitespace collapsed and quotes stripped), else None."""
+    quote = quote.strip().strip('"').strip()
+    if not quote:
+        return None
+    i = text.find(quote)
+    if i >= 0:
+        return [i, i + len(quote)]
+    # the model often re-flows whitespace: match on a whitespace-collapsed copy, mapped back to offsets
+    idx, chars = [], []
+    for j, ch in enumerate(text):
+        if ch.isspace():
+            if chars and chars[-1] == " ":
+                continue
+            ch = " "
+        idx.append(j)
+        chars.append(ch)
+    flat, q = "".join(chars), " ".join(quote.split())
+    i = flat.find(q)
+    return [idx[i], idx[i + len(q) - 1] + 1] if i >= 0 else None
+
+
+def check_evidence(doc_text: str, qtype: str, item: dict, min_part_distance: float) -> tuple[list[list[int]] | None, str]:
+    """The evidence spans of a written question, or (None, why it fails the check)."""
+    if qtype == "factual":
+        span = find_span(doc_text, item["evidence"])
+        if span is None:
+            return None, "evidence sentence not found in the document"
+        if find_span(doc_text[span[0]:span[1]], item["answer"]) is None:
+            return None, "answer is not a span of its evidence sentence"
+        return [span], ""
+    if qtype == "reasoning":
+        a, b = find_span(doc_text, item["evidence_a"]), find_span(doc_text, item["evidence_b"])
+        if a is None or b is None:
+            return None, "evidence passage not found in the document"
+        if abs(a[0] - b[0]) < min_part_distance * len(doc_text):
+            return None, f"evidence passages closer than {min_part_distance:.0%} of the document"
+        return sorted([a, b]), ""
+    return [], ""
+
+
+def leaked(client: CachedChatClient, qtype: str, question: str, reference: str, leak_f1: float) -> tuple[bool, str]:
+    """Does the model answer correctly without the document? (closed-book answer, then graded)."""
+    body = client.request([{"role": "system", "content": CLOSED_BOOK}, {"role": "user", "content": question}], json_mode=False)
+    answer = client.complete(body).strip()
+    if qtype == "factual":
+        f1 = token_f1(answer, reference)
+        return f1 >= leak_f1, answer
+    grade = client.complete_json(client.request([
+        {"role": "system", "content": GRADE},
+        {"role": "user", "content": f"Question: {question}\nReference answer: {reference}\nCandidate answer: {answer or '(no answer)'}"},
+    ]), _yes_no("verdict"))
+    return grade["verdict"] == "yes", answer
+
+
+def supported(client: CachedChatClient, doc_text: str, question: str, reference: str) -> bool:
+    out = client.complete_json(client.request([
+        {"role": "system", "content": SUPPORT},
+        {"role": "user", "content": f"Document:\n{doc_text}\n\nQuestion: {question}\nReference answer: {reference}"},
+    ]), _yes_no("supported"))
+    return out["supported"] == "yes"
+
+
+def new_counts() -> dict:
+    return {q: {"written": 0, "invalid_reply": 0, "failed_evidence_check": 0, "closed_book_leak": 0, "unsupported": 0, "kept": 0} for q in QTYPES}
+
+
+def llm_questions(doc: dict, client: CachedChatClient, max_doc_chars: int = 60000, min_part_distance: float = 0.25,
+                  leak_f1: float = 0.5, counts: dict | None = None) -> list[dict]:
+    """The kept questions of one document (``qtype``, ``question``, ``answer``, ``evidence`` spans, and the
+    closed-book answer the leakage filter saw); ``counts`` (``new_counts()``) is updated with what was dropped and why."""
+    counts = counts if counts is not None else new_counts()
+    text = doc["text"][:max_doc_chars]
+    out = []
+    for qtype in QTYPES:
+        c = counts[qtype]
+        body = client.request([{"role": "system", "content": WRITE[qtype]},
+                               {"role": "user", "content": f"Document title: {doc['title']}\n\n{text}"}])
+        try:
+            item = client.complete_json(body, _validator(qtype))
+        except ResponseValidationError:
+            c["invalid_reply"] += 1
+            continue
+        c["written"] += 1
+        evidence, why = check_evidence(text, qtype, item, min_part_distance)
+        if evidence is None:
+            c["failed_evidence_check"] += 1
+            continue
+        try:
+            leak, closed_answer = leaked(client, qtype, item["question"], item["answer"], leak_f1)
+            if leak:
+                c["closed_book_leak"] += 1
+                continue
+            if not supported(client, text, item["question"], item["answer"]):
+                c["unsupported"] += 1
+                continue
+        except ResponseValidationError:
+            c["invalid_reply"] += 1
+            continue
+        c["kept"] += 1
+        out.append({"qtype": qtype, "question": item["question"], "answer": item["answer"], "evidence": evidence,
+                    "closed_book_answer": closed_answer})
+    return out
