@@ -326,11 +326,22 @@ def scaled(base):
     return by_attempt
 
 
+# the controls: gist-N answering from the gist of its document with the tokens shuffled (eval.scramble_control), or
+# from another test document's gist (eval.other_doc_control); the flag each passes to evaluate_method.py
+CONTROL_FLAGS = {"scrambled": "--scramble-context", "otherdoc": "--other-document"}
+CONTROL_KEYS = {"scrambled": "scramble_control", "otherdoc": "other_doc_control"}
+
+
+def control_flag(wildcards):
+    return CONTROL_FLAGS[wildcards.control]
+
+
 def get_control_predictions(wildcards=None):
-    """The context-scrambling control's predictions (eval.scramble_control)."""
+    """Every configured control's predictions (eval.scramble_control, eval.other_doc_control)."""
     return [
-        f"results/controls/gist{n}_scrambled/predictions.jsonl"
-        for n in config["eval"]["scramble_control"]
+        f"results/controls/gist{n}_{control}/predictions.jsonl"
+        for control, key in CONTROL_KEYS.items()
+        for n in config["eval"][key]
     ]
 
 

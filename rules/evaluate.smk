@@ -241,7 +241,7 @@ rule evaluate_ablation:
         f"--checkpoint {{input.checkpoint}} {EVAL_ARGS}"
 
 
-rule evaluate_scrambled:
+rule evaluate_control:
     input:
         dataset="results/dataset/test.gist{n}.jsonl",
         model=MODEL,
@@ -250,13 +250,15 @@ rule evaluate_scrambled:
         checkpoint_sum=get_checkpoint_sum,
     output:
         answers=ensure(
-            "results/controls/gist{n}_scrambled/answers.jsonl", non_empty=True
+            "results/controls/gist{n}_{control}/answers.jsonl", non_empty=True
         ),
-        environment="results/controls/gist{n}_scrambled/environment.json",
+        environment="results/controls/gist{n}_{control}/environment.json",
     log:
-        "logs/evaluate_scrambled/gist{n}.log",
+        "logs/evaluate_control/gist{n}_{control}.log",
     benchmark:
-        "benchmarks/evaluate_scrambled/gist{n}.tsv"
+        "benchmarks/evaluate_control/gist{n}_{control}.tsv"
+    wildcard_constraints:
+        control="|".join(CONTROL_FLAGS),
     priority: 5
     conda:
         "../envs/evaluate.yaml"
@@ -277,9 +279,10 @@ rule evaluate_scrambled:
         embedder=config["eval"]["rag"]["embedding_model"],
         top_k=config["eval"]["rag"]["top_k"],
         seed=config["seed"],
+        flag=control_flag,
     shell:
-        f"python scripts/evaluate_method.py --method gist{{wildcards.n}} --label gist{{wildcards.n}}_scrambled --scramble-context "
-        f"--qtypes passkey factual --checkpoint {{input.checkpoint}} {EVAL_ARGS}"
+        f"python scripts/evaluate_method.py --method gist{{wildcards.n}} --label gist{{wildcards.n}}_{{wildcards.control}} {{params.flag}} "
+        f"--qtypes passkey factual global --checkpoint {{input.checkpoint}} {EVAL_ARGS}"
 
 
 rule score_answers:

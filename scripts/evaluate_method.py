@@ -21,8 +21,8 @@ def main(args):
         records = [r for r in records if r["qtype"] in args.qtypes]
     rag_gist = args.method.startswith("rag_gist")
     n_gist = int(args.method.removeprefix("rag_gist" if rag_gist else "gist")) if args.method.startswith(("gist", "rag_gist")) else 0
-    if args.scramble_context and not n_gist:
-        raise SystemExit("--scramble-context is a control for gist methods only")
+    if (args.scramble_context or args.other_document) and not n_gist:
+        raise SystemExit("--scramble-context and --other-document are controls for gist methods only")
     loaded = load_model(args.model, args.model_ref, n_gist=n_gist, adapter_dir=args.checkpoint)
     retriever = None
     if args.method == "rag" or rag_gist:
@@ -31,7 +31,7 @@ def main(args):
     instruction = args.gist_instruction if n_gist else args.baseline_instruction
     rows = run_method(args.method, loaded, records, instruction, args.max_new_tokens, args.warmup_items, retriever, args.top_k,
                       Path(args.cache_dir) if n_gist and args.cache_dir else None, scramble=args.scramble_context,
-                      engine=args.engine, engine_batch=args.engine_batch)
+                      engine=args.engine, engine_batch=args.engine_batch, other_document=args.other_document)
     if args.label:
         for r in rows:
             r["method"] = args.label
@@ -63,6 +63,8 @@ if __name__ == "__main__":
     p.add_argument("--label", default=None, help="method name written into the predictions (an ablation's name)")
     p.add_argument("--scramble-context", action="store_true",
                    help="gist methods: compress each document with its tokens shuffled (the leakage control)")
+    p.add_argument("--other-document", action="store_true",
+                   help="gist methods: answer each document's questions from another test document's gist (the different-document control)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True)
     p.add_argument("--environment-out", required=True, help="where this evaluation ran (host, GPU, versions), for the report")

@@ -181,11 +181,17 @@ def test_end_to_end_tiny_config(workdir):
     ran_on = re.search(r'<tr id="ran-on">(.*?)</tr>', html, re.S).group(1)
     assert "CPU only" in ran_on and all(m in ran_on for m in summary) and "training of gist2, gist4" in ran_on
     assert 'id="not-recorded"' not in html
-    # the context-scrambling control (eval.scramble_control: [4]): gist-4 on shuffled documents, passkey + factual only
+    # the controls: gist-4 on shuffled documents (eval.scramble_control: [4]) and on another test document's gist
+    # (eval.other_doc_control: [4]), passkey, factual and global questions
     control = [json.loads(line) for line in (wd / "results/controls/gist4_scrambled/predictions.jsonl").read_text().splitlines()]
-    assert control and {r["qtype"] for r in control} <= {"passkey", "factual"} and all(r["scrambled"] and r["method"] == "gist4_scrambled" for r in control)
-    row = re.search(r'<table id="scramble-table">.*?<tr data-n="4">(.*?)</tr>', html, re.S)
-    assert row and 'data-key="falls_to_closed_book"' in row.group(1), html[html.find("scramble"):][:500]
+    assert control and {r["qtype"] for r in control} == {"passkey", "factual", "global"} and all(r["scrambled"] and r["method"] == "gist4_scrambled" for r in control)
+    other = [json.loads(line) for line in (wd / "results/controls/gist4_otherdoc/predictions.jsonl").read_text().splitlines()]
+    assert {r["qtype"] for r in other} == {"passkey", "factual", "global"} and all(r["method"] == "gist4_otherdoc" and not r["scrambled"] for r in other)
+    sources = {r["doc_id"]: r["context_from"] for r in other}   # every document answered from another one, each used once
+    assert all(d != s for d, s in sources.items()) and sorted(sources.values()) == sorted(sources)
+    for label in ("gist4_scrambled", "gist4_otherdoc"):
+        row = re.search(rf'<table id="scramble-table">.*?<tr data-n="4" data-control="{label}">(.*?)</tr>', html, re.S)
+        assert row and 'data-key="falls_to_closed_book"' in row.group(1), html[html.find("scramble"):][:500]
     assert not re.search(r'<(script|link|img|iframe)[^>]+(src|href)="https?://', html)   # works offline, alone
     # a person's view: headless Chromium renders the file alone, offline, with its plots
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -263,14 +269,14 @@ def test_changing_one_value_reruns_only_what_depends_on_it(workdir):
         return planned_rules(res.stdout)
 
     # the rule graph is drawn for the run's own config, so it follows write_run_config
-    assert plan("eval: {max_new_tokens: 7}") == {"evaluate_baseline", "evaluate_gist", "evaluate_ablation", "evaluate_scrambled", "evaluate_budget", "evaluate_rag_gist",
+    assert plan("eval: {max_new_tokens: 7}") == {"evaluate_baseline", "evaluate_gist", "evaluate_ablation", "evaluate_control", "evaluate_budget", "evaluate_rag_gist",
                                                  "score_answers", "summarize_eval",
                                                  "write_run_config", "plot_rulegraph", "build_report"}
     # the ablation and stage 1 inherit every train value they do not override, so they rerun too
-    assert plan("train: {lr_lora: 0.002}") == {"pretrain_gist", "train_gist", "evaluate_gist", "evaluate_scrambled", "evaluate_rag_gist", "score_answers", "plot_gist_attention", "summarize_eval",
+    assert plan("train: {lr_lora: 0.002}") == {"pretrain_gist", "train_gist", "evaluate_gist", "evaluate_control", "evaluate_rag_gist", "score_answers", "plot_gist_attention", "summarize_eval",
                                                 "write_run_config", "build_report", "train_ablation", "evaluate_ablation", "plot_rulegraph"}
     # a stage-1 value reruns stage 1 and what starts from it, not the ablation that has no stage 1
-    assert plan("pretrain: {max_steps: 3}") == {"pretrain_gist", "train_gist", "evaluate_gist", "evaluate_scrambled", "evaluate_rag_gist", "score_answers", "plot_gist_attention", "summarize_eval",
+    assert plan("pretrain: {max_steps: 3}") == {"pretrain_gist", "train_gist", "evaluate_gist", "evaluate_control", "evaluate_rag_gist", "score_answers", "plot_gist_attention", "summarize_eval",
                                                  "write_run_config", "build_report", "plot_rulegraph"}
     # the proxy's embedder is its own setting: changing it rescores, changing the retriever reruns RAG only
     assert plan("eval: {metric_embedder: sentence-transformers/all-MiniLM-L6-v2}") == {"score_answers", "summarize_eval", "write_run_config",
@@ -332,7 +338,7 @@ def test_reruns_follow_content_not_mtimes(workdir, tmp_path):
     assert plan() == set()
     mask.write_text(mask.read_text() + "\n\ndef _unused_helper():\n    return 1\n")
     assert plan() == {"plot_mask", "pretrain_gist", "train_gist", "train_ablation", "plot_gist_attention", "evaluate_gist",
-                      "evaluate_scrambled", "evaluate_ablation", "evaluate_rag_gist", "score_answers", "summarize_eval", "build_report"}
+                      "evaluate_control", "evaluate_ablation", "evaluate_rag_gist", "score_answers", "summarize_eval", "build_report"}
     shutil.copy(wd / "gistpoc/gist/mask.py", mask)
     assert plan() == set()
     # a metric edit rescores the saved answers: no generation, no training

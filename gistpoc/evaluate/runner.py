@@ -127,12 +127,14 @@ def _answer_group(method: str | list[str], group: list[dict], answers, meter: Me
 
 def run_method(method: str, loaded, records: list[dict], instruction: str, max_new_tokens: int, warmup_items: int = 1,
                retriever=None, top_k: int = 3, cache_dir: Path | None = None, scramble: bool = False,
-               engine: str = "eager", engine_batch: int = 16) -> list[dict]:
+               engine: str = "eager", engine_batch: int = 16, other_document: bool = False) -> list[dict]:
     """Predictions with timings for every record (unscored: ``gistpoc.evaluate.scoring`` scores them in a CPU rule,
     so a metric change never reruns generation); an out-of-memory item is recorded as ``oom``.
 
     ``scramble`` (gist methods): compress each document with its tokens shuffled (``scramble_context``) and answer
     its questions from that gist: the context-scrambling control.
+    ``other_document`` (gist methods): answer each document's questions from the gist of another test document (the
+    next one in id order, so every document is used once as the other): the different-document control.
     ``engine``: ``eager`` (the Hugging Face loop, one question at a time) or ``compiled`` (``gistpoc.engine``: static
     cache, CUDA graphs on GPU; a gist method answers up to ``engine_batch`` questions of a document in one pass on
     its one cache; the baselines batch a document's prompts when they fit one captured pass (<= 2,048 tokens), else
@@ -182,11 +184,18 @@ def run_method(method: str, loaded, records: list[dict], instruction: str, max_n
         else:
             answer_prompts([prompt_for(rec)[0]], 2)
 
-    for doc_id, recs in _docs(records).items():
+    docs = _docs(records)
+    order = sorted(docs)
+    if other_document and (not n_gist or len(order) < 2):
+        raise ValueError("the different-document control needs a gist method and at least two test documents")
+    for doc_id, recs in docs.items():
         cache = None
         compress_ms = None
+        source_id = order[(order.index(doc_id) + 1) % len(order)] if other_document else doc_id
+        facts = {"scrambled": scramble, **({"context_from": source_id} if other_document else {}), **engine_facts}
         if n_gist:
-            context = scramble_context(tok, recs[0]["context"], doc_id) if scramble else recs[0]["context"]
+            context = docs[source_id][0]["context"]
+            context = scramble_context(tok, context, doc_id) if scramble else context
             enc = encode_prefix(tok, template, context, loaded.gist_ids)
             try:
                 t0 = time.perf_counter()
@@ -224,13 +233,13 @@ def run_method(method: str, loaded, records: list[dict], instruction: str, max_n
                         questions.append(encode_question(tok, template, question))
                         extras.append({**extra, "prompt_tokens": len(questions[-1])})
                     return answer_gist(cache, questions, max_new_tokens), extras
-                out.extend(_answer_group(method, group, gist_answers, meter, tok, loaded.device, {"scrambled": scramble, **engine_facts}))
+                out.extend(_answer_group(method, group, gist_answers, meter, tok, loaded.device, facts))
             else:
                 def prompt_answers(group=group):
                     built = [prompt_for(rec) for rec in group]
                     extras = [{**extra, "prompt_tokens": len(ids)} for ids, extra in built]
                     return answer_prompts([ids for ids, _ in built], max_new_tokens), extras
-                out.extend(_answer_group(method, group, prompt_answers, meter, tok, loaded.device, {"scrambled": scramble, **engine_facts}))
+                out.extend(_answer_group(method, group, prompt_answers, meter, tok, loaded.device, facts))
         log.info("%s: %s done (%d answers)", method, doc_id, len(recs))
     return out
 

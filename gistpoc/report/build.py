@@ -166,20 +166,22 @@ def control_rows(summary: list[dict], predictions: list, threshold: float, n_boo
             continue
         label = items[0]["method"]
         n = int(label.removeprefix("gist").split("_")[0])
+        kind = "another test document" if label.endswith("_otherdoc") else "token-shuffled document"
         scr = summarize_method(items, threshold, n_boot, seed)
         real = by_method.get(f"gist{n}", {})
+        keys = ("passkey_acc", "factual_f1", "global_proxy_acc")
         verdict = []
-        for key in ("passkey_acc", "factual_f1"):
+        for key in keys:
             hi = closed.get(f"{key}_hi")
             if scr.get(key) is None or hi is None:
                 continue
             verdict.append(scr[key] <= hi)
-        rows.append({"n": n, "label": label, "n_items": len(items),
-                     "real": {k: ci(real, k) for k in ("passkey_acc", "factual_f1")},
-                     "scrambled": {k: ci(scr, k) for k in ("passkey_acc", "factual_f1")},
-                     "closed": {k: ci(closed, k) for k in ("passkey_acc", "factual_f1")},
+        rows.append({"n": n, "label": label, "kind": kind, "n_items": len(items),
+                     "real": {k: ci(real, k) for k in keys},
+                     "scrambled": {k: ci(scr, k) for k in keys},
+                     "closed": {k: ci(closed, k) for k in keys},
                      "falls_to_closed_book": all(verdict) if verdict else None})
-    return sorted(rows, key=lambda r: r["n"])
+    return sorted(rows, key=lambda r: (r["n"], r["kind"] != "token-shuffled document"))
 
 
 def stage1_start(init: dict | None, n: int) -> str:
