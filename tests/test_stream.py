@@ -140,3 +140,51 @@ def test_one_passkey_scorer_for_training_and_evaluation(text, key, ok):
     assert passkey_correct(text, key) == ok
     # the training gate and the evaluation's scoring step call the same function
     assert loop.passkey_correct is passkey_correct and scoring.passkey_correct is passkey_correct
+
+
+def test_continuation_targets_are_the_text_after_the_window(setup):
+    """windows(..., next_tokens): each row's next_ids are the pool's tokens right after its window (not in its
+    context), the targets of the continuation objective; without next_tokens the rows are unchanged."""
+    tokenizer, gist_ids, template, _, _, pool = setup
+    stream = PasskeyStream(tokenizer, template, gist_ids, pool, 5, seed=4)
+    plain, with_next = stream.windows(3, 0, 2, 96), stream.windows(3, 0, 2, 96, next_tokens=12)
+    assert all("next_ids" not in r for r in plain)
+    for a, b in zip(plain, with_next):
+        assert a["prefix_ids"] == b["prefix_ids"] and len(b["next_ids"]) == 12
+    rng = stream.rng(3, 0, "windows")   # the same draw as windows(): the first window's span
+    text, span = pool.window(rng, max(16, 96 - stream.room))
+    after = pool.text[span[1]:]
+    assert tokenizer.decode(with_next[0]["next_ids"]).strip()[:20] == after.strip()[:20]
+    assert tokenizer.decode(with_next[0]["next_ids"]).strip() not in text
+
+
+def test_each_objective_has_its_own_loss():
+    """A tiny model, one example with a question, a reconstruction segment and a continuation segment: the collator
+    marks each label's objective, and forward_masked's loss / aux_loss / next_loss are the mean cross-entropy over
+    exactly those labels (recomputed here by hand)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from gistpoc.gist.collator import CONTINUATION, MAIN, RECONSTRUCTION, GistDataCollator, GistExample, forward_masked
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=50, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                         num_key_value_heads=2, max_position_embeddings=128)).eval()
+    ex = GistExample(prefix_ids=list(range(1, 13)), gist_start=8, gist_end=12, segments=[([20, 21], [22, 23])],
+                     aux_segments=[([30], [31, 32, 33])], next_segments=[([40], [41, 42])])
+    batch = GistDataCollator(0)([ex])
+    labels, kinds = batch["labels"][0], batch["aux"][0]
+    assert kinds[labels != -100].tolist() == [MAIN] * 2 + [RECONSTRUCTION] * 3 + [CONTINUATION] * 2
+    with torch.no_grad():
+        out = forward_masked(model, batch)
+        from gistpoc.gist.mask import to_additive
+
+        logits = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"],
+                       attention_mask=to_additive(batch["attention_mask"], torch.float32)).logits[0]
+    ce = torch.nn.functional.cross_entropy(logits[:-1], labels[1:], ignore_index=-100, reduction="none")
+    shifted = kinds[1:]
+    for kind, got in ((MAIN, out.loss), (RECONSTRUCTION, out.aux_loss), (CONTINUATION, out.next_loss)):
+        sel = (labels[1:] != -100) & (shifted == kind)
+        assert torch.allclose(got, ce[sel].mean(), atol=1e-5), kind
+    none = forward_masked(model, GistDataCollator(0)([GistExample(list(range(1, 13)), 8, 12, [([20], [22])])]))
+    assert none.aux_loss is None and none.next_loss is None

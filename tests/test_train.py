@@ -126,10 +126,11 @@ def test_exploding_gist_embeddings_stop_with_a_clear_message(tmp_path, tiny_data
 
 
 def test_full_fine_tuning_with_both_auxiliary_losses(tmp_path, tiny_dataset, model_dir):
-    """train.method: full trains every weight; cue-continuation and self-distillation add their terms."""
+    """train.method: full trains every weight; reconstruction after a cue, continuation of the text after each window
+    and self-distillation add their terms, each logged."""
     cfg = _cfg(max_steps=4, method="full", lr_lora=1e-5, lr_embed=1e-4)
     cfg["curriculum"]["stages"] = [64]
-    cfg["aux"] = {"cue_continuation": 0.5, "cue_tokens": 8, "continuation_tokens": 24, "self_distill": 0.5}
+    cfg["aux"] = {"cue_continuation": 0.5, "cue_tokens": 8, "continuation_tokens": 24, "self_distill": 0.5, "continuation": 0.5, "next_tokens": 16}
     subprocess.run(_cmd(tiny_dataset, tmp_path / "ck", tmp_path / "state", cfg), check=True, cwd=ROOT)
     import csv
 
@@ -138,6 +139,7 @@ def test_full_fine_tuning_with_both_auxiliary_losses(tmp_path, tiny_dataset, mod
     docs = [r for r in rows if not int(r["passkey_microbatches"])]
     assert pk and docs                                             # seed 3 draws both kinds in 4 steps
     assert all(float(r["aux_loss"]) > 0 for r in pk)               # the cue continuation is learned from the gist
+    assert all(float(r["next_loss"]) > 0 for r in pk) and all(float(r["next_loss"]) == 0 for r in docs)   # windows only
     assert all(float(r["kl"]) > 0 for r in docs) and all(float(r["kl"]) == 0 for r in pk)
     assert not (tmp_path / "ck/adapter_config.json").exists() and (tmp_path / "ck/config.json").exists()
     summary = json.loads((tmp_path / "ck/summary.json").read_text())

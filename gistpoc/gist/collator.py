@@ -20,27 +20,34 @@ class GistExample:
     gist_end: int
     segments: list[tuple[list[int], list[int]]] = field(default_factory=list)  # (question_ids, answer_ids)
     aux_segments: list[tuple[list[int], list[int]]] = field(default_factory=list)  # auxiliary (cue, continuation)
+    # the text that follows the compressed context, predicted from the gist after a one-token cue (continuation)
+    next_segments: list[tuple[list[int], list[int]]] = field(default_factory=list)
 
 
-def layout(ex: GistExample) -> tuple[list[int], list[int], list[int], list[tuple[int, int]], list[bool]]:
-    """Flatten an example: (input_ids, labels, position_ids, segment spans, aux flag per position).
+# what a label position trains: the question answers, the reconstruction from a cue (aux_segments), the continuation
+MAIN, RECONSTRUCTION, CONTINUATION = 0, 1, 2
+
+
+def layout(ex: GistExample) -> tuple[list[int], list[int], list[int], list[tuple[int, int]], list[int]]:
+    """Flatten an example: (input_ids, labels, position_ids, segment spans, objective per position).
 
     Every segment restarts its positions at ``gist_end`` (as if it followed the gist span directly),
     which is exactly where a question continues from a saved gist cache at inference. Auxiliary
-    segments come after the question segments and are flagged, so their loss can be weighted apart.
+    segments come after the question segments, each position marked with its objective (MAIN,
+    RECONSTRUCTION, CONTINUATION), so each loss can be weighted apart.
     """
     ids = list(ex.prefix_ids)
     labels = [IGNORE] * len(ids)
     pos = list(range(len(ids)))
-    aux = [False] * len(ids)
+    aux = [MAIN] * len(ids)
     spans = []
-    for is_aux, segs in ((False, ex.segments), (True, ex.aux_segments)):
+    for objective, segs in ((MAIN, ex.segments), (RECONSTRUCTION, ex.aux_segments), (CONTINUATION, ex.next_segments)):
         for q_ids, a_ids in segs:
             start = len(ids)
             ids += q_ids + a_ids
             labels += [IGNORE] * len(q_ids) + list(a_ids)
             pos += list(range(ex.gist_end, ex.gist_end + len(q_ids) + len(a_ids)))
-            aux += [is_aux] * (len(q_ids) + len(a_ids))
+            aux += [objective] * (len(q_ids) + len(a_ids))
             spans.append((start, len(ids)))
     return ids, labels, pos, spans, aux
 
@@ -49,7 +56,7 @@ class GistDataCollator:
     """Pads a list of GistExample into a batch; ``attention_mask`` is boolean (B, 1, L, L).
 
     Use ``gistpoc.gist.mask.to_additive`` (done by ``forward_masked``) before the model sees it.
-    ``aux`` (B, L) flags the labels of auxiliary segments; with ``teacher_mask=True`` the batch also holds
+    ``aux`` (B, L) marks each position's objective (MAIN, RECONSTRUCTION, CONTINUATION); with ``teacher_mask=True`` the batch also holds
     ``teacher_attention_mask``, the same layout with the context visible (self-distillation's teacher).
     """
 
@@ -63,7 +70,7 @@ class GistDataCollator:
         input_ids = torch.full((len(rows), length), self.pad_token_id, dtype=torch.long)
         labels = torch.full((len(rows), length), IGNORE, dtype=torch.long)
         position_ids = torch.zeros((len(rows), length), dtype=torch.long)
-        aux = torch.zeros((len(rows), length), dtype=torch.bool)
+        aux = torch.zeros((len(rows), length), dtype=torch.long)
         masks, teacher = [], []
         for i, ((ids, lab, pos, spans, flags), ex) in enumerate(zip(rows, examples)):
             n = len(ids)
@@ -99,7 +106,8 @@ def forward_masked(model, batch: dict[str, torch.Tensor], mask_key: str = "atten
     and the loss is taken there: at 8k tokens and a 128k vocabulary the full logits alone would be
     ~4 GB in fp32, more than the rest of a QLoRA step on a 24 GB card (design failure mode 4).
     ``loss`` is the usual shifted token-mean cross-entropy over the answer tokens of the question
-    segments; ``aux_loss`` the same over auxiliary segments (None without any); ``label_mask`` (B, K)
+    segments; ``aux_loss`` the same over the reconstruction segments and ``next_loss`` over the continuation segments
+    (None without any); ``label_mask`` (B, K)
     marks the question-answer targets of ``logits`` (for distillation). ``mask_key`` picks the teacher mask.
     """
     from types import SimpleNamespace
@@ -129,9 +137,13 @@ def forward_masked(model, batch: dict[str, torch.Tensor], mask_key: str = "atten
     token_loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=IGNORE, reduction="none").view(target.shape)
     labelled_t = target != IGNORE
     aux = batch.get("aux")
-    aux_t = aux.to(device)[:, labelled] & labelled_t if aux is not None else torch.zeros_like(labelled_t)
-    main_t = labelled_t & ~aux_t
+    kind = aux.to(device)[:, labelled].long() if aux is not None else torch.zeros_like(target)
+    main_t = labelled_t & (kind == MAIN)
+
+    def mean_over(sel):
+        return token_loss[sel].sum() / sel.sum() if bool(sel.any()) else None
+
     loss = token_loss[main_t].sum() / main_t.sum().clamp(min=1)
-    aux_loss = token_loss[aux_t].sum() / aux_t.sum() if bool(aux_t.any()) else None
-    return SimpleNamespace(loss=loss, aux_loss=aux_loss, logits=out.logits, label_logits=logits, label_mask=main_t,
+    aux_loss, next_loss = mean_over(labelled_t & (kind == RECONSTRUCTION)), mean_over(labelled_t & (kind == CONTINUATION))
+    return SimpleNamespace(loss=loss, aux_loss=aux_loss, next_loss=next_loss, logits=out.logits, label_logits=logits, label_mask=main_t,
                            attentions=getattr(out, "attentions", None))

@@ -268,7 +268,10 @@ def train_gist(loaded, train_records: list[dict], val_records: list[dict], cfg: 
              n, len(doc_ids), pool.n_tokens, total_steps, curriculum.stages)
 
     torch.manual_seed(seed)
-    w_cue, w_kl = cfg["aux"]["cue_continuation"], cfg["aux"]["self_distill"]
+    # the objectives through the gist bottleneck besides the answers, each with its weight (train.aux): reconstruction of a
+    # context span after a cue (cue_continuation), continuation of the text after a window (continuation), KL to the base
+    # model reading the context (self_distill)
+    w_cue, w_kl, w_next = cfg["aux"]["cue_continuation"], cfg["aux"]["self_distill"], cfg["aux"]["continuation"]
     teacher = None
     if w_kl > 0 and cfg["method"] == "full":
         teacher = copy.deepcopy(loaded.model).eval().requires_grad_(False)  # the untouched base model
@@ -322,12 +325,16 @@ def train_gist(loaded, train_records: list[dict], val_records: list[dict], cfg: 
                                curriculum.final_gate_step)
             for g, base in zip(optimizer.param_groups, base_lrs):
                 g["lr"] = base * factor
-            sums = {"loss": 0.0, "aux_loss": 0.0, "kl": 0.0}
+            sums = {"loss": 0.0, "aux_loss": 0.0, "next_loss": 0.0, "kl": 0.0}
             n_tokens = n_passkey = 0
             for m in range(cfg["grad_accum"]):
                 is_pk = stream.is_passkey(step, m, cfg["passkey_share"])
-                batch_rows = stream.windows(step, m, bs, curriculum.length) if is_pk else [doc_rows[d] for d in stream.documents(step, m, bs, doc_ids)]
+                next_tokens = cfg["aux"]["next_tokens"] if w_next > 0 else 0
+                batch_rows = stream.windows(step, m, bs, curriculum.length, next_tokens) if is_pk else [doc_rows[d] for d in stream.documents(step, m, bs, doc_ids)]
                 examples = [to_example(r) for r in batch_rows]
+                for ex, r in zip(examples, batch_rows):
+                    if len(r.get("next_ids", [])) > 1:  # the first token is the cue, the rest is predicted from the gist
+                        ex.next_segments.append((r["next_ids"][:1], r["next_ids"][1:]))
                 if w_cue > 0:
                     rng = stream.rng(step, m, "cue")
                     for ex, r in zip(examples, batch_rows):
@@ -340,6 +347,9 @@ def train_gist(loaded, train_records: list[dict], val_records: list[dict], cfg: 
                 if out.aux_loss is not None:
                     loss = loss + w_cue * out.aux_loss
                     sums["aux_loss"] += float(out.aux_loss.detach())
+                if out.next_loss is not None:
+                    loss = loss + w_next * out.next_loss
+                    sums["next_loss"] += float(out.next_loss.detach())
                 if w_kl > 0 and not is_pk:
                     kl = distill_kl(model, teacher, batch, out)
                     loss = loss + w_kl * kl
@@ -373,6 +383,7 @@ def train_gist(loaded, train_records: list[dict], val_records: list[dict], cfg: 
                 "passkey_microbatches": n_passkey,
                 "loss": round(last_loss, 6),
                 "aux_loss": round(sums["aux_loss"] / k, 6),
+                "next_loss": round(sums["next_loss"] / k, 6),
                 "kl": round(sums["kl"] / k, 6),
                 "lr_lora": optimizer.param_groups[0]["lr"],
                 "lr_embed": optimizer.param_groups[-1]["lr"],

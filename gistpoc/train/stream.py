@@ -51,6 +51,14 @@ class TextPool:
         b = self.offsets[end - self.n_tokens - 1][1]
         return self.text[a:] + "\n\n" + self.text[:b], (a, b)
 
+    def after(self, tokenizer, span: tuple[int, int], n_tokens: int) -> list[int]:
+        """The ``n_tokens`` token ids of the pool's text right after a window (its character span), wrapping around
+        the end: what the continuation objective predicts from the window's gist."""
+        b = span[1]
+        text = self.text[b:] + "\n\n" + self.text  # enough text either way: tokens are rarely under one character
+        ids = tokenizer(text[: 16 * n_tokens], add_special_tokens=False)["input_ids"]
+        return ids[:n_tokens]
+
     def sources(self, span: tuple[int, int]) -> set[str]:
         """The documents a window (character span, possibly wrapping) was cut from."""
         a, b = span
@@ -115,14 +123,18 @@ class PasskeyStream:
     def is_passkey(self, step: int, micro: int, share: float) -> bool:
         return self.rng(step, micro, "kind").random() < share
 
-    def windows(self, step: int, micro: int, n: int, length: int) -> list[dict]:
-        """``n`` passkey rows whose contexts hold ``length`` tokens, give or take the sentence's tokenisation."""
+    def windows(self, step: int, micro: int, n: int, length: int, next_tokens: int = 0) -> list[dict]:
+        """``n`` passkey rows whose contexts hold ``length`` tokens, give or take the sentence's tokenisation; with
+        ``next_tokens``, each row also holds ``next_ids``: the tokens of the text that follows its window."""
         rng = self.rng(step, micro, "windows")
         rows = []
         for i in range(n):
-            text, _ = self.pool.window(rng, max(16, length - self.room))
+            text, span = self.pool.window(rng, max(16, length - self.room))
             wording = self.wordings[rng.randrange(len(self.wordings))]
-            rows.append(passkey_row(self.tokenizer, self.template, self.gist_ids, text, f"{self.seed}:{step}:{micro}:{i}", self.digits, wording))
+            row = passkey_row(self.tokenizer, self.template, self.gist_ids, text, f"{self.seed}:{step}:{micro}:{i}", self.digits, wording)
+            if next_tokens:
+                row["next_ids"] = self.pool.after(self.tokenizer, span, next_tokens)
+            rows.append(row)
         return rows
 
     def documents(self, step: int, micro: int, n: int, doc_ids: list[str]) -> list[str]:
