@@ -7,6 +7,8 @@ sys.path.insert(0, str(Path(workflow.basedir)))
 
 from gistpoc.codehash import code_hash, files_hash
 from gistpoc.config import ConfigError, check_sources, merged_train, validate_config
+from gistpoc.methods import configured
+from gistpoc.methods import parse as parse_method
 
 try:
     config.update(validate_config(config))
@@ -30,16 +32,12 @@ TORCH_THREADS = max(1, min(int(workflow.cores or 1) // 4, 4))
 EVAL_THREADS = 1
 SPLITS = ["train", "val", "test"]
 BUDGET = config["eval"]["budget"]
-# matched-budget baselines (one job: they share one pass per document) and the RAG + gist hybrid
-BUDGET_METHODS = [f"{m}{n}" for n in sorted(BUDGET["n"]) for m in BUDGET["methods"]]
-RAG_GIST = [f"rag_gist{n}" for n in sorted(config["eval"]["rag_gist"])]
+# every method the config evaluates (gistpoc.methods: names are parsed there only); the matched-budget baselines (one job:
+# they share one pass per document) and the RAG + gist hybrid
+METHODS = configured(config)
+BUDGET_METHODS = [m for m in METHODS if parse_method(m).kind == "budget"]
+RAG_GIST = [m for m in METHODS if parse_method(m).kind == "hybrid"]
 BUDGET_QTYPES_ARG = f"--qtypes {' '.join(BUDGET['qtypes'])}" if BUDGET["qtypes"] else ""
-METHODS = (
-    ["closed_book", "full_context", "rag"]
-    + [f"gist{n}" for n in N_GIST]
-    + BUDGET_METHODS
-    + RAG_GIST
-)
 # extra gist checkpoints with other train settings (the recipe ablation), evaluated on the passkey items
 ABLATIONS = {a["name"]: a for a in config["ablations"]}
 

@@ -8,6 +8,8 @@ from pathlib import Path
 from gistpoc.baselines.rag import Retriever, SentenceEmbedder
 from gistpoc.cli import json_arg, parser, run
 from gistpoc.evaluate.runner import run_method
+from gistpoc.methods import gist_n
+from gistpoc.methods import parse as parse_method
 from gistpoc.model import load_model
 from gistpoc.utils import host_environment, read_json, read_jsonl, seed_everything, write_json, write_jsonl
 
@@ -19,8 +21,9 @@ def main(args):
     records = read_jsonl(args.dataset)
     if args.qtypes:
         records = [r for r in records if r["qtype"] in args.qtypes]
-    rag_gist = args.method.startswith("rag_gist")
-    n_gist = int(args.method.removeprefix("rag_gist" if rag_gist else "gist")) if args.method.startswith(("gist", "rag_gist")) else 0
+    method = parse_method(args.method)
+    rag_gist = method.kind == "hybrid"
+    n_gist = gist_n(args.method)
     if (args.scramble_context or args.other_document) and not n_gist:
         raise SystemExit("--scramble-context and --other-document are controls for gist methods only")
     loaded = load_model(args.model, args.model_ref, n_gist=n_gist, adapter_dir=args.checkpoint)

@@ -25,17 +25,18 @@ import torch.nn.functional as F
 
 from gistpoc.engine import rotate_half
 from gistpoc.gist.cache import GistCache
+from gistpoc.methods import BUDGET_FAMILIES, parse
 
-METHODS = ("truncate_head", "truncate_tail", "kv_select", "mean_pool", "ppl_select")
+METHODS = BUDGET_FAMILIES
 
 
 def parse_method(name: str) -> tuple[str, int] | None:
-    """``kv_select25`` -> (``kv_select``, 25); None for other method names."""
-    for m in METHODS + ("rag_gist",):
-        rest = name.removeprefix(m)
-        if rest != name and rest.isdigit():
-            return m, int(rest)
-    return None
+    """``kv_select25`` -> (``kv_select``, 25); None for a name that is not a budget method (gistpoc.methods parses)."""
+    try:
+        m = parse(name)
+    except ValueError:
+        return None
+    return (m.family, m.n) if m.kind == "budget" else None
 
 
 @dataclass

@@ -20,6 +20,7 @@ import torch
 
 from gistpoc.gist.cache import GistCache, answer_from_cache, compress_context, greedy_generate
 from gistpoc.gist.template import encode_prefix, encode_question, prompt_template
+from gistpoc.methods import parse as parse_method
 from gistpoc.utils import is_oom
 
 log = logging.getLogger(__name__)
@@ -142,8 +143,9 @@ def run_method(method: str, loaded, records: list[dict], instruction: str, max_n
     model, tok = loaded.model, loaded.tokenizer
     template = prompt_template(tok, instruction)
     meter = MemoryMeter(loaded.device)
-    rag_gist = method.startswith("rag_gist")
-    n_gist = int(method.removeprefix("rag_gist" if rag_gist else "gist")) if method.startswith(("gist", "rag_gist")) else 0
+    kind = parse_method(method)
+    rag_gist = kind.kind == "hybrid"
+    n_gist = kind.n if kind.uses_gist else 0
     if rag_gist and retriever is None:
         raise ValueError(f"{method} needs the RAG retriever")
     out: list[dict] = []
@@ -251,7 +253,7 @@ def run_budget(loaded, records: list[dict], instruction: str, methods: list[str]
     document's questions like a gist cache. ``compress_ms`` = that pass + the method's selection."""
     from gistpoc.baselines.budget import budget_cache, document_pass, parse_method
 
-    bad = [m for m in methods if (parse_method(m) or ("rag_gist",))[0] == "rag_gist"]
+    bad = [m for m in methods if parse_method(m) is None]
     if bad:
         raise ValueError(f"not budget methods: {bad}")
     parsed = [(m, *parse_method(m)) for m in methods]

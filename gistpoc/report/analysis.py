@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from gistpoc import methods
+from gistpoc.methods import parse
+
 QTYPE_METRICS = [
     ("factual_f1", "factual (token F1)"),
     ("global_proxy_acc", "global theme (proxy acc.)"),
@@ -54,7 +57,7 @@ def question_type_findings(summary: list[dict]) -> list[dict]:
     with CIs (``qtype_verdict``)."""
     full = next((r for r in summary if r["method"] == "full_context"), {})
     closed = next((r for r in summary if r["method"] == "closed_book"), {})
-    gists = [r for r in summary if r["method"].startswith("gist")]
+    gists = [r for r in summary if parse(r["method"]).kind == "gist"]
     out = []
     for key, label in QTYPE_METRICS:
         scored = [r for r in gists if r.get(key) is not None]
@@ -67,10 +70,10 @@ def question_type_findings(summary: list[dict]) -> list[dict]:
 
 def gist_count_trend(summary: list[dict]) -> list[dict]:
     """Does the score rise with N? Sign of the change between consecutive N, per metric."""
-    gists = sorted((r for r in summary if r["method"].startswith("gist")), key=lambda r: int(r["method"][4:]))
+    gists = sorted((r for r in summary if parse(r["method"]).kind == "gist"), key=lambda r: parse(r["method"]).n)
     out = []
     for key, label in QTYPE_METRICS:
-        pts = [(int(r["method"][4:]), r[key]) for r in gists if r.get(key) is not None]
+        pts = [(parse(r["method"]).n, r[key]) for r in gists if r.get(key) is not None]
         if len(pts) < 2:
             continue
         diffs = [b[1] - a[1] for a, b in zip(pts, pts[1:])]
@@ -87,7 +90,7 @@ def gist_count_trend(summary: list[dict]) -> list[dict]:
 
 
 BUDGET_FAMILIES = ("gist", "rag_gist", "truncate_head", "truncate_tail", "kv_select", "mean_pool", "ppl_select")
-TRAINING_FREE = ("truncate_head", "truncate_tail", "kv_select", "mean_pool", "ppl_select")
+TRAINING_FREE = methods.BUDGET_FAMILIES
 
 
 def budget_comparison(summary: list[dict]) -> dict:
@@ -95,9 +98,9 @@ def budget_comparison(summary: list[dict]) -> dict:
     the RAG + gist hybrid), and per N what the training buys: gist-N minus the best training-free method."""
     by_n: dict[int, list[dict]] = {}
     for r in summary:
-        stem = r["method"].rstrip("0123456789")
-        if stem in BUDGET_FAMILIES and stem != r["method"]:
-            by_n.setdefault(int(r["method"][len(stem):]), []).append({**r, "family": stem})
+        m = parse(r["method"])
+        if m.kind in ("gist", "hybrid", "budget"):
+            by_n.setdefault(m.n, []).append({**r, "family": m.family})
     rows, gains = [], []
     for n in sorted(by_n):
         group = sorted(by_n[n], key=lambda r: BUDGET_FAMILIES.index(r["family"]))

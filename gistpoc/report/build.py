@@ -11,6 +11,7 @@ from pathlib import Path
 import jinja2
 from markupsafe import Markup, escape
 
+from gistpoc.methods import CONTROLS, parse
 from gistpoc.report import analysis, criteria, plots
 from gistpoc.utils import git_commit, host_environment
 
@@ -165,8 +166,8 @@ def control_rows(summary: list[dict], predictions: list, threshold: float, n_boo
         if not items:
             continue
         label = items[0]["method"]
-        n = int(label.removeprefix("gist").split("_")[0])
-        kind = "another test document" if label.endswith("_otherdoc") else "token-shuffled document"
+        control = parse(label)
+        n, kind = control.n, CONTROLS[control.control]
         scr = summarize_method(items, threshold, n_boot, seed)
         real = by_method.get(f"gist{n}", {})
         keys = ("passkey_acc", "factual_f1", "global_proxy_acc")

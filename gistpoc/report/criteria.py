@@ -6,6 +6,8 @@ so the report never types a number in: everything comes from results/eval/summar
 
 from __future__ import annotations
 
+from gistpoc.methods import parse
+
 
 def _row(summary, method):
     return next((r for r in summary if r["method"] == method), None)
@@ -29,7 +31,7 @@ def _verdict(ok):
 
 def pick_gist(summary, prefer: int = 25) -> dict | None:
     """The design's reference compression (Gist-25), or the middle configured N."""
-    gists = sorted((r for r in summary if r["method"].startswith("gist")), key=lambda r: int(r["method"][4:]))
+    gists = sorted((r for r in summary if parse(r["method"]).kind == "gist"), key=lambda r: parse(r["method"]).n)
     return _row(summary, f"gist{prefer}") or (gists[len(gists) // 2] if gists else None)
 
 
@@ -57,7 +59,7 @@ def checks(summary: list[dict], on_gpu: bool) -> list[dict]:
     def add(section, name, measured, target, ok, note=""):
         out.append({"section": section, "check": name, "measured": measured, "target": target, "verdict": _verdict(ok), "note": note})
 
-    gists = [r for r in summary if r["method"].startswith("gist")]
+    gists = [r for r in summary if parse(r["method"]).kind == "gist"]
     # 5.1 quantitative targets
     for r in gists:
         cr = r.get("compression_ratio_median")

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import matplotlib
 
+from gistpoc.methods import parse
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
@@ -38,11 +40,11 @@ def _method_color(m: str) -> str:
 
 def gist_count_vs_score(summary: list[dict], metrics: list[tuple[str, str]]) -> str:
     """One panel per question type: gist-N score vs N, with full/RAG/closed-book reference lines."""
-    gist = sorted((r for r in summary if r["method"].startswith("gist")), key=lambda r: int(r["method"][4:]))
-    refs = {r["method"]: r for r in summary if not r["method"].startswith("gist")}
+    gist = sorted((r for r in summary if parse(r["method"]).kind == "gist"), key=lambda r: parse(r["method"]).n)
+    refs = {r["method"]: r for r in summary if parse(r["method"]).kind != "gist"}
     fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.4), squeeze=False)
     for ax, (key, label) in zip(axes[0], metrics):
-        xs = [int(r["method"][4:]) for r in gist if r.get(key) is not None]
+        xs = [parse(r["method"]).n for r in gist if r.get(key) is not None]
         ys = [r[key] for r in gist if r.get(key) is not None]
         # clamp: a CI row edited by hand (or a degenerate bootstrap) must not break the figure
         lo = [max(0.0, r[key] - (r.get(f"{key}_lo") if r.get(f"{key}_lo") is not None else r[key])) for r in gist if r.get(key) is not None]
@@ -93,8 +95,8 @@ FAMILY_STYLE = {  # method family -> (colour, marker) in the quality-vs-KV figur
 
 def method_family(method: str) -> tuple[str, int | None]:
     """``kv_select25`` -> (``kv_select``, 25); ``gist10`` -> (``gist``, 10); ``rag`` -> (``rag``, None)."""
-    stem = method.rstrip("0123456789")
-    return stem, int(method[len(stem):]) if stem != method else None
+    m = parse(method)
+    return m.family, (m.n if m.kind != "baseline" else None)
 
 
 def quality_vs_kv(summary: list[dict], metrics: list[tuple[str, str]]) -> str:

@@ -1,0 +1,92 @@
+"""Method names, parsed in one place: every method the pipeline evaluates and what its name says.
+
+    closed_book, full_context, rag               the baselines (kind "baseline")
+    gist{N}                                      gist-N, whole document (kind "gist")
+    rag_gist{N}                                  the top-1 chunk in full after gist-N's cache (kind "hybrid")
+    truncate_head{N}, truncate_tail{N},          training-free methods answering from N cached positions
+    kv_select{N}, mean_pool{N}, ppl_select{N}    (kind "budget")
+    gist{N}_scrambled, gist{N}_otherdoc          the controls: gist-N on the shuffled document / another document
+                                                 (kind "control")
+
+``python -m gistpoc.methods NAME...`` prints each as JSON; ``python -m gistpoc.methods --config FILE`` lists the
+methods a config evaluates (the rules' list), one per line.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from dataclasses import asdict, dataclass
+
+BASELINES = ("closed_book", "full_context", "rag")
+BUDGET_FAMILIES = ("truncate_head", "truncate_tail", "kv_select", "mean_pool", "ppl_select")
+CONTROLS = {"scrambled": "token-shuffled document", "otherdoc": "another test document"}
+_NAME = re.compile(r"^(?P<family>gist|rag_gist|" + "|".join(BUDGET_FAMILIES) + r")(?P<n>\d+)(?:_(?P<control>" + "|".join(CONTROLS) + r"))?$")
+
+
+@dataclass(frozen=True)
+class Method:
+    """What a method name says: ``kind`` (baseline | gist | hybrid | budget | control), ``family`` (the name without
+    N), ``n`` (cached gist or budget positions; 0 for baselines), ``control`` (scrambled | otherdoc | "")."""
+
+    name: str
+    kind: str
+    family: str
+    n: int = 0
+    control: str = ""
+
+    @property
+    def uses_gist(self) -> bool:
+        """Answers from a trained gist-N checkpoint (gist-N, the hybrid, the controls)."""
+        return self.kind in ("gist", "hybrid", "control")
+
+    @property
+    def output_dir(self) -> str:
+        return f"results/controls/{self.name}" if self.kind == "control" else f"results/eval/{self.name}"
+
+
+def parse(name: str) -> Method:
+    """The Method a name stands for; ValueError naming the forms for anything else."""
+    if name in BASELINES:
+        return Method(name, "baseline", name)
+    m = _NAME.match(name)
+    if not m or (m["control"] and m["family"] != "gist"):
+        raise ValueError(f"unknown method {name!r}: expected one of {', '.join(BASELINES)}, gist<N>, rag_gist<N>, "
+                         f"<budget method><N> ({', '.join(BUDGET_FAMILIES)}) or gist<N>_<control> ({', '.join(CONTROLS)})")
+    family, n = m["family"], int(m["n"])
+    if m["control"]:
+        return Method(name, "control", family, n, m["control"])
+    kind = {"gist": "gist", "rag_gist": "hybrid"}.get(family, "budget")
+    return Method(name, kind, family, n)
+
+
+def gist_n(name: str) -> int:
+    """N of a method that answers from a gist-N checkpoint, 0 for any other."""
+    m = parse(name)
+    return m.n if m.uses_gist else 0
+
+
+def configured(config: dict) -> list[str]:
+    """The methods a (validated) config evaluates, in the report's order: baselines, gist-N, the budget methods by N,
+    the hybrids."""
+    ev = config["eval"]
+    budget = ev["budget"]
+    return (list(BASELINES) + [f"gist{n}" for n in sorted(config["gist"]["n_tokens"])]
+            + [f"{m}{n}" for n in sorted(budget["n"]) for m in budget["methods"]]
+            + [f"rag_gist{n}" for n in sorted(ev["rag_gist"])])
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["--config"]:
+        from gistpoc.config import load_config
+
+        print("\n".join(configured(load_config(args[1]))))
+        return
+    for name in args:
+        print(json.dumps(asdict(parse(name)) | {"uses_gist": parse(name).uses_gist, "output_dir": parse(name).output_dir}))
+
+
+if __name__ == "__main__":
+    main()
