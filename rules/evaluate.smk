@@ -1,5 +1,18 @@
 # Phases 4-5 of the design: every method answers the same test questions; every metric of 5.1/5.2.
 
+# the params every evaluation rule shares; EVAL_ARGS passes them to scripts/evaluate_method.py
+EVAL_PARAMS = dict(
+    model=section("model"),
+    gist_instruction=config["gist"]["instruction"],
+    baseline_instruction=config["eval"]["baseline_instruction"],
+    max_new_tokens=config["eval"]["max_new_tokens"],
+    warmup=config["eval"]["warmup_items"],
+    engine=config["eval"]["engine"],
+    engine_batch=config["eval"]["engine_batch"],
+    embedder=config["eval"]["rag"]["embedding_model"],
+    top_k=config["eval"]["rag"]["top_k"],
+    seed=config["seed"],
+)
 EVAL_ARGS = " ".join(
     [
         "--model {params.model:q} --model-ref {input.model} --dataset {input.dataset} "
@@ -59,17 +72,8 @@ rule evaluate_baseline:
         mem_mb=scaled(8000),
         runtime=scaled(120),
     params:
+        **EVAL_PARAMS,
         code=script_code("evaluate_method"),
-        model=section("model"),
-        gist_instruction=config["gist"]["instruction"],
-        baseline_instruction=config["eval"]["baseline_instruction"],
-        max_new_tokens=config["eval"]["max_new_tokens"],
-        warmup=config["eval"]["warmup_items"],
-        engine=config["eval"]["engine"],
-        engine_batch=config["eval"]["engine_batch"],
-        embedder=config["eval"]["rag"]["embedding_model"],
-        top_k=config["eval"]["rag"]["top_k"],
-        seed=config["seed"],
         rag_arg=rag_manifest_arg,
     shell:
         f"python scripts/evaluate_method.py --method {{wildcards.method}} {{params.rag_arg}} {EVAL_ARGS}"
@@ -99,17 +103,8 @@ rule evaluate_gist:
         mem_mb=scaled(8000),
         runtime=scaled(120),
     params:
+        **EVAL_PARAMS,
         code=script_code("evaluate_method"),
-        model=section("model"),
-        gist_instruction=config["gist"]["instruction"],
-        baseline_instruction=config["eval"]["baseline_instruction"],
-        max_new_tokens=config["eval"]["max_new_tokens"],
-        warmup=config["eval"]["warmup_items"],
-        engine=config["eval"]["engine"],
-        engine_batch=config["eval"]["engine_batch"],
-        embedder=config["eval"]["rag"]["embedding_model"],
-        top_k=config["eval"]["rag"]["top_k"],
-        seed=config["seed"],
     shell:
         f"python scripts/evaluate_method.py --method gist{{wildcards.n}} --checkpoint {{input.checkpoint}} --cache-dir {{output.caches}} {EVAL_ARGS}"
 
@@ -185,18 +180,9 @@ rule evaluate_rag_gist:
         mem_mb=scaled(8000),
         runtime=scaled(120),
     params:
+        **EVAL_PARAMS,
         code=script_code("evaluate_method"),
-        model=section("model"),
-        gist_instruction=config["gist"]["instruction"],
-        baseline_instruction=config["eval"]["baseline_instruction"],
-        max_new_tokens=config["eval"]["max_new_tokens"],
-        warmup=config["eval"]["warmup_items"],
-        engine=config["eval"]["engine"],
-        engine_batch=config["eval"]["engine_batch"],
-        embedder=config["eval"]["rag"]["embedding_model"],
-        top_k=config["eval"]["rag"]["top_k"],
         qtypes=BUDGET_QTYPES_ARG,
-        seed=config["seed"],
     shell:
         f"python scripts/evaluate_method.py --method rag_gist{{wildcards.n}} --checkpoint {{input.checkpoint}} "
         f"--rag-manifest {{input.rag}} {{params.qtypes}} {EVAL_ARGS}"
@@ -224,18 +210,9 @@ rule evaluate_ablation:
         mem_mb=scaled(8000),
         runtime=scaled(60),
     params:
+        **EVAL_PARAMS,
         code=script_code("evaluate_method"),
-        model=section("model"),
         n=ablation_n,
-        gist_instruction=config["gist"]["instruction"],
-        baseline_instruction=config["eval"]["baseline_instruction"],
-        max_new_tokens=config["eval"]["max_new_tokens"],
-        warmup=config["eval"]["warmup_items"],
-        engine=config["eval"]["engine"],
-        engine_batch=config["eval"]["engine_batch"],
-        embedder=config["eval"]["rag"]["embedding_model"],
-        top_k=config["eval"]["rag"]["top_k"],
-        seed=config["seed"],
     shell:
         f"python scripts/evaluate_method.py --method gist{{params.n}} --label {{wildcards.ablation}} --qtypes passkey "
         f"--checkpoint {{input.checkpoint}} {EVAL_ARGS}"
@@ -268,17 +245,8 @@ rule evaluate_control:
         mem_mb=scaled(8000),
         runtime=scaled(60),
     params:
+        **EVAL_PARAMS,
         code=script_code("evaluate_method"),
-        model=section("model"),
-        gist_instruction=config["gist"]["instruction"],
-        baseline_instruction=config["eval"]["baseline_instruction"],
-        max_new_tokens=config["eval"]["max_new_tokens"],
-        warmup=config["eval"]["warmup_items"],
-        engine=config["eval"]["engine"],
-        engine_batch=config["eval"]["engine_batch"],
-        embedder=config["eval"]["rag"]["embedding_model"],
-        top_k=config["eval"]["rag"]["top_k"],
-        seed=config["seed"],
         flag=control_flag,
     shell:
         f"python scripts/evaluate_method.py --method gist{{wildcards.n}} --label gist{{wildcards.n}}_{{wildcards.control}} {{params.flag}} "
