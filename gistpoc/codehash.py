@@ -93,14 +93,16 @@ def _imports_cached(path: Path, mtime_ns: int) -> frozenset[Path]:  # parsed onc
     return frozenset(found)
 
 
-def dependencies(path: str | Path) -> list[Path]:
-    """``path`` and every gistpoc module it imports, transitively, plus their data files; sorted."""
+def dependencies(path: str | Path, exclude=()) -> list[Path]:
+    """``path`` and every gistpoc module it imports, transitively, plus their data files; sorted. ``exclude``: module
+    files (repository-relative) not followed, e.g. the Q&A backends a config does not use."""
     start = (ROOT / path).resolve()
+    skip = {(ROOT / e).resolve() for e in exclude}
     seen: set[Path] = set()
     todo = [start]
     while todo:
         f = todo.pop()
-        if f in seen:
+        if f in seen or f in skip:
             continue
         seen.add(f)
         todo.extend(_imports(f) - seen)
@@ -117,10 +119,10 @@ def _file_digest(path: Path, mtime_ns: int) -> bytes:
     return hashlib.sha256(body).digest()
 
 
-def code_hash(path: str | Path) -> str:
-    """Content hash (16 hex digits) of a script or module and everything it imports from gistpoc."""
+def code_hash(path: str | Path, exclude=()) -> str:
+    """Content hash (16 hex digits) of a script or module and everything it imports from gistpoc (but ``exclude``)."""
     h = hashlib.sha256()
-    for f in dependencies(path):
+    for f in dependencies(path, exclude):
         h.update(str(f.relative_to(ROOT)).encode() + b"\0" + _file_digest(f, f.stat().st_mtime_ns))
     return h.hexdigest()[:16]
 

@@ -66,9 +66,27 @@ def manifest(folder):
     return f"{folder}.sha256"
 
 
-def script_code(name):
+def script_code(name, exclude=()):
     """Content hash of scripts/<name>.py and the gistpoc modules it imports (a param of the rule running it)."""
-    return code_hash(f"scripts/{name}.py")
+    return code_hash(f"scripts/{name}.py", exclude)
+
+
+# the Q&A backends' modules: generate_qa's code param follows only the backend the config uses, so that e.g. a metric
+# the LLM writer's leakage filter uses does not regenerate grounded questions
+QA_BACKEND_CODE = {
+    "grounded": "gistpoc/qa/grounded.py",
+    "openai": "gistpoc/qa/llm_questions.py",
+    "local": "gistpoc/qa/local_backend.py",
+}
+
+
+def qa_code():
+    backend = config["qa"]["backend"]
+    return script_code(
+        "generate_qa",
+        [m for b, m in QA_BACKEND_CODE.items() if b != backend]
+        + (["gistpoc/qa/openai_backend.py"] if backend == "grounded" else []),
+    )
 
 
 def external(paths):

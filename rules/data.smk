@@ -144,7 +144,7 @@ rule generate_qa:
     resources:
         api_calls=1,
     params:
-        code=script_code("generate_qa"),
+        code=qa_code(),
         qa=section("qa"),
     shell:
         "python scripts/generate_qa.py --documents {input.docs} --qa {params.qa:q} "

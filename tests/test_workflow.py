@@ -429,3 +429,37 @@ def test_report_from_a_partial_run_says_what_is_missing(workdir, tmp_path):
     rows = re.findall(r"<td>([^<]*vs full context[^<]*)</td><td class=\"num\">([^<]*)</td><td>[^<]*</td><td class=\"(\w+)\">", html)
     assert rows and all(measured == "-" and verdict == "NA" for _, measured, verdict in rows), rows
 
+
+
+def test_report_shows_the_question_filters_and_the_judge_calibration(workdir, tmp_path):
+    """With an LLM question writer and judge (qa.backend / eval.judge.backend openai), the report names both models,
+    counts what each question check dropped, and shows the judge's calibration; built here from the tiny run's files
+    with those two files added (the tiny run itself is offline and grounded)."""
+    from gistpoc.config import load_config
+    from gistpoc.report.build import build_report
+
+    wd = workdir
+    if not (wd / "results/report.html").exists():
+        pytest.skip("needs the end-to-end run")
+    cfg = load_config(wd / "tests/config.test.yaml")
+    cfg["qa"]["backend"], cfg["eval"]["judge"] = "openai", {"backend": "openai", "model": "judge-model-x"}
+    cfg["qa"]["openai"]["model"] = "writer-model-y"
+    issues = json.loads((wd / "results/data/qa.issues.json").read_text())
+    counts = {"written": 3, "invalid_reply": 1, "failed_evidence_check": 1, "closed_book_leak": 1, "unsupported": 0, "kept": 1}
+    issues["llm_filters"] = {q: counts for q in ("factual", "global", "reasoning")}
+    (tmp_path / "qa.json").write_text(json.dumps(issues))
+    calib = {"judge_model": "judge-model-x", "fixture": "resources/judge/calibration.jsonl",
+             "global": {"items": 24, "invalid": 0, "agreement": 0.75, "position_consistency": 0.875, "padding_flips": 0.125, "proxy_agreement": 0.625},
+             "reasoning": {"items": 20, "invalid": 2, "agreement": 0.5, "position_consistency": 0.8, "padding_flips": 0.1}}
+    (tmp_path / "calib.json").write_text(json.dumps(calib))
+    methods = [r["method"] for r in csv.DictReader(open(wd / "results/eval/summary.csv"))]
+    html = build_report(cfg, None, wd / "results/eval/summary.csv", wd / "results/eval/passkey_breakdown.csv",
+                        [wd / f"results/eval/{m}/predictions.jsonl" for m in methods], wd / "results/data/corpus_stats.json",
+                        [wd / f"results/checkpoints/gist{n}" for n in (2, 4)], wd / "results/figures/attention_mask.png",
+                        wd / "results/figures/gist_attention.png", wd / "results/figures/rulegraph.svg", tmp_path / "qa.json",
+                        judge_calibration_json=tmp_path / "calib.json")
+    assert 'id="qa-model">writer-model-y<' in html and 'id="judge-model">judge-model-x<' in html
+    row = re.search(r'<tr data-qtype="global"><td>global</td>(.*?)</tr>', html.split('id="qa-filters"')[1]).group(1)
+    assert re.findall(r'class="num">(\d+)<', row) == ["3", "1", "1", "1", "0", "1"]
+    cal = html.split('id="judge-calibration"')[1].split("</table>")[0]
+    assert "75%" in cal and "88%" in cal and "62%" in cal and '<tr data-qtype="reasoning">' in cal
