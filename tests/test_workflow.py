@@ -443,7 +443,7 @@ def test_report_shows_the_question_filters_and_the_judge_calibration(workdir, tm
         pytest.skip("needs the end-to-end run")
     cfg = load_config(wd / "tests/config.test.yaml")
     cfg["qa"]["backend"], cfg["eval"]["judge"] = "openai", {"backend": "openai", "model": "judge-model-x"}
-    cfg["qa"]["openai"]["model"] = "writer-model-y"
+    cfg["qa"]["openai"] = {**cfg["qa"].get("openai", {}), "model": "writer-model-y", "base_url": "http://127.0.0.1:8000/v1"}
     issues = json.loads((wd / "results/data/qa.issues.json").read_text())
     counts = {"written": 3, "invalid_reply": 1, "failed_evidence_check": 1, "closed_book_leak": 1, "unsupported": 0, "kept": 1}
     issues["llm_filters"] = {q: counts for q in ("factual", "global", "reasoning")}
