@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import random
 
+from gistpoc.evaluate.scoring import score
 from gistpoc.qa.openai_backend import CachedChatClient, ResponseValidationError
 
 GLOBAL_SYSTEM = (
@@ -112,9 +113,9 @@ def calibrate(fixture: list[dict], client: CachedChatClient, model: str, embedde
             same_swapped += swapped["score"] == base["score"]
             padded_flips += padded["score"] is not None and padded["score"] != base["score"]
         if embedder is not None and qtype == "global":  # the proxy on every item, judged or not
-            for it in items:
-                a, b = embedder([it["prediction"] or " ", it["reference"]])
-                proxy_agree += (sum(x * y for x, y in zip(a, b)) >= proxy_threshold) == (it["label"] == "yes")
+            for it in items:  # the proxy's own similarity (gistpoc.evaluate.scoring), as the summary thresholds it
+                sim = score({"answer": it["reference"], "qtype": "global"}, it["prediction"] or " ", embedder)["embed_sim"]
+                proxy_agree += (sim >= proxy_threshold) == (it["label"] == "yes")
         valid = len(items) - invalid
         out[qtype] = {"items": len(items), "invalid": invalid, "agreement": agree / valid if valid else None,
                       "position_consistency": same_swapped / valid if valid else None,
