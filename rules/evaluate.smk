@@ -277,7 +277,7 @@ rule score_answers:
 
 rule judge_answers:
     input:
-        predictions=get_predictions(),
+        predictions=get_predictions() + get_control_predictions(),  # every method's answers and the controls'
         fixture=external(JUDGE_FIXTURE),
     output:
         judgments="results/eval/judgments.jsonl",

@@ -49,6 +49,10 @@ rule publish:
         checkpoint_sums=[manifest(f"results/checkpoints/gist{n}") for n in N_GIST],
         ablation_checkpoints=get_ablation_checkpoints(),
         pretrained=get_all_pretrained,
+        questions="results/data/qa.jsonl",
+        qa_issues="results/data/qa.issues.json",
+        judgments=get_judgments(),
+        judge_calibration=get_judge_calibration(),
     output:
         f"{publish_dir()}/provenance.json",
     log:
@@ -64,9 +68,12 @@ rule publish:
         engine_check=publish_list_arg("engine_check"),
         engine_check_answers=publish_list_arg("engine_check_answers"),
         pretrained=pretrained_publish_arg,
+        judgments=publish_list_arg("judgments"),
+        judge_calibration=publish_list_arg("judge_calibration"),
     shell:
         "python scripts/publish_run.py --dest {params.dest:q} --config {input.config} --report {input.report} "
         "--summary {input.summary} --passkey {input.passkey} --rating-sheet {input.sheet} --stats {input.stats} "
         "--predictions {input.predictions} --checkpoints {input.checkpoints} --figures {input.attention} "
         "{params.controls} {params.ablation_predictions} {params.ablation_checkpoints} {params.engine_check} "
-        "{params.engine_check_answers} {params.pretrained} --logs logs benchmarks --log {log}"
+        "{params.engine_check_answers} {params.pretrained} {params.judgments} {params.judge_calibration} "
+        "--questions {input.questions} --qa-issues {input.qa_issues} --logs logs benchmarks --log {log}"

@@ -102,6 +102,7 @@ rule build_report:
         pretrained=get_all_pretrained,
         controls=get_control_predictions(),
         judge_calibration=get_judge_calibration(),
+        judgments=get_judgments(),
     output:
         "results/report.html",
     log:
@@ -115,8 +116,9 @@ rule build_report:
         pretrained=pretrained_report_arg,
         controls=controls_arg,
         judge_calibration=publish_list_arg("judge_calibration"),
+        judgments=publish_list_arg("judgments"),
     shell:
-        "python scripts/build_report.py {params.ablations} {params.pretrained} {params.controls} {params.judge_calibration} --config {input.config} --summary {input.summary} --passkey {input.passkey} "
+        "python scripts/build_report.py {params.ablations} {params.pretrained} {params.controls} {params.judge_calibration} {params.judgments} --config {input.config} --summary {input.summary} --passkey {input.passkey} "
         "--predictions {input.predictions} --environments {input.environments} --stats {input.stats} --checkpoints {input.checkpoints} "
         "--mask {input.mask} --attention {input.attention} --rulegraph {input.rulegraph} "
         "--qa-issues {input.qa_issues} --out {output} --log {log}"

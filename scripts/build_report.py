@@ -12,7 +12,7 @@ def main(args):
     html = build_report(config, args.config, args.summary, args.passkey, args.predictions, args.stats, args.checkpoints,
                         args.mask, args.attention, args.rulegraph, args.qa_issues, args.environments,
                         args.ablation_checkpoints, args.ablation_predictions, args.pretrained, args.controls,
-                        judge_calibration_json=args.judge_calibration)
+                        judge_calibration_json=args.judge_calibration, judgments_jsonl=args.judgments)
     write_text_atomic(args.out, html)
 
 
@@ -35,5 +35,6 @@ if __name__ == "__main__":
     p.add_argument("--pretrained", nargs="*", default=[], help="the stage-1 adapter folder of each gist-N (gist.pretrained)")
     p.add_argument("--controls", nargs="*", default=[], help="the context-scrambling control's predictions (results/controls/gist<N>_scrambled)")
     p.add_argument("--judge-calibration", default=None, help="results/eval/judge_calibration.json (the LLM judge on the hand labels)")
+    p.add_argument("--judgments", default=None, help="results/eval/judgments.jsonl (the LLM judge's scores; the controls' rows use them)")
     p.add_argument("--out", required=True)
     run(main, p)

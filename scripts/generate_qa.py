@@ -10,13 +10,11 @@ import json
 import logging
 from pathlib import Path
 
-from tqdm import tqdm
-
 from gistpoc.cli import json_arg, parser, run
 from gistpoc.codehash import code_hash
 from gistpoc.qa.grounded import grounded_qa
 from gistpoc.qa.llm_questions import QTYPES, llm_questions, new_counts
-from gistpoc.qa.openai_backend import CachedChatClient, EndpointError, ResponseValidationError
+from gistpoc.qa.openai_backend import CachedChatClient, EndpointError, ResponseValidationError, thread_map
 from gistpoc.utils import IssueLog, read_jsonl, stable_hash, write_json, write_jsonl, write_text_atomic
 
 log = logging.getLogger("gistpoc")
@@ -26,14 +24,20 @@ def main(args):
     docs = read_jsonl(args.documents)
     qa_cfg = args.qa
     backend = qa_cfg["backend"]
-    settings = {"backend": backend, **({"openai": qa_cfg["openai"]} if backend == "openai" else {}), **({"local": qa_cfg["local"]} if backend == "local" else {}),
+    oa = qa_cfg.get("openai", {})
+    # how the requests are sent (in flight at once, which splits) is not what they ask: outside the document's key
+    settings = {"backend": backend, **({"openai": {k: v for k, v in oa.items() if k not in ("concurrency", "splits")}} if backend == "openai" else {}),
+                **({"local": qa_cfg["local"]} if backend == "local" else {}),
                 # the prompt, validation and parsing code: a changed prompt is a new request, never a cache hit
                 "code": code_hash("scripts/generate_qa.py")}
     cache = Path(args.cache_dir) / backend
     cache.mkdir(parents=True, exist_ok=True)
     filters = new_counts()  # the LLM writer's checks (openai backend): what was written, dropped and why
+    writes = lambda doc: True  # noqa: E731  (which documents this backend writes for; the others get grounded questions)
     if backend == "openai":
-        client = CachedChatClient(qa_cfg["openai"], Path(args.cache_dir) / "openai_requests")
+        client = CachedChatClient(oa, Path(args.cache_dir) / "openai_requests")
+        llm_splits = set(oa.get("splits", ["train", "val", "test"]))
+        writes = lambda doc: doc["split"] in llm_splits  # noqa: E731
 
         def generate(doc):
             counts = new_counts()
@@ -45,31 +49,41 @@ def main(args):
         generate = lambda doc: local_qa(doc, chat)  # noqa: E731
     else:
         generate = grounded_qa
-    issues = IssueLog()
-    records = []
-    for doc in tqdm(docs, desc=f"qa[{backend}]", mininterval=5):
+
+    def one(doc):
+        """(the document's questions, or a ResponseValidationError), from the cache when it has them."""
+        if not writes(doc):
+            return grounded_qa(doc), "grounded"
         key = stable_hash({"text": doc["text"], "title": doc["title"], **settings}, 24)
         path = cache / f"{key}.json"
         if backend != "grounded" and path.exists():  # grounded is cheap and follows the code: never cached
-            qas = json.loads(path.read_text())
-        else:
-            try:
-                qas = generate(doc)
-            except EndpointError as err:
-                done = len(list(cache.glob("*.json")))
-                raise EndpointError(f"{err}. {done} documents are cached in {cache}; rerun to resume.") from err
-            except ResponseValidationError as err:
-                issues.add(args.documents, doc["doc_id"], f"invalid generated Q&A: {err}")
-                continue
-            if backend != "grounded":
-                write_text_atomic(path, json.dumps(qas, sort_keys=True))
+            return json.loads(path.read_text()), backend
+        try:
+            qas = generate(doc)
+        except ResponseValidationError as err:
+            return err, backend
+        if backend != "grounded":
+            write_text_atomic(path, json.dumps(qas, sort_keys=True))
+        return qas, backend
+
+    try:  # documents in flight at once (qa.openai.concurrency): each finished one is cached, so a rerun resumes
+        results = thread_map(one, docs, oa.get("concurrency", 1) if backend == "openai" else 1)
+    except EndpointError as err:
+        done = len(list(cache.glob("*.json")))
+        raise EndpointError(f"{err}. {done} documents are cached in {cache}; rerun to resume.") from err
+    issues = IssueLog()
+    records = []
+    for doc, (qas, made_by) in zip(docs, results):
+        if isinstance(qas, ResponseValidationError):
+            issues.add(args.documents, doc["doc_id"], f"invalid generated Q&A: {qas}")
+            continue
         if isinstance(qas, dict):  # the LLM writer: its questions and its per-document filter counts
             for qtype in QTYPES:
                 for k, v in qas["counts"][qtype].items():
                     filters[qtype][k] += v
             qas = qas["questions"]
         for qa in qas:
-            records.append({"doc_id": doc["doc_id"], "split": doc["split"], "backend": backend, **qa})
+            records.append({"doc_id": doc["doc_id"], "split": doc["split"], "backend": made_by, **qa})
         missing = {"factual", "global", "reasoning"} - {q["qtype"] for q in qas}
         for qtype in sorted(missing):
             issues.add(args.documents, doc["doc_id"], f"no {qtype} question: the document offers no basis")

@@ -27,7 +27,9 @@ def main(args):
     prov = publish(args.dest, config=Path(args.config), report=Path(args.report), summary=Path(args.summary), passkey=Path(args.passkey),
                    stats=Path(args.stats), rating_sheet=Path(args.rating_sheet), predictions=preds, training=training,
                    figures=[Path(f) for f in args.figures], engine_check=Path(args.engine_check) if args.engine_check else None,
-                   logs=[Path(p) for p in args.logs], config_hash=sha256_text(Path(args.config).read_text())[:16])
+                   logs=[Path(p) for p in args.logs], config_hash=sha256_text(Path(args.config).read_text())[:16],
+                   extra={name: Path(src) for name, src in (("questions.jsonl.gz", args.questions), ("qa_issues.json", args.qa_issues),
+                                                            ("judgments.jsonl.gz", args.judgments), ("judge_calibration.json", args.judge_calibration)) if src})
     log.info("published %d files to %s (commit %s)", len(prov["files"]), args.dest, prov["commit"])
 
 
@@ -40,4 +42,8 @@ if __name__ == "__main__":
     for name in ("controls", "ablation-predictions", "engine-check-answers", "checkpoints", "pretrained", "ablation-checkpoints", "figures", "logs"):
         p.add_argument(f"--{name}", nargs="*", default=[])
     p.add_argument("--engine-check", default=None, help="results/engine_check/engine_check.json")
+    p.add_argument("--questions", default=None, help="results/data/qa.jsonl: the run's questions")
+    p.add_argument("--qa-issues", default=None, help="results/data/qa.issues.json: what the question writer kept and dropped")
+    p.add_argument("--judgments", default=None, help="results/eval/judgments.jsonl (runs with an LLM judge)")
+    p.add_argument("--judge-calibration", default=None, help="results/eval/judge_calibration.json")
     run(main, p)

@@ -45,3 +45,24 @@ def test_report_names_the_base_model_of_each_source():
     assert "SmolLM2-135M" in smol["label"] and "135M" in smol["caveat"]
     hub = model_description({"source": "hub", "name_or_path": "meta-llama/Meta-Llama-3-8B-Instruct"})
     assert hub["label"] == "meta-llama/Meta-Llama-3-8B-Instruct" and hub["caveat"] == ""
+
+
+def test_control_global_column_uses_the_judge_when_the_run_has_one(tmp_path):
+    """With LLM judgments (every method's and control's answers judged), the controls' global column is the judge's
+    score, not the proxy's; without them it stays the proxy."""
+    from gistpoc.evaluate.summary import item_key
+
+    rows = []
+    for d in range(10):
+        rows.append({"id": f"d{d}::global", "doc_id": f"d{d}", "method": "gist25_otherdoc", "qtype": "global", "status": "ok",
+                     "context_tokens": 3000, "passkey_depth": None,
+                     "scores": {"passkey_correct": None, "em": None, "f1": None, "rouge_l": 0.1, "embed_sim": 0.9}})  # proxy: all yes
+    path = _write(tmp_path / "other.jsonl", rows)
+    judged = {item_key(r): {"key": item_key(r), "score": float(i < 3)} for i, r in enumerate(rows)}  # judge: 3 of 10
+    summary = [{"method": "closed_book", "global_judge_acc": 0.0, "global_judge_acc_lo": 0.0, "global_judge_acc_hi": 0.1,
+                "global_proxy_acc": 0.0, "global_proxy_acc_lo": 0.0, "global_proxy_acc_hi": 0.1}]
+    (with_judge,) = control_rows(summary, [path], 0.5, 50, 0, judged)
+    (proxy,) = control_rows(summary, [path], 0.5, 50, 0)
+    assert with_judge["global_by"] == "LLM judge" and with_judge["scrambled"]["global"].startswith("30%")
+    assert with_judge["falls_to_closed_book"] is False
+    assert proxy["global_by"] == "proxy" and proxy["scrambled"]["global"].startswith("100%")

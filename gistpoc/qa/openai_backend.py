@@ -11,9 +11,11 @@ import json
 import logging
 import os
 import random
+import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 from gistpoc.utils import dumps_canonical, sha256_text, write_text_atomic
 
@@ -111,13 +113,41 @@ class CachedChatClient:
             b = body if i == 0 else {**body, "messages": body["messages"] + [{"role": "user", "content": f"Reply again: valid JSON only. Problem: {last_err}"}]}
             text = self.complete(b)
             try:
-                obj = json.loads(_strip_fences(text))
+                obj = loads_lenient(_strip_fences(text))
                 if not isinstance(obj, dict):
                     raise ResponseValidationError("not a JSON object")
                 return validate(obj)
             except (json.JSONDecodeError, ResponseValidationError, KeyError, TypeError) as err:
                 last_err = f"{type(err).__name__}: {err}"
         raise ResponseValidationError(f"invalid structured reply after {attempts} attempts: {last_err}")
+
+
+def thread_map(fn: Callable, items: Iterable, workers: int = 1) -> list:
+    """``[fn(x) for x in items]`` with up to ``workers`` requests in flight (``qa.openai.concurrency``): a batching
+    server (gistpoc.serve, vLLM) or a hosted API answers concurrent requests together. Results keep the items'
+    order; the first exception is raised once every started call has finished (their replies are cached)."""
+    items = list(items)
+    if workers <= 1 or len(items) <= 1:
+        return [fn(x) for x in items]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(fn, items))
+
+
+_BARE_KEY = re.compile(r'([{,]\s*)([A-Za-z_][A-Za-z0-9_]*)\s*:')
+
+
+def loads_lenient(text: str):
+    """``json.loads``, or, when that fails, the same text with bare object keys quoted ({supported: "yes"}, a slip
+    small models make) and anything after the first complete object dropped; still a JSONDecodeError otherwise."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        fixed = _BARE_KEY.sub(r'\1"\2":', text)
+        try:
+            obj, _ = json.JSONDecoder().raw_decode(fixed.lstrip())
+            return obj
+        except json.JSONDecodeError:
+            raise err from None
 
 
 def _strip_fences(text: str) -> str:

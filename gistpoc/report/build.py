@@ -13,7 +13,7 @@ from markupsafe import Markup, escape
 
 from gistpoc.methods import CONTROLS, parse
 from gistpoc.report import analysis, criteria, plots
-from gistpoc.utils import git_commit, host_environment
+from gistpoc.utils import git_commit, host_environment, read_jsonl
 
 
 def read_csv(path) -> list[dict]:
@@ -151,7 +151,7 @@ def ablation_rows(config: dict, checkpoints: list, predictions: list, n_boot: in
     return rows, logs, labels
 
 
-def control_rows(summary: list[dict], predictions: list, threshold: float, n_boot: int, seed: int) -> list[dict]:
+def control_rows(summary: list[dict], predictions: list, threshold: float, n_boot: int, seed: int, judgments: dict | None = None) -> list[dict]:
     """The context-scrambling control: per gist-N, passkey accuracy and factual F1 answering from the gist of the
     real document, of the token-shuffled document, and closed book (no document). A gist that keeps answering the
     shuffled document's questions above closed book would be answering from somewhere other than the document."""
@@ -168,19 +168,25 @@ def control_rows(summary: list[dict], predictions: list, threshold: float, n_boo
         label = items[0]["method"]
         control = parse(label)
         n, kind = control.n, CONTROLS[control.control]
-        scr = summarize_method(items, threshold, n_boot, seed)
+        scr = summarize_method(items, threshold, n_boot, seed, judgments)
         real = by_method.get(f"gist{n}", {})
-        keys = ("passkey_acc", "factual_f1", "global_proxy_acc")
+        # the global theme by the judge where the run has one (every method's and control's answers judged), else the proxy
+        keys = ("passkey_acc", "factual_f1", "global_judge_acc" if judgments else "global_proxy_acc")
         verdict = []
         for key in keys:
             hi = closed.get(f"{key}_hi")
             if scr.get(key) is None or hi is None:
                 continue
             verdict.append(scr[key] <= hi)
-        rows.append({"n": n, "label": label, "kind": kind, "n_items": len(items),
-                     "real": {k: ci(real, k) for k in keys},
-                     "scrambled": {k: ci(scr, k) for k in keys},
-                     "closed": {k: ci(closed, k) for k in keys},
+        def cis(row):
+            out = {k: ci(row, k) for k in keys}
+            out["global"] = out[keys[-1]]
+            return out
+
+        rows.append({"n": n, "label": label, "kind": kind, "n_items": len(items), "global_by": "LLM judge" if judgments else "proxy",
+                     "real": cis(real),
+                     "scrambled": cis(scr),
+                     "closed": cis(closed),
                      "falls_to_closed_book": all(verdict) if verdict else None})
     return sorted(rows, key=lambda r: (r["n"], r["kind"] != "token-shuffled document"))
 
@@ -196,7 +202,8 @@ def stage1_start(init: dict | None, n: int) -> str:
 
 
 def build_report(config: dict, config_path: str | None, summary_csv, passkey_csv, predictions: list, stats_json, checkpoints: list, mask_png, attention_png, rulegraph_svg, qa_issues_json=None, environments=(),
-                 ablation_checkpoints=(), ablation_predictions=(), pretrained_dirs=(), controls=(), judge_calibration_json=None) -> str:
+                 ablation_checkpoints=(), ablation_predictions=(), pretrained_dirs=(), controls=(), judge_calibration_json=None,
+                 judgments_jsonl=None) -> str:
     summary = read_csv(summary_csv)
     breakdown = read_csv(passkey_csv)
     stats = json.loads(Path(stats_json).read_text())
@@ -269,7 +276,8 @@ def build_report(config: dict, config_path: str | None, summary_csv, passkey_csv
         train=train_summaries,
         heldout_lengths=heldout_lengths,
         ablations=ablations,
-        controls=control_rows(summary, list(controls), config["eval"]["global_proxy_threshold"], config["eval"]["bootstrap_samples"], config["seed"]),
+        controls=control_rows(summary, list(controls), config["eval"]["global_proxy_threshold"], config["eval"]["bootstrap_samples"], config["seed"],
+                              {j["key"]: j for j in read_jsonl(judgments_jsonl)} if judgments_jsonl else None),
         drill=drill,
         methods=methods,
         figures=figures,

@@ -4,7 +4,9 @@ Layout, the one the committed runs use: ``config.yaml``, ``report.html``, ``summ
 ``corpus_stats.json``, ``reasoning_rating_sheet.csv.gz``, ``predictions/<method>.jsonl.gz`` (``control-<name>``,
 ``ablation-<name>``, ``engine_check-<method>.eager`` for the extra answer sets), ``training/<name>_<file>`` (each
 checkpoint's ``train_log.csv``, ``eval_log.csv``, ``summary.json``, stage 1's ``provenance.json``; names ``gist<N>``,
-``stage1-gist<N>``, ``ablation-<name>``), ``engine_check.json``, ``figures/``, ``logs.tar.gz``, and ``provenance.json``
+``stage1-gist<N>``, ``ablation-<name>``), ``engine_check.json``, ``figures/``, ``logs.tar.gz``, the run's questions (``questions.jsonl.gz``, ``qa_issues.json``:
+what the question writer kept and dropped), the LLM judge's ``judgments.jsonl.gz`` and ``judge_calibration.json`` when
+the run has a judge, and ``provenance.json``
 (the commit, the config hash and the sha256 of every file above). A README the authors write beside them is kept.
 """
 
@@ -22,7 +24,8 @@ from gistpoc.utils import atomic_path, git_commit, sha256_file, write_json
 TRAINING_FILES = ("train_log.csv", "eval_log.csv", "summary.json", "provenance.json")
 # what a republish replaces (a README or notes the authors wrote stay)
 MANAGED = ("config.yaml", "report.html", "summary.csv", "passkey_breakdown.csv", "corpus_stats.json", "reasoning_rating_sheet.csv.gz",
-           "engine_check.json", "logs.tar.gz", "provenance.json", "predictions", "training", "figures")
+           "engine_check.json", "logs.tar.gz", "provenance.json", "predictions", "training", "figures", "questions.jsonl.gz", "qa_issues.json",
+           "judgments.jsonl.gz", "judge_calibration.json")
 
 
 def _gzip(src: Path, dest: Path) -> None:
@@ -51,11 +54,12 @@ def _tar_logs(folders: list[Path], dest: Path) -> None:
 
 def publish(dest: str | Path, *, config: Path, report: Path, summary: Path, passkey: Path, stats: Path, rating_sheet: Path,
             predictions: dict[str, Path], training: dict[str, Path], figures: list[Path] = (), engine_check: Path | None = None,
-            logs: list[Path] = (), config_hash: str = "") -> dict:
+            logs: list[Path] = (), config_hash: str = "", extra: dict[str, Path] | None = None) -> dict:
     """Write the run's published folder at ``dest``; returns its provenance (also written as provenance.json).
 
     ``predictions``: published name -> a predictions/answers JSONL; ``training``: published prefix -> a checkpoint
-    or adapter folder (its TRAINING_FILES that exist are copied)."""
+    or adapter folder (its TRAINING_FILES that exist are copied); ``extra``: published name -> file (``.jsonl.gz`` names
+    are gzipped from a JSONL), e.g. the questions and the judge's files."""
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     for name in MANAGED:  # what an earlier publish wrote; the README stays
@@ -75,6 +79,8 @@ def publish(dest: str | Path, *, config: Path, report: Path, summary: Path, pass
         _copy(Path(fig), dest / "figures" / Path(fig).name)
     if engine_check is not None:
         _copy(Path(engine_check), dest / "engine_check.json")
+    for name, src in sorted((extra or {}).items()):
+        (_gzip if name.endswith(".gz") else _copy)(Path(src), dest / name)
     if logs:
         _tar_logs([Path(p) for p in logs], dest / "logs.tar.gz")
     files = sorted(p for p in dest.rglob("*") if p.is_file() and p.name not in ("provenance.json", "README.md"))
