@@ -76,11 +76,14 @@ def make_handler(backend: ChatModel | Batcher, model_name: str, api_key: str | N
 
         def _send(self, status: int, obj: dict) -> None:
             body = json.dumps(obj).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):  # the client stopped waiting (a run stopped, a timeout)
+                log.warning("client %s left before its reply", self.client_address[0])
 
         def _authorised(self) -> bool:
             if api_key and self.headers.get("Authorization") != f"Bearer {api_key}":

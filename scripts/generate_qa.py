@@ -85,8 +85,9 @@ def main(args):
         for qa in qas:
             records.append({"doc_id": doc["doc_id"], "split": doc["split"], "backend": made_by, **qa})
         missing = {"factual", "global", "reasoning"} - {q["qtype"] for q in qas}
+        why = "the writer's question was dropped by its checks (llm_filters)" if made_by == "openai" else "the document offers no basis"
         for qtype in sorted(missing):
-            issues.add(args.documents, doc["doc_id"], f"no {qtype} question: the document offers no basis")
+            issues.add(args.documents, doc["doc_id"], f"no {qtype} question: {why}")
     write_jsonl(args.out, records)
     write_json(args.issues, {"n_questions": len(records), **({"llm_filters": filters} if backend == "openai" else {}), **issues.to_dict()})
     log.info("%d questions for %d documents (%d problems)", len(records), len(docs), len(issues.items))

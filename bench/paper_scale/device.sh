@@ -80,7 +80,7 @@ serve)
     if [ ! -f "$wgguf" ]; then join_parts j "$wgguf" || exit 1; cat "$DEV/j1/SHA256" >"$wgguf.sha256"; fi
     if [ ! -f serve.pid ] || ! kill -0 "$(cat serve.pid)" 2>/dev/null; then
         setsid python -m gistpoc.serve --gguf "$key" --model-name "$key" --device cuda --port "$port" --api-key "$GISTPOC_SERVE_KEY" \
-            --max-batch "${MAX_BATCH:-32}" >serve.log 2>&1 </dev/null &
+            --max-batch "${MAX_BATCH:-64}" >serve.log 2>&1 </dev/null &
         echo $! >serve.pid
     fi
     for _ in $(seq 1 "${SERVE_WAIT_S:-240}"); do
@@ -101,7 +101,8 @@ start)
     shift
     [ ! -f run.pid ] || ! kill -0 "$(cat run.pid)" 2>/dev/null || { echo "a run is going: $(cat run.pid)" >&2; exit 1; }
     rm -f run.done
-    setsid bash -c 'bash bench/paper_scale/device.sh run "$@" >run.log 2>&1; echo $? >run.done' "$@" </dev/null &
+    # no stream of this call stays open in the detached run (else the call lasts as long as the run)
+    setsid bash -c 'bash bench/paper_scale/device.sh run "$@" >run.log 2>&1; echo $? >run.done' "$@" </dev/null >/dev/null 2>&1 &
     echo $! >run.pid
     sleep 15
     tail -n 5 run.log
@@ -120,9 +121,10 @@ stop)  # the process group `start` made (setsid: its id is the group's), nothing
 collect)  # the published folder alone (a few MB), then the run's results without weights, in parts of <= 15 MB
     keep_published
     [ -d device_out/published ] && tar czf "$OUT/published.tar.gz" -C device_out published
+    # GNU tar exits 1 when a file changed while it was read (a run still going): what it read is kept
     tar czf device_out/results.tar.gz --exclude='*.safetensors' --exclude='*.pt' --exclude='results/eval/*/caches' \
         --exclude='results/model' --exclude='results/state' --exclude='results/rag/chroma' \
-        $(ls -d results logs benchmarks run.log serve.log .snakemake/log 2>/dev/null)
+        $(ls -d results logs benchmarks run.log serve.log .snakemake/log 2>/dev/null) || [ $? -eq 1 ]
     split -b 15M -d device_out/results.tar.gz "$OUT/results.tar.gz.part_"
     ls -la "$OUT"
     ;;

@@ -30,7 +30,8 @@ pkgs="snakemake conda-inject configargparse docutils dpath gitpython gitdb smmap
   typing-inspection tenacity throttler yte argparse-dataclass chromadb python-dotenv opentelemetry-api
   opentelemetry-sdk opentelemetry-semantic-conventions opentelemetry-proto opentelemetry-exporter-otlp-proto-grpc
   opentelemetry-exporter-otlp-proto-common googleapis-common-protos orjson overrides pybase64 pydantic-settings
-  bcrypt mmh3 pypika importlib-resources gguf mwparserfromhell beautifulsoup4 soupsieve opentelemetry-exporter-otlp-common"
+  bcrypt mmh3 pypika importlib-resources gguf mwparserfromhell beautifulsoup4 soupsieve opentelemetry-exporter-otlp-common
+  openai httpx2 httpcore2 truststore anyio jiter sniffio h11 idna typing-extensions"
 for p in $pkgs; do
     v=$("$PY" -m pip show "$p" 2>/dev/null | awk '/^Version/{print $2}')
     [ -n "$v" ] || { echo "not installed here: $p" >&2; exit 1; }
@@ -43,6 +44,12 @@ ls "$DEV/p1/wheels" | grep -q "^connection_pool-" || "$PY" -m pip wheel -q --no-
 
 "$PY" -m snakemake --configfile "$CONFIG" --cores 1 results/report/config.yaml results/figures/rulegraph.svg
 tar cf "$DEV/p1/cpu_made.tar" results/report/config.yaml results/figures/rulegraph.svg   # mtimes kept: current there too
+# WRITER_CACHE=<tar.gz of results/.cache/qa>: an earlier run's question-writer requests (e.g.
+# bench/results/qwen_llm_qa_gpu_run/writer_cache.tar.gz). The request cache is keyed by endpoint + full request, so
+# generate_qa answers every request it already paid for from it and sends only new ones.
+if [ -n "${WRITER_CACHE:-}" ]; then
+    tmpc=$(mktemp -d) && tar xzf "$WRITER_CACHE" -C "$tmpc" && tar rf "$DEV/p1/cpu_made.tar" -C "$tmpc" results/.cache/qa && rm -rf "$tmpc"
+fi
 
 pack_parts() {  # pack_parts FILE PREFIX: FILE cut into PREFIX1..PREFIXn/PREFIX_part_*, its name and sha256 in PREFIX1/
     local file=$1 prefix=$2 n i
