@@ -2,6 +2,7 @@
 
     closed_book, full_context, rag               the baselines (kind "baseline")
     gist{N}                                      gist-N, whole document (kind "gist")
+    gist{N}per{C}                                N gists per C-token chunk (gist.layout: chunked; kind "gist")
     rag_gist{N}                                  the top-1 chunk in full after gist-N's cache (kind "hybrid")
     truncate_head{N}, truncate_tail{N},          training-free methods answering from N cached positions
     kv_select{N}, mean_pool{N}, ppl_select{N}    (kind "budget")
@@ -22,19 +23,22 @@ from dataclasses import asdict, dataclass
 BASELINES = ("closed_book", "full_context", "rag")
 BUDGET_FAMILIES = ("truncate_head", "truncate_tail", "kv_select", "mean_pool", "ppl_select")
 CONTROLS = {"scrambled": "token-shuffled document", "otherdoc": "another test document"}
-_NAME = re.compile(r"^(?P<family>gist|rag_gist|" + "|".join(BUDGET_FAMILIES) + r")(?P<n>\d+)(?:_(?P<control>" + "|".join(CONTROLS) + r"))?$")
+_NAME = re.compile(r"^(?P<family>gist|rag_gist|" + "|".join(BUDGET_FAMILIES) + r")(?P<n>\d+)(?:per(?P<chunk>\d+))?"
+                   r"(?:_(?P<control>" + "|".join(CONTROLS) + r"))?$")
 
 
 @dataclass(frozen=True)
 class Method:
     """What a method name says: ``kind`` (baseline | gist | hybrid | budget | control), ``family`` (the name without
-    N), ``n`` (cached gist or budget positions; 0 for baselines), ``control`` (scrambled | otherdoc | "")."""
+    N), ``n`` (gist or budget positions; 0 for baselines), ``control`` (scrambled | otherdoc | ""), ``chunk`` (context
+    tokens per N gists in the chunk-wise layout; 0 = N gists for the whole document)."""
 
     name: str
     kind: str
     family: str
     n: int = 0
     control: str = ""
+    chunk: int = 0
 
     @property
     def uses_gist(self) -> bool:
@@ -51,14 +55,14 @@ def parse(name: str) -> Method:
     if name in BASELINES:
         return Method(name, "baseline", name)
     m = _NAME.match(name)
-    if not m or (m["control"] and m["family"] != "gist"):
-        raise ValueError(f"unknown method {name!r}: expected one of {', '.join(BASELINES)}, gist<N>, rag_gist<N>, "
+    if not m or (m["control"] and m["family"] != "gist") or (m["chunk"] and (m["family"] != "gist" or int(m["chunk"]) < 1)):
+        raise ValueError(f"unknown method {name!r}: expected one of {', '.join(BASELINES)}, gist<N>, gist<N>per<C>, rag_gist<N>, "
                          f"<budget method><N> ({', '.join(BUDGET_FAMILIES)}) or gist<N>_<control> ({', '.join(CONTROLS)})")
-    family, n = m["family"], int(m["n"])
+    family, n, chunk = m["family"], int(m["n"]), int(m["chunk"] or 0)
     if m["control"]:
-        return Method(name, "control", family, n, m["control"])
+        return Method(name, "control", family, n, m["control"], chunk)
     kind = {"gist": "gist", "rag_gist": "hybrid"}.get(family, "budget")
-    return Method(name, kind, family, n)
+    return Method(name, kind, family, n, chunk=chunk)
 
 
 def gist_n(name: str) -> int:

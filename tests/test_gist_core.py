@@ -168,3 +168,64 @@ def test_answer_only_logits_give_the_standard_loss(tokenizer, gist_model, real_t
         ref = gist_model.model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], labels=batch["labels"],
                                attention_mask=to_additive(batch["attention_mask"], torch.float32)).loss
     torch.testing.assert_close(ours, ref)
+
+
+def test_chunked_mask_each_chunk_sees_its_tokens_and_earlier_gists_only():
+    """gist.layout: chunked. Head [0, 2), chunk 1 [2, 5) + gists [5, 7), chunk 2 [7, 10) + gists [10, 12), a question
+    [12, 14): chunk 2 and its gists never see chunk 1's tokens but see its gists; the question sees gists only."""
+    from gistpoc.gist.mask import chunked_gist_mask
+
+    chunks = [(2, 5, 7), (7, 10, 12)]
+    m = chunked_gist_mask(16, chunks, segments=[(12, 14), (14, 16)])
+    assert not m.triu(1).any()
+    assert not m[7:12, 2:5].any() and m[7:12, 5:7].all() and m[7:12, 0:2].all()   # chunk 2: no chunk 1, its gists, the head
+    assert m[5:7, 2:5].all()                                                        # gists see their own chunk
+    assert not m[12:, :2].any() and not m[12:, 2:5].any() and not m[12:, 7:10].any()  # the question: no head, no chunk
+    assert m[12:14, 5:7].all() and m[12:14, 10:12].all()                            # ... every gist span
+    assert not m[14:16, 12:14].any()                                                # questions isolated, as in gist_mask
+    # one chunk is the whole-document layout
+    assert chunked_gist_mask(12, [(4, 8, 10)], [(10, 12)]).equal(gist_mask(12, 8, 10, [(10, 12)]))
+    assert chunked_gist_mask(16, chunks, hide_context=False).equal(torch.ones(16, 16, dtype=torch.bool).tril())
+
+
+def test_chunked_prefix_layout_and_ratio(tokenizer, real_text):
+    from gistpoc.gist.template import encode_chunked_prefix
+
+    tpl = prompt_template(tokenizer, "Compress the following text into gist tokens, then answer the question.")
+    gist_ids = [tokenizer.eos_token_id] * 4   # any ids: the layout only
+    enc = encode_chunked_prefix(tokenizer, tpl, real_text[:1500], gist_ids, 64)
+    ctx = len(tokenizer(real_text[:1500], add_special_tokens=False)["input_ids"])
+    assert enc.context_tokens == ctx and len(enc.chunks) == -(-ctx // 64)
+    assert all(gs - cs == 64 for cs, gs, _ in enc.chunks[:-1]) and all(ge - gs == 4 for _, gs, ge in enc.chunks)
+    assert enc.gist_end == len(enc.prefix_ids) and enc.ratio == ctx / (4 * len(enc.chunks))
+    with pytest.raises(ValueError, match="chunk_tokens"):
+        encode_chunked_prefix(tokenizer, tpl, "x", gist_ids, 0)
+
+
+def test_compress_chunked_equals_the_masked_forward(arch, real_text):
+    """Chunk-by-chunk compression (head, then each chunk on a cache of the head and earlier gists) gives the same
+    question logits as one forward pass over the whole chunked sequence under chunked_gist_mask, and holds K x N
+    positions."""
+    from gistpoc.gist.cache import compress_chunked
+    from gistpoc.gist.template import encode_chunked_prefix
+
+    tokenizer, gist_model = arch
+    model = gist_model.model
+    tpl = prompt_template(tokenizer, "Compress the following text into gist tokens, then answer the question.")
+    enc = encode_chunked_prefix(tokenizer, tpl, real_text[:900], gist_model.gist_ids, 48)
+    assert len(enc.chunks) >= 3
+    q_ids = encode_question(tokenizer, tpl, "Who is the article about?")
+    last = enc.chunks[-1]
+    ex = GistExample(enc.prefix_ids, last[1], last[2], [(q_ids, [])], chunks=enc.chunks)
+    batch = GistDataCollator(tokenizer.pad_token_id)([ex])
+    with torch.no_grad():
+        full = forward_masked(model, {k: v for k, v in batch.items() if k != "labels"}).logits[0, len(enc.prefix_ids):]
+        cache = compress_chunked(model, enc.prefix_ids, enc.chunks, enc.context_tokens)
+        q = torch.tensor([q_ids])
+        qpos = torch.arange(cache.next_position, cache.next_position + len(q_ids))[None]
+        cached = model(input_ids=q, position_ids=qpos, past_key_values=cache.to_dynamic_cache()).logits[0]
+    assert cache.n_tokens == len(gist_model.gist_ids) * len(enc.chunks) and cache.next_position == enc.gist_end
+    torch.testing.assert_close(cached, full, atol=2e-3, rtol=1e-4)
+    assert cached.argmax(-1).equal(full.argmax(-1))
+    with pytest.raises(ValueError, match="end the prefix"):
+        compress_chunked(model, enc.prefix_ids + [1], enc.chunks)

@@ -23,6 +23,8 @@ from .conftest import ROOT
     ("truncate_head4", Method("truncate_head4", "budget", "truncate_head", 4)),
     ("gist25_scrambled", Method("gist25_scrambled", "control", "gist", 25, "scrambled")),
     ("gist4_otherdoc", Method("gist4_otherdoc", "control", "gist", 4, "otherdoc")),
+    ("gist16per512", Method("gist16per512", "gist", "gist", 16, chunk=512)),            # gist.layout: chunked
+    ("gist16per512_otherdoc", Method("gist16per512_otherdoc", "control", "gist", 16, "otherdoc", 512)),
 ])
 def test_every_kind_of_name_parses(name, want):
     assert parse(name) == want
@@ -33,7 +35,8 @@ def test_what_a_name_implies():
     assert parse("gist25_scrambled").output_dir == "results/controls/gist25_scrambled" and parse("gist25").output_dir == "results/eval/gist25"
 
 
-@pytest.mark.parametrize("bad", ["gist", "gist-25", "kv_select", "rag25", "kv_select25_scrambled", "full", "gist25_shuffled"])
+@pytest.mark.parametrize("bad", ["gist", "gist-25", "kv_select", "rag25", "kv_select25_scrambled", "full", "gist25_shuffled",
+                                 "kv_select16per512", "gist16per0", "gist16per"])
 def test_an_unknown_name_is_refused_with_the_forms(bad):
     with pytest.raises(ValueError, match=r"unknown method .*gist<N>"):
         parse(bad)
@@ -48,5 +51,5 @@ def test_the_configured_methods_are_the_rules_list():
     out = subprocess.run([sys.executable, "-m", "gistpoc.methods", "--config", "config.yaml"], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.split() == configured(cfg)
     one = subprocess.run([sys.executable, "-m", "gistpoc.methods", "kv_select25"], cwd=ROOT, capture_output=True, text=True, check=True)
-    assert json.loads(one.stdout) | {} == {"name": "kv_select25", "kind": "budget", "family": "kv_select", "n": 25, "control": "",
+    assert json.loads(one.stdout) | {} == {"name": "kv_select25", "kind": "budget", "family": "kv_select", "n": 25, "control": "", "chunk": 0,
                                            "uses_gist": False, "output_dir": "results/eval/kv_select25"}

@@ -102,6 +102,49 @@ def compress_context(model, prefix_ids: list[int], gist_start: int, gist_end: in
     return GistCache(keys, values, gist_end, context_tokens if context_tokens is not None else gist_start)
 
 
+@torch.no_grad()
+def compress_chunked(model, prefix_ids: list[int], chunks: list[tuple[int, int, int]], context_tokens: int | None = None) -> GistCache:
+    """The chunk-wise layout's cache (``gist.layout: chunked``), chunk by chunk: the head once, then each chunk and
+    its gist tokens continue a cache holding only the head and the earlier gists, so a chunk never sees an earlier
+    chunk's tokens and memory stays at one chunk's activations. Keeps every chunk's gist KV (K chunks x N), RoPE at
+    their own positions; a question continues at the last gist span's end. The same attention pattern as
+    ``chunked_gist_mask`` on the whole sequence (tests/test_gist_core.py checks the logits)."""
+    from transformers import DynamicCache
+
+    if not chunks or chunks[-1][2] != len(prefix_ids):
+        raise ValueError(f"chunks must end the prefix of {len(prefix_ids)} tokens, got {chunks[-1:] or 'none'}")
+    dev = _device(model)
+    ids = torch.tensor([prefix_ids], device=dev)
+    head_end = chunks[0][0]
+    head: list[tuple[torch.Tensor, torch.Tensor]] = []
+    if head_end:
+        out = model(input_ids=ids[:, :head_end], position_ids=torch.arange(head_end, device=dev)[None], use_cache=True)
+        head = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+    keys: list[list[torch.Tensor]] = []
+    values: list[list[torch.Tensor]] = []
+    for cs, gs, ge in chunks:
+        if head or keys:
+            n_layers = len(head) if head else len(keys)
+            data = []
+            for i in range(n_layers):
+                ks = ([head[i][0]] if head else []) + (keys[i] if keys else [])
+                vs = ([head[i][1]] if head else []) + (values[i] if values else [])
+                data.append((torch.cat(ks, dim=-2), torch.cat(vs, dim=-2)))
+            past = DynamicCache(ddp_cache_data=data)
+        else:
+            past = None
+        out = model(input_ids=ids[:, cs:ge], position_ids=torch.arange(cs, ge, device=dev)[None], past_key_values=past, use_cache=True)
+        layers = out.past_key_values.layers
+        if not keys:
+            keys, values = [[] for _ in layers], [[] for _ in layers]
+        for i, layer in enumerate(layers):
+            keys[i].append(layer.keys[:, :, -(ge - gs):, :].clone())
+            values[i].append(layer.values[:, :, -(ge - gs):, :].clone())
+        del out, past
+    n_ctx = context_tokens if context_tokens is not None else sum(gs - cs for cs, gs, _ in chunks)
+    return GistCache([torch.cat(k, dim=-2) for k in keys], [torch.cat(v, dim=-2) for v in values], chunks[-1][2], n_ctx)
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)

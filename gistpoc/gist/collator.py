@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from gistpoc.gist.mask import batch_masks, gist_mask
+from gistpoc.gist.mask import batch_masks, chunked_gist_mask, gist_mask
 
 IGNORE = -100
 
@@ -22,6 +22,14 @@ class GistExample:
     aux_segments: list[tuple[list[int], list[int]]] = field(default_factory=list)  # auxiliary (cue, continuation)
     # the text that follows the compressed context, predicted from the gist after a one-token cue (continuation)
     next_segments: list[tuple[list[int], list[int]]] = field(default_factory=list)
+    # the chunk-wise layout (gist.layout: chunked): (chunk_start, gist_start, gist_end) of each chunk; gist_start and
+    # gist_end are then the last chunk's gist span (segments continue after it)
+    chunks: list[tuple[int, int, int]] = field(default_factory=list)
+
+    def mask(self, seq_len: int, spans: list[tuple[int, int]], hide_context: bool = True):
+        if self.chunks:
+            return chunked_gist_mask(seq_len, self.chunks, spans, hide_context)
+        return gist_mask(seq_len, self.gist_start, self.gist_end, spans, hide_context)
 
 
 # what a label position trains: the question answers, the reconstruction from a cue (aux_segments), the continuation
@@ -79,9 +87,9 @@ class GistDataCollator:
             position_ids[i, :n] = torch.tensor(pos)
             position_ids[i, n:] = torch.arange(n, length)
             aux[i, :n] = torch.tensor(flags)
-            masks.append(gist_mask(n, ex.gist_start, ex.gist_end, spans))
+            masks.append(ex.mask(n, spans))
             if self.teacher_mask:
-                teacher.append(gist_mask(n, ex.gist_start, ex.gist_end, spans, hide_context=False))
+                teacher.append(ex.mask(n, spans, hide_context=False))
         batch = {
             "input_ids": input_ids,
             "labels": labels,

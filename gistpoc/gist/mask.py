@@ -28,6 +28,33 @@ def gist_mask(seq_len: int, gist_start: int, gist_end: int, segments: list[tuple
     return mask
 
 
+def chunked_gist_mask(seq_len: int, chunks: list[tuple[int, int, int]], segments: list[tuple[int, int]] | None = None,
+                      hide_context: bool = True) -> torch.Tensor:
+    """Boolean (seq_len, seq_len) mask of the chunk-wise layout (``gist.layout: chunked``), True = may attend.
+
+    ``chunks`` are (chunk_start, gist_start, gist_end) in order: the context's k-th chunk is
+    ``[chunk_start, gist_start)``, its N gist tokens ``[gist_start, gist_end)``; what precedes the first chunk is the
+    head. Causal, and: chunk k and its gists see the head, the earlier chunks' gists and chunk k, never an earlier
+    chunk's tokens; everything after the last gist span sees the gists only (neither the head nor any chunk), as
+    with one gist span; ``segments`` after it are isolated from each other as in ``gist_mask``. With one chunk this is
+    ``gist_mask``. ``hide_context=False``: the same layout with the context visible (the distillation teacher).
+    """
+    mask = torch.ones(seq_len, seq_len, dtype=torch.bool).tril()
+    if not chunks:
+        return mask
+    last_end = chunks[-1][2]
+    if hide_context:
+        for k, (cs, _, ge) in enumerate(chunks):
+            for pcs, pgs, _ in chunks[:k]:
+                mask[cs:ge, pcs:pgs] = False
+        mask[last_end:, : chunks[0][0]] = False
+        for cs, gs, _ in chunks:
+            mask[last_end:, cs:gs] = False
+    for s, e in segments or []:
+        mask[s:e, last_end:s] = False
+    return mask
+
+
 def to_additive(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """Boolean mask -> additive float mask (0 where allowed, dtype min where blocked).
 

@@ -64,6 +64,42 @@ def encode_prefix(tokenizer, template: PromptTemplate, context: str, gist_ids: l
     return EncodedPrompt(prefix, start, start + len(gist_ids), len(ctx))
 
 
+@dataclass
+class ChunkedPrompt:
+    """Token ids of one document prompt in the chunk-wise layout: head, then per ``chunk_tokens`` of context the chunk
+    and N gist tokens; ``chunks`` holds (chunk_start, gist_start, gist_end) of each (``gistpoc.gist.mask.chunked_gist_mask``)."""
+
+    prefix_ids: list[int]
+    chunks: list[tuple[int, int, int]]
+    context_tokens: int
+
+    @property
+    def gist_end(self) -> int:
+        """Where a question continues (after the last gist span), as ``EncodedPrompt.gist_end``."""
+        return self.chunks[-1][2]
+
+    @property
+    def ratio(self) -> float:
+        """Context tokens per cached gist position."""
+        return self.context_tokens / sum(ge - gs for _, gs, ge in self.chunks)
+
+
+def encode_chunked_prefix(tokenizer, template: PromptTemplate, context: str, gist_ids: list[int], chunk_tokens: int) -> ChunkedPrompt:
+    """The chunk-wise layout: [head] [chunk 1] [gists] [chunk 2] [gists] ... (the last chunk may be shorter)."""
+    if chunk_tokens < 1:
+        raise ValueError(f"gist.chunk_tokens must be >= 1, got {chunk_tokens}")
+    ids = _ids(tokenizer, template.head)
+    ctx = _ids(tokenizer, context)
+    chunks = []
+    for i in range(0, max(len(ctx), 1), chunk_tokens):
+        start = len(ids)
+        ids += ctx[i : i + chunk_tokens]
+        gist_start = len(ids)
+        ids += list(gist_ids)
+        chunks.append((start, gist_start, len(ids)))
+    return ChunkedPrompt(ids, chunks, len(ctx))
+
+
 def encode_question(tokenizer, template: PromptTemplate, question: str) -> list[int]:
     """Ids after the gist span up to (and including) the assistant header."""
     return _ids(tokenizer, template.q_prefix + question + template.q_suffix)
