@@ -415,7 +415,8 @@ def publish_list_arg(name):
     flag = f"--{name.replace('_', '-')}"
 
     def arg(wildcards, input):
-        files = [str(f) for f in input[name]] if name in input.keys() else []
+        files = input[name] if name in input.keys() else []
+        files = [str(files)] if isinstance(files, str) else [str(f) for f in files]  # one named file, or a list
         return f"{flag} {' '.join(files)}" if files else ""
 
     return arg

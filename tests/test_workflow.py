@@ -63,6 +63,21 @@ def test_paper_scale_run_config_plans_the_continued_stage_1():
         assert f"--warm-start resources/pretrained/smollm2-135m/gist{n} " in res.stdout
 
 
+def test_llm_run_config_passes_the_judge_files_whole_to_the_report_and_publish():
+    """config.qwen-llm.yaml (LLM writer and judge through the openai backend): the writer and the judge are planned,
+    the judge reads every method's and control's answers, and the report and publish commands get the judge's files as
+    whole paths (a single named input was once passed character by character)."""
+    res = smk("-n", "-p", "publish", "--configfile", "config.qwen-llm.yaml")
+    rules = planned_rules(res.stdout + res.stderr)
+    assert {"generate_qa", "judge_answers", "evaluate_control", "build_report", "publish"} <= rules
+    judge = re.search(r"rule judge_answers:\n    input: ([^\n]*)", res.stdout).group(1)
+    assert "results/controls/gist25_otherdoc/predictions.jsonl" in judge and "results/eval/full_context/predictions.jsonl" in judge
+    for cmd in ("python scripts/build_report.py", "python scripts/publish_run.py"):
+        line = next(ln for ln in res.stdout.splitlines() if cmd in ln)
+        assert "--judge-calibration results/eval/judge_calibration.json " in line and "--judgments results/eval/judgments.jsonl" in line, line[:600]
+    assert "--questions results/data/qa.jsonl --qa-issues results/data/qa.issues.json" in res.stdout
+
+
 def test_qwen_config_plans_the_split_model_the_sweep_and_every_method():
     """config.qwen.yaml: the model comes from the split GGUF (its conversion sees the registry key), stage 1 from the
     base model, the learning-rate sweep as ablations, and every method including the budget baselines and rag_gist."""
