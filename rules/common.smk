@@ -416,7 +416,8 @@ def publish_list_arg(name):
 
     def arg(wildcards, input):
         files = input[name] if name in input.keys() else []
-        files = [str(files)] if isinstance(files, str) else [str(f) for f in files]  # one named file, or a list
+        # one named file, or a list of them
+        files = [str(files)] if isinstance(files, str) else [str(f) for f in files]
         return f"{flag} {' '.join(files)}" if files else ""
 
     return arg

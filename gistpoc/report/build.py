@@ -178,7 +178,7 @@ def control_rows(summary: list[dict], predictions: list, threshold: float, n_boo
             if scr.get(key) is None or hi is None:
                 continue
             verdict.append(scr[key] <= hi)
-        def cis(row):
+        def cis(row, keys=keys):
             out = {k: ci(row, k) for k in keys}
             out["global"] = out[keys[-1]]
             return out
