@@ -293,12 +293,13 @@ rule judge_answers:
         sources=ext_hash([JUDGE_FIXTURE]),
         endpoint=json.dumps(config["qa"].get("openai", {}), sort_keys=True),
         judge_model=config["eval"]["judge"]["model"],
+        judge_max_tokens=config["eval"]["judge"]["max_tokens"],
         seed=config["seed"],
         embedder=config["eval"]["metric_embedder"],
         threshold=config["eval"]["global_proxy_threshold"],
     shell:
         "python scripts/judge_answers.py --predictions {input.predictions} --endpoint {params.endpoint:q} "
-        "--judge-model {params.judge_model:q} --seed {params.seed} --out {output.judgments} "
+        "--judge-model {params.judge_model:q} --judge-max-tokens {params.judge_max_tokens} --seed {params.seed} --out {output.judgments} "
         "--calibration-fixture {input.fixture} --calibration-out {output.calibration} "
         "--metric-embedder {params.embedder:q} --global-threshold {params.threshold} --log {log}"
 

@@ -20,7 +20,9 @@ def main(args):
             if r["qtype"] in ("global", "reasoning") and r["status"] == "ok":
                 items.append({"key": item_key(r), "qtype": r["qtype"], "question": r["question"], "reference": r["reference"],
                               "prediction": r["prediction"]})
-    client = CachedChatClient(args.endpoint, Path(args.cache_dir))
+    # the judge's replies are short (a verdict or rating and a one-line reason): a batching server answers a batch as
+    # long as its longest reply, so the judge's own cap, not the writer's
+    client = CachedChatClient({**args.endpoint, "max_tokens": args.judge_max_tokens}, Path(args.cache_dir))
     write_jsonl(args.out, judge_items(items, client, args.judge_model, args.seed))
     if args.calibration_fixture:
         embedder = SentenceEmbedder(args.metric_embedder) if args.metric_embedder else None
@@ -33,6 +35,7 @@ if __name__ == "__main__":
     p.add_argument("--predictions", nargs="+", required=True)
     p.add_argument("--endpoint", type=json_arg, required=True, help="the qa.openai section, as JSON")
     p.add_argument("--judge-model", required=True)
+    p.add_argument("--judge-max-tokens", type=int, default=96, help="eval.judge.max_tokens")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cache-dir", default="results/.cache/judge")
     p.add_argument("--out", required=True)
