@@ -51,3 +51,16 @@ def test_the_writer_table_matches_the_filter_counts_and_the_questions():
     served = sum(1 for line in gzip.open(RUN / "serve.log.gz", "rt") if '"POST /v1/chat/completions' in line)
     assert f"{served} requests" in README
     assert re.search(r"stage 1 was at step (\d+)", README).group(1) in gzip.open(RUN / "pretrain_gist25.log.gz", "rt").read()
+
+
+def test_the_reasoning_explanation_is_what_the_probe_finds(bench_module):
+    """The README's account of the failed reasoning questions, recomputed from the writer's cached replies."""
+    out = bench_module("writer_reasoning_probe").probe(str(RUN / "writer_cache.tar.gz"))
+    assert out["requests"] == 50 and out.get("both_found_far_enough", 0) == 0
+    said = (f"{out['not_json_first_try']} were not JSON on the first try", f"{out['passage_not_in_document']} quoted a passage",
+            f"{out['both_found_too_close']} quoted two real passages", f"never more than {out['max_distance_found']} of the")
+    for phrase in said:
+        assert phrase in README, phrase
+    invalid = json.loads((RUN / "qa.issues.json").read_text())["llm_filters"]["reasoning"]["invalid_reply"]
+    assert f"re-asked; {invalid} stayed invalid" in README
+
