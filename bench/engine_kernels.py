@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gpu_systems import LLAMA3_8B, copy_bandwidth, graph_us  # noqa: E402
 
 from gistpoc import kernels  # noqa: E402
-from gistpoc.engine import rotate_half  # noqa: E402
+from gistpoc.model import rotate_half  # noqa: E402
 
 SHAPES = {"qkv": (6144, 4096), "o": (4096, 4096), "gate_up": (28672, 4096), "down": (4096, 14336), "head": (128256, 4096)}
 ROWS = (1, 16, 32, 64)

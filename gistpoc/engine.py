@@ -36,6 +36,7 @@ import torch.nn.functional as F
 
 from gistpoc import kernels
 from gistpoc.gist.cache import Generation, GistCache
+from gistpoc.model import rotate_half
 
 
 def _decoder(model):
@@ -71,11 +72,6 @@ def _fuse(linears: list) -> tuple[torch.Tensor, torch.Tensor | None, list[int]] 
     for m in linears:
         m._gistpoc_fused = fused
     return fused
-
-
-def rotate_half(x: torch.Tensor) -> torch.Tensor:
-    x1, x2 = x.chunk(2, dim=-1)
-    return torch.cat((-x2, x1), dim=-1)
 
 
 def _is_nf4(module) -> bool:

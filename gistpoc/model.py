@@ -86,6 +86,12 @@ def resolve_model_path(ref_or_path: str | Path) -> str:
     return str(ref_or_path)
 
 
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    """RoPE's rotate-half (the Llama / Qwen2 convention): q * cos + rotate_half(q) * sin rotates q by its positions."""
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((-x2, x1), dim=-1)
+
+
 def pick_device(device: str = "auto") -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -10,6 +10,7 @@ rule prepare_model:
     cache: "omit-software"
     conda:
         "../envs/train.yaml"
+    threads: TORCH_THREADS
     resources:
         mem_mb=scaled(4000),
         runtime=scaled(30),
@@ -117,6 +118,7 @@ rule build_documents:
         "logs/build_documents/build_documents.log",
     conda:
         "../envs/data.yaml"
+    threads: TORCH_THREADS
     params:
         code=script_code("build_documents"),
         min_tokens=config["data"]["min_tokens"],
@@ -141,6 +143,7 @@ rule generate_qa:
     cache: "omit-software"
     conda:
         "../envs/data.yaml"
+    threads: TORCH_THREADS  # the local backend runs a chat model here
     resources:
         api_calls=1,
     params:

@@ -286,6 +286,7 @@ rule judge_answers:
         "logs/judge_answers/judge_answers.log",
     conda:
         "../envs/evaluate.yaml"
+    threads: TORCH_THREADS  # the proxy's embedder, for the calibration
     resources:
         api_calls=1,
     params:

@@ -13,8 +13,9 @@ import torch.nn.functional as F
 triton = pytest.importorskip("triton")
 
 from gistpoc import kernels  # noqa: E402
-from gistpoc.engine import AnswerEngine, rotate_half  # noqa: E402
+from gistpoc.engine import AnswerEngine  # noqa: E402
 from gistpoc.gist.cache import answer_from_cache, compress_context, greedy_generate  # noqa: E402
+from gistpoc.model import rotate_half  # noqa: E402
 
 from .test_engine import _tiny as tiny_model  # noqa: E402
 

@@ -23,9 +23,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from gistpoc.engine import rotate_half
 from gistpoc.gist.cache import GistCache
 from gistpoc.methods import BUDGET_FAMILIES, parse
+from gistpoc.model import rotate_half
 
 METHODS = BUDGET_FAMILIES
 
