@@ -21,6 +21,22 @@ def parser(description: str) -> argparse.ArgumentParser:
     return p
 
 
+def training_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The arguments stage 1 (scripts/pretrain_gist.py) and stage 2 (scripts/train_gist.py) share."""
+    p.add_argument("--model", type=json_arg, required=True, help="the model: section of the config, as JSON")
+    p.add_argument("--model-ref", required=True)
+    p.add_argument("--train-cfg", type=json_arg, required=True, help="the train: section (stage 1: with the pretrain: overrides), as JSON")
+    p.add_argument("--train", required=True, help="the gist-N training records (only the training split is read)")
+    p.add_argument("--n-gist", type=int, required=True)
+    p.add_argument("--instruction", required=True)
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--out-dir", required=True)
+    p.add_argument("--manifest", default="", help="write the sha256 of every file in --out-dir here (the rule's <dir>.sha256)")
+    p.add_argument("--state-dir", required=True, help="resumable state, kept outside the rule's outputs")
+    p.add_argument("--passkey-digits", type=int, required=True, help="data.passkey_digits: length of the stream's keys")
+    return p
+
+
 def json_arg(text: str) -> dict:
     """Parse a JSON config section given on the command line (Snakemake passes sections as params)."""
     try:

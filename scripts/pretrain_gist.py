@@ -6,7 +6,7 @@ adapter with provenance.json (what train_gist's gist.pretrained validates); resu
 import json
 from pathlib import Path
 
-from gistpoc.cli import json_arg, parser, run
+from gistpoc.cli import parser, run, training_args
 from gistpoc.codehash import write_manifest
 from gistpoc.model import load_model
 from gistpoc.train import pretrained
@@ -32,17 +32,6 @@ def main(args):
 
 
 if __name__ == "__main__":
-    p = parser(__doc__)
-    p.add_argument("--model", type=json_arg, required=True, help="the model: section of the config, as JSON")
-    p.add_argument("--model-ref", required=True)
-    p.add_argument("--train-cfg", type=json_arg, required=True, help="the train: section with the pretrain: overrides, as JSON")
-    p.add_argument("--train", required=True, help="the gist-N training records (only the training split is read)")
-    p.add_argument("--n-gist", type=int, required=True)
-    p.add_argument("--instruction", required=True)
-    p.add_argument("--seed", type=int, required=True)
-    p.add_argument("--out-dir", required=True)
-    p.add_argument("--manifest", default="", help="write the sha256 of every file in --out-dir here (the rule's <dir>.sha256)")
-    p.add_argument("--state-dir", required=True, help="resumable state, kept outside the rule's outputs")
-    p.add_argument("--passkey-digits", type=int, required=True)
+    p = training_args(parser(__doc__))
     p.add_argument("--warm-start", default="", help="a stage-1 adapter folder to start from (gist.warm_start): another N's, or this N's made elsewhere (continued)")
     run(main, p)

@@ -4,7 +4,7 @@ the gist-N training documents, length curriculum with a promotion gate, a step b
 
 from pathlib import Path
 
-from gistpoc.cli import json_arg, parser, run
+from gistpoc.cli import parser, run, training_args
 from gistpoc.codehash import write_manifest
 from gistpoc.model import load_model
 from gistpoc.train.loop import train_gist
@@ -32,18 +32,7 @@ def main(args):
 
 
 if __name__ == "__main__":
-    p = parser(__doc__)
-    p.add_argument("--model", type=json_arg, required=True, help="the model: section of the config, as JSON")
-    p.add_argument("--model-ref", required=True)
-    p.add_argument("--train-cfg", type=json_arg, required=True, help="the train: section of the config, as JSON")
-    p.add_argument("--train", required=True)
+    p = training_args(parser(__doc__))
     p.add_argument("--val", required=True)
-    p.add_argument("--n-gist", type=int, required=True)
-    p.add_argument("--instruction", required=True)
-    p.add_argument("--seed", type=int, required=True)
-    p.add_argument("--out-dir", required=True)
-    p.add_argument("--manifest", default="", help="write the sha256 of every file in --out-dir here (the rule's <dir>.sha256)")
-    p.add_argument("--state-dir", required=True, help="resumable state, kept outside the rule's outputs")
-    p.add_argument("--passkey-digits", type=int, required=True, help="data.passkey_digits: length of the stream's keys")
     p.add_argument("--pretrained", default="", help="a pre-trained (stage-1) adapter folder to start from (gist.pretrained)")
     run(main, p)

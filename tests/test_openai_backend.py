@@ -97,6 +97,9 @@ def test_llm_questions_are_written_checked_and_counted(server, tmp_path, monkeyp
     sent = client.n_requests
     again = CachedChatClient(_cfg(server, max_tokens=64), tmp_path)   # the cache key holds endpoint, model and prompt
     assert llm_questions(doc, again, counts=new_counts()) == qas and again.n_requests == 0 and sent >= 3
+    # the three types side by side (qa.openai.concurrency): the same requests, questions in the same order, same counts
+    side, side_counts = CachedChatClient(_cfg(server, max_tokens=64, concurrency=3), tmp_path), new_counts()
+    assert llm_questions(doc, side, counts=side_counts) == qas and side_counts == counts and side.n_requests == 0
     with pytest.raises(ResponseValidationError, match="global"):
         validate_qa({"factual": {"question": "q", "answer": "a"}, "reasoning": {"question": "q", "answer": "a"}})
 

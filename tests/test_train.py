@@ -15,7 +15,7 @@ import yaml
 
 from gistpoc.config import validate_config
 
-from .conftest import ROOT
+from .conftest import ROOT, _model_dir
 
 pytestmark = pytest.mark.slow
 
@@ -53,7 +53,7 @@ def _cfg(**over):
 
 def _cmd(data: Path, out: Path, state: Path, cfg: dict):
     model = json.dumps({"device": "cpu", "dtype": "float32", "attn_implementation": "eager", "quantization": "none"})
-    return [sys.executable, "scripts/train_gist.py", "--model", model, "--model-ref", str(ROOT / "results/model/base"), "--train-cfg", json.dumps(cfg),
+    return [sys.executable, "scripts/train_gist.py", "--model", model, "--model-ref", str(_model_dir()), "--train-cfg", json.dumps(cfg),
             "--train", str(data / "train.jsonl"), "--val", str(data / "val.jsonl"), "--n-gist", "4", "--instruction", "Compress the text.",
             "--seed", "3", "--passkey-digits", "5", "--out-dir", str(out), "--state-dir", str(state)]
 

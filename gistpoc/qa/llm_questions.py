@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 
 from gistpoc.evaluate.metrics import token_f1
-from gistpoc.qa.openai_backend import CachedChatClient, ResponseValidationError
+from gistpoc.qa.openai_backend import CachedChatClient, ResponseValidationError, thread_map
 
 QTYPES = ("factual", "global", "reasoning")
 
@@ -184,11 +184,13 @@ def new_counts() -> dict:
 def llm_questions(doc: dict, client: CachedChatClient, max_doc_chars: int = 60000, min_part_distance: float = 0.25,
                   leak_f1: float = 0.5, counts: dict | None = None) -> list[dict]:
     """The kept questions of one document (``qtype``, ``question``, ``answer``, ``evidence`` spans, and the
-    closed-book answer the leakage filter saw); ``counts`` (``new_counts()``) is updated with what was dropped and why."""
+    closed-book answer the leakage filter saw); ``counts`` (``new_counts()``) is updated with what was dropped and why.
+    The three types' request chains (write, then the checks) run side by side when the client allows several requests
+    in flight (``qa.openai.concurrency``); each touches only its own type's counts, and the output keeps QTYPES order."""
     counts = counts if counts is not None else new_counts()
     text = doc["text"][:max_doc_chars]
-    out = []
-    for qtype in QTYPES:
+
+    def one(qtype: str) -> dict | None:
         c = counts[qtype]
         body = client.request([{"role": "system", "content": WRITE[qtype]},
                                {"role": "user", "content": f"Document title: {doc['title']}\n\n{text}"}])
@@ -196,24 +198,26 @@ def llm_questions(doc: dict, client: CachedChatClient, max_doc_chars: int = 6000
             item = client.complete_json(body, _validator(qtype))
         except ResponseValidationError:
             c["invalid_reply"] += 1
-            continue
+            return None
         c["written"] += 1
         evidence, why = check_evidence(text, qtype, item, min_part_distance)
         if evidence is None:
             c["failed_evidence_check"] += 1
-            continue
+            return None
         try:
             leak, closed_answer = leaked(client, qtype, item["question"], item["answer"], leak_f1)
             if leak:
                 c["closed_book_leak"] += 1
-                continue
+                return None
             if not supported(client, text, item["question"], item["answer"]):
                 c["unsupported"] += 1
-                continue
+                return None
         except ResponseValidationError:
             c["invalid_reply"] += 1
-            continue
+            return None
         c["kept"] += 1
-        out.append({"qtype": qtype, "question": item["question"], "answer": item["answer"], "evidence": evidence,
-                    "closed_book_answer": closed_answer})
-    return out
+        return {"qtype": qtype, "question": item["question"], "answer": item["answer"], "evidence": evidence,
+                "closed_book_answer": closed_answer}
+
+    workers = min(len(QTYPES), int(client.cfg.get("concurrency", 1)))
+    return [q for q in thread_map(one, QTYPES, workers) if q is not None]
