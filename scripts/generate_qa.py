@@ -32,16 +32,18 @@ def main(args):
                 "code": code_hash("scripts/generate_qa.py")}
     cache = Path(args.cache_dir) / backend
     cache.mkdir(parents=True, exist_ok=True)
+    llm_types = QTYPES
     filters = new_counts()  # the LLM writer's checks (openai backend): what was written, dropped and why
     writes = lambda doc: True  # noqa: E731  (which documents this backend writes for; the others get grounded questions)
     if backend == "openai":
         client = CachedChatClient(oa, Path(args.cache_dir) / "openai_requests")
         llm_splits = set(oa.get("splits", ["train", "val", "test"]))
         writes = lambda doc: doc["split"] in llm_splits  # noqa: E731
+        llm_types = tuple(oa.get("qtypes", QTYPES))  # the types the LLM writes; the grounded backend writes the rest
 
         def generate(doc):
             counts = new_counts()
-            return {"questions": llm_questions(doc, client, counts=counts), "counts": counts}
+            return {"questions": llm_questions(doc, client, counts=counts, qtypes=llm_types), "counts": counts}
     elif backend == "local":
         from gistpoc.qa.local_backend import LocalChatModel, local_qa
 
@@ -81,15 +83,17 @@ def main(args):
             for qtype in QTYPES:
                 for k, v in qas["counts"][qtype].items():
                     filters[qtype][k] += v
-            qas = qas["questions"]
+            qas = [*qas["questions"], *(q for q in grounded_qa(doc) if q["qtype"] not in llm_types)]
+            qas.sort(key=lambda q: QTYPES.index(q["qtype"]))   # stable: a document's questions in type order
+        by_writer = set(llm_types) if made_by == "openai" else set(QTYPES)
         for qa in qas:
-            records.append({"doc_id": doc["doc_id"], "split": doc["split"], "backend": made_by, **qa})
+            records.append({"doc_id": doc["doc_id"], "split": doc["split"], "backend": made_by if qa["qtype"] in by_writer else "grounded", **qa})
         missing = {"factual", "global", "reasoning"} - {q["qtype"] for q in qas}
-        why = "the writer's question was dropped by its checks (llm_filters)" if made_by == "openai" else "the document offers no basis"
         for qtype in sorted(missing):
+            why = "the writer's question was dropped by its checks (llm_filters)" if qtype in by_writer and made_by == "openai" else "the document offers no basis"
             issues.add(args.documents, doc["doc_id"], f"no {qtype} question: {why}")
     write_jsonl(args.out, records)
-    write_json(args.issues, {"n_questions": len(records), **({"llm_filters": filters} if backend == "openai" else {}), **issues.to_dict()})
+    write_json(args.issues, {"n_questions": len(records), **({"llm_qtypes": list(llm_types), "llm_filters": filters} if backend == "openai" else {}), **issues.to_dict()})
     log.info("%d questions for %d documents (%d problems)", len(records), len(docs), len(issues.items))
 
 

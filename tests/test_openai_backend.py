@@ -225,6 +225,33 @@ def test_generate_qa_rule_keeps_finished_documents_when_the_endpoint_dies(server
     assert len((tmp_path / "qa.jsonl").read_text().splitlines()) == n_ok + len(train)
 
 
+def test_generate_qa_writes_only_the_configured_question_types_with_the_llm(server, tmp_path, real_text):
+    """qa.openai.qtypes: the LLM is asked for those types only (no request, no count for the others); the grounded
+    backend writes the other types for the same document, and each row says which backend made it."""
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text(json.dumps({"doc_id": "d0", "title": "Robert Boulter", "split": "test", "text": real_text[:3000]}) + "\n")
+    qa_cfg = {"backend": "openai", "openai": _cfg(server, max_tokens=24, qtypes=["factual"])}
+    cmd = [sys.executable, "scripts/generate_qa.py", "--documents", str(docs), "--qa", json.dumps(qa_cfg), "--cache-dir", str(tmp_path / "cache"),
+           "--out", str(tmp_path / "qa.jsonl"), "--issues", str(tmp_path / "issues.json")]
+    subprocess.run(cmd, check=True, cwd=ROOT, env={**__import__("os").environ, "GISTPOC_TEST_KEY": KEY})
+    rows = [json.loads(line) for line in (tmp_path / "qa.jsonl").read_text().splitlines()]
+    issues = json.loads((tmp_path / "issues.json").read_text())
+    assert issues["llm_qtypes"] == ["factual"]
+    f = issues["llm_filters"]
+    assert f["factual"]["written"] + f["factual"]["invalid_reply"] >= 1
+    assert all(v == 0 for q in ("global", "reasoning") for v in f[q].values()), f   # never asked
+    by_type = {r["qtype"]: r["backend"] for r in rows}
+    assert by_type.get("global") == "grounded" and by_type.get("reasoning") == "grounded", rows
+    assert all(r["backend"] == "openai" for r in rows if r["qtype"] == "factual")
+    assert [r["qtype"] for r in rows] == sorted((r["qtype"] for r in rows), key=("factual", "global", "reasoning").index)
+    # every request the writer sent asks for a factual question or checks one: none names the other types' prompts
+    from gistpoc.qa.llm_questions import WRITE
+    bodies = [(tmp_path / "cache/openai_requests" / p.name).read_text() for p in (tmp_path / "cache/openai_requests").glob("*.json")]
+    prompt = {q: json.dumps(WRITE[q])[1:-1] for q in WRITE}   # as it sits in a stored request
+    assert bodies and not any(prompt["global"] in b or prompt["reasoning"] in b for b in bodies)
+    assert any(prompt["factual"] in b for b in bodies)
+
+
 def test_judge_is_blinded_and_validated(server, tmp_path, monkeypatch):
     """LLM-as-judge through the same client: the request never names the method; global answers get a yes/no
     verdict, reasoning answers a 1-3 rating (score (rating - 1) / 2); replies are validated."""

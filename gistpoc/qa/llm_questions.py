@@ -182,11 +182,12 @@ def new_counts() -> dict:
 
 
 def llm_questions(doc: dict, client: CachedChatClient, max_doc_chars: int = 60000, min_part_distance: float = 0.25,
-                  leak_f1: float = 0.5, counts: dict | None = None) -> list[dict]:
+                  leak_f1: float = 0.5, counts: dict | None = None, qtypes: tuple[str, ...] = QTYPES) -> list[dict]:
     """The kept questions of one document (``qtype``, ``question``, ``answer``, ``evidence`` spans, and the
     closed-book answer the leakage filter saw); ``counts`` (``new_counts()``) is updated with what was dropped and why.
     The three types' request chains (write, then the checks) run side by side when the client allows several requests
-    in flight (``qa.openai.concurrency``); each touches only its own type's counts, and the output keeps QTYPES order."""
+    in flight (``qa.openai.concurrency``); each touches only its own type's counts, and the output keeps QTYPES order.
+    ``qtypes`` (``qa.openai.qtypes``): the types asked for; the others are neither requested nor counted."""
     counts = counts if counts is not None else new_counts()
     text = doc["text"][:max_doc_chars]
 
@@ -219,5 +220,6 @@ def llm_questions(doc: dict, client: CachedChatClient, max_doc_chars: int = 6000
         return {"qtype": qtype, "question": item["question"], "answer": item["answer"], "evidence": evidence,
                 "closed_book_answer": closed_answer}
 
-    workers = min(len(QTYPES), int(client.cfg.get("concurrency", 1)))
-    return [q for q in thread_map(one, QTYPES, workers) if q is not None]
+    asked = [q for q in QTYPES if q in qtypes]
+    workers = min(len(asked), int(client.cfg.get("concurrency", 1)))
+    return [q for q in thread_map(one, asked, workers) if q is not None]
