@@ -117,6 +117,23 @@ def test_interrupted_run_resumes_from_its_last_checkpoint(tmp_path, tiny_dataset
     assert [int(r["step"]) for r in csv.DictReader(open(tmp_path / "ck/train_log.csv"))] == list(range(1, 6))
 
 
+def test_a_stop_file_ends_training_after_the_step_with_the_weights_saved(tmp_path, tiny_dataset):
+    """<state-dir>.STOP, touched while a run goes (e.g. when a GPU lease runs short): the run ends after that step as
+    at the time limit, saves its adapter and says why it stopped; a STOP left from before the run does not stop it."""
+    cfg = _cfg(max_steps=400)
+    (tmp_path / "state.STOP").touch()   # stale: removed when the run starts
+    proc = subprocess.Popen(_cmd(tiny_dataset, tmp_path / "ck", tmp_path / "state", cfg), cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    progress, deadline = tmp_path / "state/progress.json", time.time() + 300
+    while time.time() < deadline and proc.poll() is None and not (progress.exists() and json.loads(progress.read_text())["step"] >= 2):
+        time.sleep(0.2)
+    (tmp_path / "state.STOP").touch()
+    assert proc.wait(300) == 0
+    summary = json.loads((tmp_path / "ck/summary.json").read_text())
+    assert summary["stopped_by"] == "stop_file" and 2 <= summary["steps"] < 400
+    assert (tmp_path / "ck/adapter_config.json").exists()
+
+
 def test_exploding_gist_embeddings_stop_with_a_clear_message(tmp_path, tiny_dataset):
     cfg = _cfg(max_steps=3, lr_embed=0.9, max_embed_norm=5.0, warmup_steps=0)
     res = subprocess.run(_cmd(tiny_dataset, tmp_path / "ck", tmp_path / "state", cfg), cwd=ROOT, capture_output=True, text=True)

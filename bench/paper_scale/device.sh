@@ -11,8 +11,9 @@
 #   bash bench/paper_scale/device.sh start TARGET... the same, detached (it outlives the call); its process id in run.pid
 #   bash bench/paper_scale/device.sh wait S          wait up to S seconds for the detached run, then show its progress
 #   bash bench/paper_scale/device.sh stop            end the detached run and the server: the process groups they started, by their ids
-#   bash bench/paper_scale/device.sh collect         the published folder ($OUT/published.tar.gz) and the run's results
-#                                                    without weights ($OUT/results.tar.gz.part_*, cat them here); run it
+#   bash bench/paper_scale/device.sh collect         the published folder ($OUT/published.tar.gz), the run's results
+#                                                    without weights ($OUT/results.tar.gz.part_*, cat them here) and the
+#                                                    trained adapters ($OUT/adapters.tar.gz.part_*); run it
 #                                                    in the call that sees the run end: a later call re-syncs the tree
 #   Environment: CONFIG (the run config), GISTPOC_GIT_COMMIT (the commit of the copied tree: it has no .git).
 set -euo pipefail
@@ -126,6 +127,8 @@ collect)  # the published folder alone (a few MB), then the run's results withou
         --exclude='results/model' --exclude='results/state' --exclude='results/rag/chroma' \
         $(ls -d results logs benchmarks run.log serve.log .snakemake/log 2>/dev/null) || [ $? -eq 1 ]
     split -b 15M -d device_out/results.tar.gz "$OUT/results.tar.gz.part_"
+    # the trained adapters (stage 1 and 2; no optimizer state), for gist.warm_start in a later session
+    tar czf device_out/adapters.tar.gz $(ls -d results/pretrained results/checkpoints 2>/dev/null) && split -b 15M -d device_out/adapters.tar.gz "$OUT/adapters.tar.gz.part_" || true
     ls -la "$OUT"
     ;;
 *)

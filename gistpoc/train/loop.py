@@ -286,6 +286,8 @@ def train_gist(loaded, train_records: list[dict], val_records: list[dict], cfg: 
     evals: list[dict] = []
     start_step = 0
     elapsed_before = 0.0  # training seconds of earlier (interrupted) attempts, for train.time_limit_minutes
+    stop_file = state_dir.with_name(state_dir.name + ".STOP")  # touched while the run goes: end after this step as at the time limit, weights saved
+    stop_file.unlink(missing_ok=True)  # a request left from an earlier attempt is not one for this run
     if (state_dir / "progress.json").exists():
         progress = json.loads((state_dir / "progress.json").read_text())
         if progress["fingerprint"] == fingerprint:
@@ -397,7 +399,8 @@ def train_gist(loaded, train_records: list[dict], val_records: list[dict], cfg: 
             done = step + 1
             step = done
             elapsed = elapsed_before + time.monotonic() - t_start
-            out_of_time = bool(cfg["time_limit_minutes"]) and elapsed >= 60 * cfg["time_limit_minutes"]
+            stop_asked = stop_file.exists()
+            out_of_time = stop_asked or (bool(cfg["time_limit_minutes"]) and elapsed >= 60 * cfg["time_limit_minutes"])
             last = done >= run_end() or out_of_time
             checked = {}  # held-out hits of this step's check, by length (the weights change with every step)
             if done % cur_cfg["check_every_steps"] == 0 or last:
@@ -409,10 +412,11 @@ def train_gist(loaded, train_records: list[dict], val_records: list[dict], cfg: 
                 _save_state(state_dir, model, optimizer, done, {"fingerprint": fingerprint, "rows": rows, "evals": evals,
                                                                  "curriculum": curriculum.state(), "elapsed_s": elapsed})
             if out_of_time and done < run_end():
-                stopped_by = "time_limit"
-                log.warning("gist-%d: train.time_limit_minutes (%s) reached at step %d of %d", n, cfg["time_limit_minutes"], done, run_end())
+                stopped_by = "stop_file" if stop_asked else "time_limit"
+                log.warning("gist-%d: %s at step %d of %d", n, f"{stop_file} asks to stop" if stop_asked else
+                            f"train.time_limit_minutes ({cfg['time_limit_minutes']}) reached", done, run_end())
                 break
-        if stopped_by != "time_limit" and run_end() < total_steps:
+        if stopped_by not in ("time_limit", "stop_file") and run_end() < total_steps:
             stopped_by = "after_gate_steps"
         heldout_final = []
         for length, wins in heldout.items():  # the last step's check already scored some lengths with these weights
