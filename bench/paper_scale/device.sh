@@ -103,11 +103,13 @@ start)
     shift
     [ ! -f run.pid ] || ! kill -0 "$(cat run.pid)" 2>/dev/null || { echo "a run is going: $(cat run.pid)" >&2; exit 1; }
     rm -f run.done
-    # no stream of this call stays open in the detached run (else the call lasts as long as the run)
-    setsid bash -c 'bash bench/paper_scale/device.sh run "$@" >run.log 2>&1; echo $? >run.done' "$@" </dev/null >/dev/null 2>&1 &
+    # no stream of this call stays open in the detached run (else the call lasts as long as the run); bash -c takes
+    # its first argument as $0, so a placeholder goes first and the targets reach "$@" (without it the first target
+    # was dropped and Snakemake ran its default target: tests/test_transport.py)
+    setsid bash -c 'bash bench/paper_scale/device.sh run "$@" >run.log 2>&1; echo $? >run.done' device-run "$@" </dev/null >/dev/null 2>&1 &
     echo $! >run.pid
-    sleep 15
-    tail -n 5 run.log
+    sleep "${START_WAIT_S:-15}"
+    tail -n 5 run.log 2>/dev/null || true
     ;;
 wait)
     end=$((SECONDS + ${2:-540}))
