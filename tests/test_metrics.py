@@ -96,3 +96,18 @@ def test_criteria_never_compare_timings_measured_on_different_machines():
     summary[2]["mem_kind"] = "cuda_max_allocated"
     got = {c["check"]: c for c in checks(summary, on_gpu=True)}
     assert got["gist25 TTFT vs RAG"]["verdict"] == "PASS"            # 10 / 60 ms, same kind of machine
+
+
+def test_paired_difference_keeps_the_pairing_and_resamples_documents():
+    from gistpoc.evaluate.metrics import paired_difference
+
+    a = {"q1": 1.0, "q2": 0.5, "q3": 0.0, "q4": None, "q5": 1.0}
+    b = {"q1": 0.0, "q2": 0.5, "q3": 0.0, "q4": 1.0}            # q4: a has no score, q5: b has none -> both left out
+    docs = {"q1": "d1", "q2": "d1", "q3": "d2", "q4": "d3", "q5": "d3"}
+    mean, lo, hi, n = paired_difference(a, b, docs, 500, 0)
+    assert n == 3 and mean == pytest.approx(1 / 3)
+    assert lo == pytest.approx(0.0) and hi == pytest.approx(0.5)   # d1 alone: 0.5, d2 alone: 0.0
+    # a constant gain has a zero-width interval, however the documents are drawn; two unpaired CIs would not show it
+    shifted = {k: v + 0.25 for k, v in b.items()}
+    assert paired_difference(shifted, b, docs, 200, 1)[1:3] == pytest.approx((0.25, 0.25))
+    assert paired_difference({}, b, docs)[3] == 0

@@ -60,8 +60,12 @@ def recomputes_from_predictions(run, methods, tmp_path):
             out.write_bytes(src.read())
         preds.append(str(out))
     summary, passkey = tmp_path / "summary.csv", tmp_path / "passkey.csv"
+    judged = []   # a run with the LLM judge: its judge columns come from the committed judgments
+    if (run / "judgments.jsonl.gz").exists():
+        (tmp_path / "judgments.jsonl").write_bytes(gzip.decompress((run / "judgments.jsonl.gz").read_bytes()))
+        judged = ["--judgments", str(tmp_path / "judgments.jsonl")]
     subprocess.run(
-        [sys.executable, "scripts/summarize_eval.py", "--predictions", *preds,
+        [sys.executable, "scripts/summarize_eval.py", "--predictions", *preds, *judged,
          "--global-threshold", str(cfg["eval"]["global_proxy_threshold"]), "--bootstrap", str(cfg["eval"]["bootstrap_samples"]),
          "--seed", str(cfg["seed"]), "--summary", str(summary), "--passkey", str(passkey),
          "--rating-sheet", str(tmp_path / "sheet.csv"), "--log", str(tmp_path / "log")],
