@@ -37,6 +37,22 @@ def training_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return p
 
 
+def required(p: argparse.ArgumentParser, *flags: str) -> argparse.ArgumentParser:
+    """Required string options (paths, names), one line for a script's list of them."""
+    for flag in flags:
+        p.add_argument(flag, required=True)
+    return p
+
+
+def eval_items(args: argparse.Namespace) -> list[dict]:
+    """An evaluation script's start: the seed set, the test split's records (``--dataset``), only ``--qtypes`` when given."""
+    from gistpoc.utils import read_jsonl, seed_everything
+
+    seed_everything(args.seed)
+    records = read_jsonl(args.dataset)
+    return [r for r in records if r["qtype"] in args.qtypes] if args.qtypes else records
+
+
 def json_arg(text: str) -> dict:
     """Parse a JSON config section given on the command line (Snakemake passes sections as params)."""
     try:

@@ -4,7 +4,7 @@
 import logging
 
 from gistpoc.baselines.rag import SentenceEmbedder, build_index
-from gistpoc.cli import parser, run
+from gistpoc.cli import parser, required, run
 from gistpoc.model import load_tokenizer
 from gistpoc.utils import read_jsonl, stable_hash, write_json
 
@@ -24,10 +24,6 @@ def main(args):
 
 if __name__ == "__main__":
     p = parser(__doc__)
-    p.add_argument("--dataset", required=True)
-    p.add_argument("--model-ref", required=True)
-    p.add_argument("--embedding-model", required=True)
+    required(p, "--dataset", "--model-ref", "--embedding-model", "--db", "--manifest")
     p.add_argument("--chunk-tokens", type=int, required=True)
-    p.add_argument("--db", required=True)
-    p.add_argument("--manifest", required=True)
     run(main, p)

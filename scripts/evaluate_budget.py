@@ -6,19 +6,16 @@ one answers.jsonl per method (unscored: score_answers scores them)."""
 import logging
 from pathlib import Path
 
-from gistpoc.cli import json_arg, parser, run
+from gistpoc.cli import eval_items, json_arg, parser, run
 from gistpoc.evaluate.runner import run_budget
 from gistpoc.model import load_model
-from gistpoc.utils import host_environment, read_jsonl, seed_everything, write_json, write_jsonl
+from gistpoc.utils import host_environment, write_json, write_jsonl
 
 log = logging.getLogger("gistpoc")
 
 
 def main(args):
-    seed_everything(args.seed)
-    records = read_jsonl(args.dataset)
-    if args.qtypes:
-        records = [r for r in records if r["qtype"] in args.qtypes]
+    records = eval_items(args)
     if len(args.methods) != len(args.out_dirs):
         raise SystemExit(f"--methods ({len(args.methods)}) and --out-dirs ({len(args.out_dirs)}) must pair up")
     loaded = load_model(args.model, args.model_ref)

@@ -6,21 +6,18 @@ import logging
 from pathlib import Path
 
 from gistpoc.baselines.rag import Retriever, SentenceEmbedder
-from gistpoc.cli import json_arg, parser, run
+from gistpoc.cli import eval_items, json_arg, parser, run
 from gistpoc.evaluate.runner import run_method
 from gistpoc.methods import gist_n
 from gistpoc.methods import parse as parse_method
 from gistpoc.model import load_model
-from gistpoc.utils import host_environment, read_json, read_jsonl, seed_everything, write_json, write_jsonl
+from gistpoc.utils import host_environment, read_json, write_json, write_jsonl
 
 log = logging.getLogger("gistpoc")
 
 
 def main(args):
-    seed_everything(args.seed)
-    records = read_jsonl(args.dataset)
-    if args.qtypes:
-        records = [r for r in records if r["qtype"] in args.qtypes]
+    records = eval_items(args)
     method = parse_method(args.method)
     rag_gist = method.kind == "hybrid"
     n_gist = gist_n(args.method)

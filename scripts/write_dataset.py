@@ -4,7 +4,7 @@
 import logging
 from collections import defaultdict
 
-from gistpoc.cli import parser, run
+from gistpoc.cli import parser, required, run
 from gistpoc.data.dataset import build_records
 from gistpoc.model import add_gist_tokens, load_tokenizer
 from gistpoc.utils import read_jsonl, write_jsonl
@@ -28,13 +28,6 @@ def main(args):
 
 if __name__ == "__main__":
     p = parser(__doc__)
-    p.add_argument("--documents", required=True)
-    p.add_argument("--qa", required=True)
-    p.add_argument("--passkeys", required=True)
-    p.add_argument("--model-ref", required=True)
+    required(p, "--documents", "--qa", "--passkeys", "--model-ref", "--instruction", "--train", "--val", "--test")
     p.add_argument("--n-gist", type=int, required=True)
-    p.add_argument("--instruction", required=True)
-    p.add_argument("--train", required=True)
-    p.add_argument("--val", required=True)
-    p.add_argument("--test", required=True)
     run(main, p)

@@ -107,6 +107,16 @@ def test_leakage_perturbing_context_after_compression(arch, real_text):
     assert (unmasked.logits - base_unmasked.logits).abs().max() > 1e-2
 
 
+def _masked_vs_cached(model, batch: dict, prefix_len: int, cache, q_ids: list[int]):
+    """The question's logits two ways: one masked forward over prefix + question, and the question alone on the
+    compressed cache (positions continuing after the prefix)."""
+    with torch.no_grad():
+        full = forward_masked(model, {k: v for k, v in batch.items() if k != "labels"}).logits[0, prefix_len:]
+        qpos = torch.arange(cache.next_position, cache.next_position + len(q_ids))[None]
+        cached = model(input_ids=torch.tensor([q_ids]), position_ids=qpos, past_key_values=cache.to_dynamic_cache()).logits[0]
+    return full, cached
+
+
 def test_compress_context_equivalence(arch, real_text):
     """Masked full-sequence forward == compress_context() -> gist-only cache -> question forward."""
     tokenizer, gist_model = arch
@@ -114,14 +124,8 @@ def test_compress_context_equivalence(arch, real_text):
     _, enc, ex = _example(tokenizer, gist_model.gist_ids, real_text[:800], [("Who is the article about?", "Robert Boulter.")])
     q_ids = ex.segments[0][0]
     batch = GistDataCollator(tokenizer.pad_token_id)([GistExample(enc.prefix_ids, enc.gist_start, enc.gist_end, [(q_ids, [])])])
-    with torch.no_grad():
-        full_logits = forward_masked(model, {k: v for k, v in batch.items() if k != "labels"}).logits[0, len(enc.prefix_ids) :]
-        cache = compress_context(model, enc.prefix_ids, enc.gist_start, enc.gist_end)
-        from transformers import DynamicCache  # noqa: F401
-
-        q = torch.tensor([q_ids])
-        qpos = torch.arange(cache.next_position, cache.next_position + len(q_ids))[None]
-        cached_logits = model(input_ids=q, position_ids=qpos, past_key_values=cache.to_dynamic_cache()).logits[0]
+    cache = compress_context(model, enc.prefix_ids, enc.gist_start, enc.gist_end)
+    full_logits, cached_logits = _masked_vs_cached(model, batch, len(enc.prefix_ids), cache, q_ids)
     # fp32 logits of magnitude ~10-30: the two paths sum in different orders (seen 7e-4 apart on an AVX-512 CPU)
     torch.testing.assert_close(cached_logits, full_logits, atol=2e-3, rtol=1e-4)
     assert cached_logits.argmax(-1).equal(full_logits.argmax(-1))
@@ -218,12 +222,8 @@ def test_compress_chunked_equals_the_masked_forward(arch, real_text):
     last = enc.chunks[-1]
     ex = GistExample(enc.prefix_ids, last[1], last[2], [(q_ids, [])], chunks=enc.chunks)
     batch = GistDataCollator(tokenizer.pad_token_id)([ex])
-    with torch.no_grad():
-        full = forward_masked(model, {k: v for k, v in batch.items() if k != "labels"}).logits[0, len(enc.prefix_ids):]
-        cache = compress_chunked(model, enc.prefix_ids, enc.chunks, enc.context_tokens)
-        q = torch.tensor([q_ids])
-        qpos = torch.arange(cache.next_position, cache.next_position + len(q_ids))[None]
-        cached = model(input_ids=q, position_ids=qpos, past_key_values=cache.to_dynamic_cache()).logits[0]
+    cache = compress_chunked(model, enc.prefix_ids, enc.chunks, enc.context_tokens)
+    full, cached = _masked_vs_cached(model, batch, len(enc.prefix_ids), cache, q_ids)
     assert cache.n_tokens == len(gist_model.gist_ids) * len(enc.chunks) and cache.next_position == enc.gist_end
     torch.testing.assert_close(cached, full, atol=2e-3, rtol=1e-4)
     assert cached.argmax(-1).equal(full.argmax(-1))
