@@ -151,3 +151,31 @@ def test_divergence_gaps_scores_where_two_answers_part(tokenizer, gist_model, be
     assert g["gap_a_b"] == g["top2_gap"] == pytest.approx((logits[greedy[3]] - logits[second]).item(), abs=1e-3)
     ended = gaps.gap_at_parting(model, tok, prompt, a, tok.decode(greedy[:3]), gist_model.eos_ids)
     assert ended["token"] == 3 and ended["b_token"] in {tok.decode([i]) for i in gist_model.eos_ids}
+
+
+def test_both_answerers_take_the_same_call_and_give_the_same_answers(tokenizer, gist_model, real_text):
+    """gistpoc.evaluate.answerer: the eager loop and the compiled engine answer plain prompts, many questions on one
+    cache and one question per cache (the budget methods' shape) through one call, with the same tokens."""
+    from gistpoc.evaluate.answerer import CompiledAnswerer, EagerAnswerer, make_answerer
+
+    model = gist_model.model
+    template = prompt_template(tokenizer, "Answer from the compressed text.")
+    enc = encode_prefix(tokenizer, template, real_text[:1200], gist_model.gist_ids)
+    cache = compress_context(model, enc.prefix_ids, enc.gist_start, enc.gist_end)
+    other = compress_context(model, *(lambda e: (e.prefix_ids, e.gist_start, e.gist_end))(
+        encode_prefix(tokenizer, template, real_text[1200:2000], gist_model.gist_ids)))
+    questions = [encode_question(tokenizer, template, q) for q in QUESTIONS[:3]]
+    prompts = [encode_prefix(tokenizer, template, real_text[:300], []).prefix_ids + q for q in questions[:2]]
+    eager, compiled = make_answerer("eager", gist_model), make_answerer("compiled", gist_model, 4)
+    assert isinstance(eager, EagerAnswerer) and isinstance(compiled, CompiledAnswerer)
+    assert eager.facts == {"engine": "eager"} and compiled.facts == {"engine": "compiled", "fast_kernels": False}   # CPU
+    assert eager.per_pass() == 1 and compiled.per_pass(100) == 4 and compiled.per_pass(10**6) == 1
+    calls = [(prompts, 0, None), (questions, cache.next_position, cache),
+             (questions[:2], [cache.next_position, other.next_position], [cache, other])]
+    for rows, start, prefix in calls:
+        for e, c in zip(eager.generate(rows, start, 8, prefix=prefix), compiled.generate(rows, start, 8, prefix=prefix), strict=True):
+            _same(e, c)
+    with pytest.raises(ValueError, match="next position"):
+        eager.generate(questions[:1], 0, 4, prefix=cache)
+    with pytest.raises(ValueError, match="eager, compiled"):
+        make_answerer("vllm", gist_model)

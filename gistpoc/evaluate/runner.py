@@ -18,7 +18,8 @@ from pathlib import Path
 
 import torch
 
-from gistpoc.gist.cache import GistCache, answer_from_cache, compress_context, greedy_generate
+from gistpoc.evaluate.answerer import make_answerer
+from gistpoc.gist.cache import GistCache, compress_context
 from gistpoc.gist.template import encode_prefix, encode_question, prompt_template
 from gistpoc.methods import parse as parse_method
 from gistpoc.utils import is_oom
@@ -62,30 +63,6 @@ def _docs(records: list[dict]) -> "OrderedDict[str, list[dict]]":
     for r in records:
         docs.setdefault(r["doc_id"], []).append(r)
     return docs
-
-
-def _engine(engine: str, engine_batch: int, loaded):
-    """(compiled engine or None, questions per pass, answer(cache, questions, budget) -> generations, the engine facts
-    each answer row carries: ``engine`` and, for the compiled one, ``fast_kernels``: whether its short passes ran
-    through ``gistpoc.kernels``)."""
-    if engine not in ("eager", "compiled"):
-        raise ValueError(f"engine must be eager or compiled, got {engine!r}")
-    eng = None
-    facts = {"engine": engine}
-    if engine == "compiled":
-        from gistpoc.engine import AnswerEngine
-
-        eng = AnswerEngine(loaded.model, max_batch=engine_batch)
-        facts["fast_kernels"] = eng.short is not None
-        log.info("compiled engine: up to %d questions per pass, CUDA graphs %s, fused Triton kernels %s", engine_batch,
-                 "on" if eng.graphs else "off", "on" if facts["fast_kernels"] else "off")
-
-    def answer(cache, questions: list[list[int]], budget: int):
-        if eng is not None:
-            return eng.answer_from_cache(cache, questions, loaded.eos_ids, budget)
-        return [answer_from_cache(loaded.model, cache, questions[0], loaded.eos_ids, budget)]
-
-    return eng, (engine_batch if eng is not None else 1), answer, facts
 
 
 ROW_KEYS = ("id", "doc_id", "source", "qtype", "question", "answer", "context_tokens", "passkey_depth")
@@ -169,13 +146,14 @@ def run_method(method: str, loaded, records: list[dict], instruction: str, max_n
         extra["context_tokens_in_prompt"] = enc.context_tokens
         return enc.prefix_ids + encode_question(tok, template, rec["question"]), extra
 
-    eng, batch_size, answer_gist, engine_facts = _engine(engine, engine_batch, loaded)
+    answerer = make_answerer(engine, loaded, engine_batch)
+    engine_facts = answerer.facts
+
+    def answer_gist(cache, questions: list[list[int]], budget: int):
+        return answerer.generate(questions, cache.next_position, budget, prefix=cache)
 
     def answer_prompts(prompts: list[list[int]], budget: int):
-        """Baselines: all ``prompts`` in one pass (compiled), or the first alone (eager; groups are of one there)."""
-        if eng is not None:
-            return eng.generate(prompts, 0, loaded.eos_ids, budget)
-        return [greedy_generate(model, prompts[0], 0, loaded.eos_ids, budget)]
+        return answerer.generate(prompts, 0, budget)
 
     # warm-up: kernels, allocator, tokenizer caches (untimed)
     for rec in records[:warmup_items]:
@@ -214,10 +192,9 @@ def run_method(method: str, loaded, records: list[dict], instruction: str, max_n
                     raise
                 cache = None
                 log.warning("%s: out of memory while compressing %s", method, doc_id)
-        size = batch_size
-        if eng is not None and not n_gist:  # baselines: a document's prompts in one pass while they fit a captured pass
-            longest = max(len(encode_prefix(tok, template, rec["context"], []).prefix_ids) for rec in recs) if method == "full_context" else 0
-            size = engine_batch if longest <= eng.graph_max_tokens else 1
+        # a document's questions in one pass while their prompts fit one (full context: the document is in every prompt)
+        longest = max(len(encode_prefix(tok, template, rec["context"], []).prefix_ids) for rec in recs) if method == "full_context" else 0
+        size = answerer.per_pass(longest)
         for first in range(0, len(recs), size):
             group = recs[first : first + size]
             if n_gist:
@@ -260,7 +237,8 @@ def run_budget(loaded, records: list[dict], instruction: str, methods: list[str]
     model, tok = loaded.model, loaded.tokenizer
     template = prompt_template(tok, instruction)
     meter = MemoryMeter(loaded.device)
-    eng, batch_size, answer, engine_facts = _engine(engine, engine_batch, loaded)
+    answerer = make_answerer(engine, loaded, engine_batch)
+    batch_size = answerer.per_pass()
 
     def prefix(rec):
         enc = encode_prefix(tok, template, rec["context"], [])
@@ -269,7 +247,8 @@ def run_budget(loaded, records: list[dict], instruction: str, methods: list[str]
     for rec in records[:warmup_items]:
         ids, s, e = prefix(rec)
         doc = document_pass(model, ids, s, e, window)
-        answer(budget_cache(parsed[0][1], parsed[0][2], doc, model, ids, pool), [encode_question(tok, template, rec["question"])], 2)
+        warm = budget_cache(parsed[0][1], parsed[0][2], doc, model, ids, pool)
+        answerer.generate([encode_question(tok, template, rec["question"])], warm.next_position, 2, prefix=warm)
 
     out: dict[str, list[dict]] = {m: [] for m in methods}
     for doc_id, recs in _docs(records).items():
@@ -293,8 +272,7 @@ def run_budget(loaded, records: list[dict], instruction: str, methods: list[str]
                 cache = budget_cache(kind, n, doc, model, ids, pool)
                 compress_ms = pass_ms + (time.perf_counter() - t1) * 1000
             caches[name] = (cache, compress_ms, n)
-        # the compiled engine answers every (method, question) of the document in batches of caches of one size;
-        # the eager engine one at a time
+        # every (method, question) of the document, in passes of caches of one size (as many as the answerer takes)
         jobs = [(name, rec) for name, _, _ in parsed for rec in recs]
         sizes = {}
         for name, rec in jobs:
@@ -310,12 +288,10 @@ def run_budget(loaded, records: list[dict], instruction: str, methods: list[str]
                     extras = [{"compress_ms": caches[name][1], "gist_kv_bytes": caches[name][0].nbytes, "budget_positions": caches[name][0].n_tokens,
                                "compression_ratio": rec["context_tokens"] / caches[name][2], "prompt_tokens": len(q)} for (name, rec), q in zip(part, questions)]
                     pcs = [caches[name][0] for name, _ in part]
-                    if eng is not None:
-                        return eng.generate(questions, [c.next_position for c in pcs], loaded.eos_ids, max_new_tokens, prefix=pcs), extras
-                    return [answer_from_cache(model, pcs[0], questions[0], loaded.eos_ids, max_new_tokens)], extras
+                    return answerer.generate(questions, [c.next_position for c in pcs], max_new_tokens, prefix=pcs), extras
 
                 for row in _answer_group([name for name, _ in part], [rec for _, rec in part], budget_answers, meter, tok, loaded.device,
-                                         {"scrambled": False, **engine_facts}):
+                                         {"scrambled": False, **answerer.facts}):
                     out[row["method"]].append(row)
         del doc
         log.info("budget baselines: %s done (%d questions x %d methods)", doc_id, len(recs), len(methods))
