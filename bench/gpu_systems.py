@@ -3,7 +3,7 @@
 
 A Llama-3-8B-shaped model (real architecture and vocabulary, random weights: no hub access needed) in three
 weight formats: bf16, 4-bit NF4 (bitsandbytes, the design's setup) and int4 weight-only (PyPTorch's fused
-tinygemm kernel, ``gistpoc.engine.Int4Linear``, groups of 128). Every method runs on two engines:
+tinygemm kernel, ``bench/int4.py``'s ``Int4Linear``, groups of 128). Every method runs on two engines:
   eager:    the Hugging Face loop the pipeline used so far (``greedy_generate``, a DynamicCache, one question);
   compiled: ``gistpoc.engine.AnswerEngine`` (static KV cache, prompt pass and decode step replayed as CUDA graphs).
 Per method and engine: time to first token (median of repeats, CUDA-synchronised, after warm-up), decode
@@ -31,8 +31,9 @@ import time
 from pathlib import Path
 
 import torch
+from int4 import quantize_int4  # bench/int4.py (the script's folder is on sys.path)
 
-from gistpoc.engine import AnswerEngine, quantize_int4
+from gistpoc.engine import AnswerEngine
 from gistpoc.gist.cache import GistCache, answer_from_cache, compress_context, greedy_generate
 from gistpoc.gist.collator import GistDataCollator, GistExample, forward_masked
 from gistpoc.train.loop import apply_lora, param_groups
@@ -142,7 +143,7 @@ def weight_read_bytes(model, short_pass: bool = False) -> int:
     """Bytes a forward pass must read: every parameter and buffer except the input embedding table (only the
     prompt's rows are gathered) and the rotary tables; ``short_pass``: of linears with an int4 short-pass copy,
     only the copy."""
-    from gistpoc.engine import SmallPassInt4
+    from int4 import SmallPassInt4
 
     emb = model.get_input_embeddings().weight
     total = 0
@@ -299,9 +300,9 @@ def inference_suite(model, repeats: int, new_tokens: int, embedder, floor_ms: fl
 
 
 def nf4_int4_suite(model, repeats: int, new_tokens: int, embedder, bandwidth: float) -> dict:
-    """The NF4 model with int4 copies for short passes (``gistpoc.engine.add_int4_small_pass``), compiled engine only;
+    """The NF4 model with int4 copies for short passes (``bench/int4.py``'s ``add_int4_small_pass``), compiled engine only;
     rows come back as ``compiled_int4`` under each method (merged by the caller)."""
-    from gistpoc.engine import add_int4_small_pass
+    from int4 import add_int4_small_pass
 
     torch.cuda.set_per_process_memory_fraction(1.0)
     with torch.no_grad():

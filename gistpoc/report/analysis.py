@@ -89,7 +89,7 @@ def gist_count_trend(summary: list[dict]) -> list[dict]:
     return out
 
 
-BUDGET_FAMILIES = ("gist", "rag_gist", "truncate_head", "truncate_tail", "kv_select", "mean_pool", "ppl_select")
+BUDGET_FAMILIES = ("gist", "rag_gist", *methods.BUDGET_FAMILIES)   # the order of the budget table
 TRAINING_FREE = methods.BUDGET_FAMILIES
 
 
