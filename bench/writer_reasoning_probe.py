@@ -14,8 +14,18 @@ import json
 import tarfile
 from collections import Counter
 
-from gistpoc.qa.llm_questions import WRITE, find_span
+from gistpoc.qa.llm_questions import find_span
 from gistpoc.qa.openai_backend import _strip_fences, loads_lenient
+
+# the reasoning prompt the first GPU run sent (the model chose and quoted both passages); the writer now gets two
+# passages the pipeline picked (gistpoc.qa.llm_questions.reasoning_passages)
+FIRST_RUN_PROMPT = (
+    "You write one evaluation question that can only be answered by combining two passages far apart in the "
+    "document below (e.g. how something introduced early relates to something discussed late). Reply with JSON "
+    'only: {"question": str, "answer": str, "evidence_a": str, "evidence_b": str}, where evidence_a and '
+    "evidence_b are the two passages, each one sentence copied exactly from the document, and the answer "
+    "(1-3 sentences) needs both."
+)
 
 
 def probe(cache_tar: str, min_part_distance: float = 0.25, evidence_f1: float = 0.8) -> dict:
@@ -27,7 +37,7 @@ def probe(cache_tar: str, min_part_distance: float = 0.25, evidence_f1: float = 
                 continue
             rec = json.loads(tar.extractfile(member).read())
             msgs = rec["request"]["messages"]
-            if msgs[0]["content"] != WRITE["reasoning"] or len(msgs) != 2:   # first requests only (re-asks add a turn)
+            if msgs[0]["content"] != FIRST_RUN_PROMPT or len(msgs) != 2:   # first requests only (re-asks add a turn)
                 continue
             out["requests"] += 1
             text = msgs[1]["content"].split("\n\n", 1)[1]   # "Document title: ...\n\n<document>"

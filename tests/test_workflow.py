@@ -462,6 +462,7 @@ def test_report_shows_the_question_filters_and_the_judge_calibration(workdir, tm
     issues = json.loads((wd / "results/data/qa.issues.json").read_text())
     counts = {"written": 3, "invalid_reply": 1, "failed_evidence_check": 1, "closed_book_leak": 1, "unsupported": 0, "kept": 1}
     issues["llm_filters"] = {q: counts for q in ("factual", "global", "reasoning")}
+    issues["llm_qtypes"] = ["factual", "global"]   # qa.openai.qtypes: reasoning questions grounded
     (tmp_path / "qa.json").write_text(json.dumps(issues))
     calib = {"judge_model": "judge-model-x", "fixture": "resources/judge/calibration.jsonl",
              "global": {"items": 24, "invalid": 0, "agreement": 0.75, "position_consistency": 0.875, "padding_flips": 0.125, "proxy_agreement": 0.625},
@@ -474,7 +475,9 @@ def test_report_shows_the_question_filters_and_the_judge_calibration(workdir, tm
                         wd / "results/figures/gist_attention.png", wd / "results/figures/rulegraph.svg", tmp_path / "qa.json",
                         judge_calibration_json=tmp_path / "calib.json")
     assert 'id="qa-model">writer-model-y<' in html and 'id="judge-model">judge-model-x<' in html
-    row = re.search(r'<tr data-qtype="global"><td>global</td>(.*?)</tr>', html.split('id="qa-filters"')[1]).group(1)
-    assert re.findall(r'class="num">(\d+)<', row) == ["3", "1", "1", "1", "0", "1"]
+    filters = html.split('id="qa-filters"')[1].split("</table>")[0]
+    row = re.search(r'<tr data-qtype="global"><td>global</td>(.*?)</tr>', filters).group(1)
+    assert re.findall(r'class="num">(\d+)<', row) == ["0", "3", "1", "1", "1", "0", "1"]
+    assert 'data-qtype="reasoning"' not in filters and "reasoning: grounded questions" in html
     cal = html.split('id="judge-calibration"')[1].split("</table>")[0]
     assert "75%" in cal and "88%" in cal and "62%" in cal and '<tr data-qtype="reasoning">' in cal

@@ -34,7 +34,7 @@ def _paragraphs(text: str) -> list[tuple[int, int]]:
     return spans
 
 
-def _first_sentences(text: str, span: tuple[int, int], n: int, max_chars: int = 400) -> tuple[str, list[int]]:
+def first_sentences(text: str, span: tuple[int, int], n: int, max_chars: int = 400) -> tuple[str, list[int]]:
     s0, s1 = span
     sentences = list(_SENT.finditer(text, s0, s1))
     if not sentences:
@@ -90,11 +90,14 @@ def global_qa(text: str) -> dict | None:
         return None
     abstract = re.search(r"^## Abstract\n", text, re.M)
     span = next((p for p in paras if abstract and p[0] >= abstract.end()), paras[0])
-    answer, ev = _first_sentences(text, span, 2)
+    answer, ev = first_sentences(text, span, 2)
     return {"qtype": "global", "question": GLOBAL_QUESTION, "answer": answer, "evidence": [ev]}
 
 
-def reasoning_qa(text: str) -> dict | None:
+def two_parts(text: str) -> tuple[str, tuple[int, int], str, tuple[int, int]] | None:
+    """Two distant parts of a document, (label_a, paragraph_a, label_b, paragraph_b): the first and last sections'
+    opening paragraphs (labels: their headings, the abstract skipped), else its first and last paragraphs (labels
+    ""); None when it has fewer than two."""
     heads = [(m.group(1).strip(), m.end()) for m in re.finditer(r"^#{2,4} (.+)$", text, re.M)]
     paras = _paragraphs(text)
     picks = []
@@ -103,15 +106,23 @@ def reasoning_qa(text: str) -> dict | None:
         if para and title.lower() != "abstract" and all(para != q[1] for q in picks):
             picks.append((title, para))
     if len(picks) >= 2:
-        (a, pa), (b, pb) = picks[0], picks[-1]
-        question = f"What is the difference between the part about \"{a}\" and the part about \"{b}\", and why does it matter?"
-    elif len(paras) >= 2:
-        pa, pb = paras[0], paras[-1]
-        question = "What is the difference between how the document begins and how it ends, and why does it matter?"
-    else:
+        return (*picks[0], *picks[-1])
+    if len(paras) >= 2:
+        return ("", paras[0], "", paras[-1])
+    return None
+
+
+def reasoning_qa(text: str) -> dict | None:
+    parts = two_parts(text)
+    if parts is None:
         return None
-    sa, ea = _first_sentences(text, pa, 1, 240)
-    sb, eb = _first_sentences(text, pb, 1, 240)
+    a, pa, b, pb = parts
+    if a:
+        question = f"What is the difference between the part about \"{a}\" and the part about \"{b}\", and why does it matter?"
+    else:
+        question = "What is the difference between how the document begins and how it ends, and why does it matter?"
+    sa, ea = first_sentences(text, pa, 1, 240)
+    sb, eb = first_sentences(text, pb, 1, 240)
     return {"qtype": "reasoning", "question": question, "answer": f"{sa} In contrast, {sb}", "evidence": [ea, eb]}
 
 

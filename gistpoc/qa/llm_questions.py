@@ -5,8 +5,10 @@ Per document, one request per question type, each answered as JSON and validated
   answer must occur in that sentence and the sentence in the document (its character offsets are the evidence);
 - global: a question about the document's main theme and a reference answer the model writes from the whole document
   (not its lead paragraph);
-- reasoning: a question that joins two passages of the document at least ``min_part_distance`` of its length apart,
-  both copied verbatim (their offsets are the evidence), and the answer that needs both.
+- reasoning: two passages the pipeline takes from distant parts of the document (``grounded.two_parts``: the first
+  and last sections' openings, at least ``min_part_distance`` of its length apart; their offsets are the evidence),
+  and a question the model writes that needs both, with its answer. (Asked to find two distant passages itself, the
+  1.5B writer of the first GPU run quoted neighbouring sentences every time: ``bench/writer_reasoning_probe.py``.)
 
 Two filters follow, each a request of its own and each counted:
 - closed-book leakage: the model answers the question without the document; a question it answers correctly
@@ -24,6 +26,7 @@ from __future__ import annotations
 import re
 
 from gistpoc.evaluate.metrics import token_f1
+from gistpoc.qa.grounded import first_sentences, two_parts
 from gistpoc.qa.openai_backend import CachedChatClient, ResponseValidationError, thread_map
 
 QTYPES = ("factual", "global", "reasoning")
@@ -42,11 +45,10 @@ WRITE = {
         '{"question": str, "answer": str}.'
     ),
     "reasoning": (
-        "You write one evaluation question that can only be answered by combining two passages far apart in the "
-        "document below (e.g. how something introduced early relates to something discussed late). Reply with JSON "
-        'only: {"question": str, "answer": str, "evidence_a": str, "evidence_b": str}, where evidence_a and '
-        "evidence_b are the two passages, each one sentence copied exactly from the document, and the answer "
-        "(1-3 sentences) needs both."
+        "You write one evaluation question that can only be answered by combining the two passages below, which come "
+        "from two distant parts of one document (A early, B late): e.g. how something in A relates to, changes or "
+        "explains something in B. Write its answer (1-3 sentences) from both passages. Reply with JSON only: "
+        '{"question": str, "answer": str}.'
     ),
 }
 CLOSED_BOOK = "Answer the question in one or two sentences. If you do not know, say so."
@@ -71,7 +73,7 @@ def _text(obj: dict, key: str) -> str:
 
 def _validator(qtype: str):
     keys = {"factual": ("question", "answer", "evidence"), "global": ("question", "answer"),
-            "reasoning": ("question", "answer", "evidence_a", "evidence_b")}[qtype]
+            "reasoning": ("question", "answer")}[qtype]
     return lambda obj: {k: _text(obj, k) for k in keys}
 
 
@@ -130,10 +132,21 @@ def find_span(text: str, quote: str, fuzzy: float = 0.0) -> list[int] | None:
     return None
 
 
-def check_evidence(doc_text: str, qtype: str, item: dict, min_part_distance: float, evidence_f1: float = 0.8) -> tuple[list[list[int]] | None, str]:
-    """The evidence spans of a written question, or (None, why it fails the check). A quoted passage is found in the
-    document exactly, or re-spaced, or as the sentence(s) it matches with token F1 >= ``evidence_f1``; a factual
-    answer must then be a span (up to spacing) of that document sentence."""
+def reasoning_passages(doc_text: str, min_part_distance: float, max_chars: int = 600) -> tuple[str, str, list[list[int]]] | None:
+    """The two passages a reasoning question is written from (``grounded.two_parts``, up to three sentences of each)
+    and their spans; None when the document has no two parts at least ``min_part_distance`` of its length apart."""
+    parts = two_parts(doc_text)
+    if parts is None or parts[3][0] - parts[1][0] < min_part_distance * len(doc_text):
+        return None
+    (a, ea), (b, eb) = first_sentences(doc_text, parts[1], 3, max_chars), first_sentences(doc_text, parts[3], 3, max_chars)
+    return a, b, [ea, eb]
+
+
+def check_evidence(doc_text: str, qtype: str, item: dict, evidence_f1: float = 0.8) -> tuple[list[list[int]] | None, str]:
+    """The evidence spans of a written factual or global question, or (None, why it fails the check). A quoted passage
+    is found in the document exactly, or re-spaced, or as the sentence(s) it matches with token F1 >= ``evidence_f1``;
+    a factual answer must then be a span (up to spacing) of that document sentence. (Reasoning evidence is the two
+    passages the question was written from: ``reasoning_passages``.)"""
     if qtype == "factual":
         span = find_span(doc_text, item["evidence"], evidence_f1)
         if span is not None and find_span(doc_text[span[0]:span[1]], item["answer"]) is not None:
@@ -145,13 +158,6 @@ def check_evidence(doc_text: str, qtype: str, item: dict, min_part_distance: flo
             return None, ("answer is not a span of its evidence sentence" if span is not None
                           else "evidence sentence not found in the document")
         return [list(max(holding, key=lambda b: token_f1(doc_text[b[0]:b[1]], item["evidence"])))], ""
-    if qtype == "reasoning":
-        a, b = find_span(doc_text, item["evidence_a"], evidence_f1), find_span(doc_text, item["evidence_b"], evidence_f1)
-        if a is None or b is None:
-            return None, "evidence passage not found in the document"
-        if abs(a[0] - b[0]) < min_part_distance * len(doc_text):
-            return None, f"evidence passages closer than {min_part_distance:.0%} of the document"
-        return sorted([a, b]), ""
     return [], ""
 
 
@@ -178,7 +184,8 @@ def supported(client: CachedChatClient, doc_text: str, question: str, reference:
 
 
 def new_counts() -> dict:
-    return {q: {"written": 0, "invalid_reply": 0, "failed_evidence_check": 0, "closed_book_leak": 0, "unsupported": 0, "kept": 0} for q in QTYPES}
+    return {q: {"no_distant_parts": 0, "written": 0, "invalid_reply": 0, "failed_evidence_check": 0, "closed_book_leak": 0, "unsupported": 0,
+                "kept": 0} for q in QTYPES}
 
 
 def llm_questions(doc: dict, client: CachedChatClient, max_doc_chars: int = 60000, min_part_distance: float = 0.25,
@@ -193,15 +200,21 @@ def llm_questions(doc: dict, client: CachedChatClient, max_doc_chars: int = 6000
 
     def one(qtype: str) -> dict | None:
         c = counts[qtype]
-        body = client.request([{"role": "system", "content": WRITE[qtype]},
-                               {"role": "user", "content": f"Document title: {doc['title']}\n\n{text}"}])
+        content = f"Document title: {doc['title']}\n\n{text}"
+        if qtype == "reasoning":
+            picked = reasoning_passages(text, min_part_distance)
+            if picked is None:   # no two distant parts to join: nothing is asked
+                c["no_distant_parts"] += 1
+                return None
+            content = f"Document title: {doc['title']}\n\nPassage A:\n{picked[0]}\n\nPassage B:\n{picked[1]}"
+        body = client.request([{"role": "system", "content": WRITE[qtype]}, {"role": "user", "content": content}])
         try:
             item = client.complete_json(body, _validator(qtype))
         except ResponseValidationError:
             c["invalid_reply"] += 1
             return None
         c["written"] += 1
-        evidence, why = check_evidence(text, qtype, item, min_part_distance)
+        evidence, why = (picked[2], "") if qtype == "reasoning" else check_evidence(text, qtype, item)
         if evidence is None:
             c["failed_evidence_check"] += 1
             return None
