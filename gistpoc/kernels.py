@@ -19,7 +19,7 @@ against bitsandbytes' 0.07-0.29). So the engine keeps cuBLAS and bitsandbytes fo
 stays for the benchmark that shows this.
 
 Each kernel rounds where the PyTorch code it replaces rounds, so results agree with it to bf16 rounding.
-``tests/test_kernels.py`` checks them against PyTorch in Triton's interpreter (CPU); ``bench/engine_kernels.py``
+``tests/unit/test_kernels.py`` checks them against PyTorch in Triton's interpreter (CPU); ``bench/engine_kernels.py``
 checks and times them on the GPU. Triton is optional: without it (CPU machines) the engine keeps its PyTorch path.
 """
 

@@ -7,4 +7,4 @@ bash tools/setup.sh
 export PATH="$PWD/.venv/bin:$PATH" HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 FAKE_GPUS=1 bash tools/slurm-localhost/start-slurm-localhost.sh 16000
 trap 'bash tools/slurm-localhost/stop-slurm-localhost.sh' EXIT
-GISTPOC_SLURM=1 python -m pytest -q -p no:cacheprovider tests/test_slurm.py "$@"
+GISTPOC_SLURM=1 python -m pytest -q -p no:cacheprovider tests/e2e/test_slurm.py "$@"

@@ -105,7 +105,7 @@ start)
     rm -f run.done
     # no stream of this call stays open in the detached run (else the call lasts as long as the run); bash -c takes
     # its first argument as $0, so a placeholder goes first and the targets reach "$@" (without it the first target
-    # was dropped and Snakemake ran its default target: tests/test_transport.py)
+    # was dropped and Snakemake ran its default target: tests/e2e/test_transport.py)
     setsid bash -c 'bash bench/paper_scale/device.sh run "$@" >run.log 2>&1; echo $? >run.done' device-run "$@" </dev/null >/dev/null 2>&1 &
     echo $! >run.pid
     sleep "${START_WAIT_S:-15}"

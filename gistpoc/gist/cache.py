@@ -108,7 +108,7 @@ def compress_chunked(model, prefix_ids: list[int], chunks: list[tuple[int, int, 
     its gist tokens continue a cache holding only the head and the earlier gists, so a chunk never sees an earlier
     chunk's tokens and memory stays at one chunk's activations. Keeps every chunk's gist KV (K chunks x N), RoPE at
     their own positions; a question continues at the last gist span's end. The same attention pattern as
-    ``chunked_gist_mask`` on the whole sequence (tests/test_gist_core.py checks the logits)."""
+    ``chunked_gist_mask`` on the whole sequence (tests/unit/gist/test_gist_core.py checks the logits)."""
     from transformers import DynamicCache
 
     if not chunks or chunks[-1][2] != len(prefix_ids):

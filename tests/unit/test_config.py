@@ -1,14 +1,12 @@
 """Config validation: every bad value stops the run with a message naming the key."""
 
 import copy
-from pathlib import Path
 
 import pytest
 import yaml
 
 from gistpoc.config import ConfigError, load_config, validate_config
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.conftest import ROOT
 
 
 def _default():

@@ -14,8 +14,7 @@ import pytest
 import yaml
 
 from gistpoc.config import validate_config
-
-from .conftest import ROOT, _model_dir
+from tests.conftest import ROOT, _model_dir
 
 pytestmark = pytest.mark.slow
 

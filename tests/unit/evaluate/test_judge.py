@@ -6,8 +6,7 @@ from collections import Counter
 
 from gistpoc.evaluate.judge import PADDING, judge_messages
 from gistpoc.utils import read_jsonl
-
-from .conftest import ROOT
+from tests.conftest import ROOT
 
 FIXTURE = ROOT / "resources/judge/calibration.jsonl"
 

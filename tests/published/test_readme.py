@@ -10,8 +10,7 @@ import json
 import re
 
 from gistpoc.evaluate.metrics import paired_difference
-
-from .conftest import ROOT
+from tests.conftest import ROOT
 
 README = (ROOT / "README.md").read_text()
 LLM_QA = ROOT / "docs/results/qwen2.5-coder-0.5b-llm-qa"
@@ -79,7 +78,7 @@ def test_no_readme_figure_without_a_check():
     covered = " ".join(" ".join(c.split()) for c in claims())
     found = re.findall(r"\d[\d,.]*\s?(?:%|minutes?|min\b|seconds?|s\b|ms\b|x\b)", " ".join(README.split()))
     unchecked = [f for f in found if f not in covered]
-    assert not unchecked, f"README figures with no data-file check in tests/test_readme.py: {unchecked}"
+    assert not unchecked, f"README figures with no data-file check in tests/published/test_readme.py: {unchecked}"
 
 
 def test_readme_names_no_commit_and_fits_a_first_screen():

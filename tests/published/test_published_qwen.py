@@ -12,8 +12,8 @@ import sys
 import pytest
 import yaml
 
-from .conftest import ROOT
-from .test_published_results import read_rows, recomputes_from_predictions
+from tests.conftest import ROOT
+from tests.published.test_published_results import read_rows, recomputes_from_predictions
 
 RUN = ROOT / "docs" / "results" / "qwen2.5-coder-0.5b-paper-scale"
 CFG = yaml.safe_load((RUN / "config.yaml").read_text())

@@ -14,7 +14,7 @@ import sys
 import pytest
 import yaml
 
-from .conftest import ROOT
+from tests.conftest import ROOT
 
 RUN = ROOT / "docs" / "results" / "smollm2-paper-scale"
 METHODS = ["closed_book", "full_context", "rag", "gist10", "gist25", "gist50"]

@@ -7,8 +7,7 @@ import csv
 import pytest
 
 from gistpoc.report.analysis import qtype_verdict, question_type_findings
-
-from .conftest import ROOT
+from tests.conftest import ROOT
 
 
 def row(method, key, v, lo, hi):

@@ -10,8 +10,7 @@ import pytest
 
 from gistpoc.data import extract as E
 from gistpoc.utils import IssueLog
-
-from .conftest import RESOURCES
+from tests.conftest import RESOURCES
 
 WIKI_011 = RESOURCES / "raw/wikipedia/enwiki-20250201-tiny_dump.xml.bz2"
 WIKI_010 = RESOURCES / "raw/wikipedia/enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"

@@ -9,9 +9,8 @@ import json
 import re
 
 from gistpoc.evaluate.summary import summarize_method
-
-from .conftest import ROOT
-from .test_published_rescoring import _rows, mismatches
+from tests.conftest import ROOT
+from tests.published.test_published_rescoring import _rows, mismatches
 
 RUN = ROOT / "bench" / "results" / "qwen_llm_qa_gpu_run"
 README = " ".join((RUN / "README.md").read_text().split())

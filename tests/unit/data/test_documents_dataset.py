@@ -13,8 +13,7 @@ from gistpoc.data.passkey import PASSKEY_QUESTION, inject_passkey, sentence_boun
 from gistpoc.model import GIST_TEMPLATE, add_gist_tokens
 from gistpoc.qa.grounded import grounded_qa
 from gistpoc.utils import IssueLog
-
-from .conftest import RESOURCES
+from tests.conftest import RESOURCES
 
 
 @pytest.fixture(scope="module")

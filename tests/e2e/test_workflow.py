@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT
+from tests.conftest import ROOT
 
 # every test here runs Snakemake or the tiny DAG: the slow tier (pytest -m "not slow" skips them)
 pytestmark = pytest.mark.slow

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from .conftest import ROOT
+from tests.conftest import ROOT
 
 RUNS = json.loads((ROOT / "bench/results/gpu_systems_h200.json").read_text())["runs"]
 DOC = (ROOT / "docs/gpu_results.md").read_text()

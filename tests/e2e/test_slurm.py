@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from .test_workflow import smk, workdir  # noqa: F401  (fixture: a fresh copy of the repo with the model linked)
+from tests.e2e.test_workflow import smk, workdir  # noqa: F401  (fixture: a fresh copy of the repo with the model linked)
 
 pytestmark = pytest.mark.skipif(
     os.environ.get("GISTPOC_SLURM") != "1" or not shutil.which("sbatch"),

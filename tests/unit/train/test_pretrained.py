@@ -9,8 +9,7 @@ import yaml
 
 from gistpoc.config import ConfigError, validate_config
 from gistpoc.data.documents import split_of
-
-from .conftest import ROOT
+from tests.conftest import ROOT
 
 SHIPPED = ROOT / "resources/pretrained/smollm2-135m"
 

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from .conftest import ROOT
+from tests.conftest import ROOT
 
 
 def test_start_hands_every_target_to_the_detached_run(tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from .conftest import ROOT
+from tests.conftest import ROOT
 
 
 def test_a_job_that_raises_leaves_its_full_traceback_in_the_log(tmp_path):

@@ -16,9 +16,8 @@ import yaml
 
 from gistpoc.evaluate.metrics import paired_difference
 from gistpoc.evaluate.summary import item_key, summarize_method
-
-from .conftest import ROOT
-from .test_published_results import recomputes_from_predictions
+from tests.conftest import ROOT
+from tests.published.test_published_results import recomputes_from_predictions
 
 RUN = ROOT / "docs" / "results" / "qwen2.5-coder-0.5b-llm-qa"
 METHODS = ["closed_book", "full_context", "rag", "gist25", "truncate_head25", "truncate_tail25", "kv_select25", "mean_pool25",

@@ -11,8 +11,7 @@ import pytest
 import yaml
 
 from gistpoc.codehash import dependencies
-
-from .conftest import ROOT
+from tests.conftest import ROOT
 
 # import name -> conda/pip package name
 PACKAGE = {"torch": "pytorch", "yaml": "pyyaml", "bs4": "beautifulsoup4", "sentence_transformers": "sentence-transformers",

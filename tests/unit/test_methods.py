@@ -10,8 +10,7 @@ import pytest
 
 from gistpoc.config import load_config
 from gistpoc.methods import Method, configured, gist_n, parse
-
-from .conftest import ROOT
+from tests.conftest import ROOT
 
 
 @pytest.mark.parametrize("name, want", [

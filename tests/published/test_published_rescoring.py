@@ -16,8 +16,7 @@ import pytest
 import yaml
 
 from gistpoc.evaluate.scoring import score
-
-from .conftest import ROOT
+from tests.conftest import ROOT
 
 RUNS = sorted(p for p in (ROOT / "docs" / "results").iterdir() if (p / "predictions").is_dir())
 # the proxy's similarity is re-embedded on this machine's CPU; the runs embedded on theirs (float rounding)

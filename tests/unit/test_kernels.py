@@ -16,8 +16,7 @@ from gistpoc import kernels  # noqa: E402
 from gistpoc.engine import AnswerEngine  # noqa: E402
 from gistpoc.gist.cache import answer_from_cache, compress_context, greedy_generate  # noqa: E402
 from gistpoc.model import rotate_half  # noqa: E402
-
-from .test_engine import _tiny as tiny_model  # noqa: E402
+from tests.unit.test_engine import _tiny as tiny_model  # noqa: E402
 
 DEV = "cuda" if torch.cuda.is_available() else "cpu"
 DT = torch.bfloat16 if DEV == "cuda" else torch.float16

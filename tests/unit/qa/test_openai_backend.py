@@ -18,8 +18,7 @@ import pytest
 
 from gistpoc.qa.llm_questions import QTYPES, check_evidence, find_span, llm_questions, new_counts, reasoning_passages
 from gistpoc.qa.openai_backend import CachedChatClient, EndpointError, ResponseValidationError, validate_qa
-
-from .conftest import ROOT
+from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow
 KEY = "test-local-key"

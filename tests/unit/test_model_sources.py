@@ -12,8 +12,7 @@ import yaml
 
 from gistpoc.config import ConfigError, validate_config
 from gistpoc.model_sources import REGISTRY, Part, SplitGGUF, SplitModelError, assemble
-
-from .conftest import ROOT
+from tests.conftest import ROOT
 
 
 def _site(tmp_path, parts: dict[int, bytes], versions: dict[int, str] | None = None):
