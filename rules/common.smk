@@ -423,11 +423,6 @@ def publish_list_arg(name):
     return arg
 
 
-def publish_dest(wildcards, output):
-    """The folder of the publish rule's provenance.json: docs/results/<run_name> or publish_dir."""
-    return str(Path(output[0]).parent)
-
-
 def pretrained_publish_arg(wildcards=None):
     """Stage 1's adapter folders (its logs and provenance) when this run trained it."""
     if config["gist"]["pretrained"] != "train":

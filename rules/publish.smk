@@ -54,14 +54,16 @@ rule publish:
         judgments=get_judgments(),
         judge_calibration=get_judge_calibration(),
     output:
-        f"{publish_dir()}/provenance.json",
+        # a receipt under results/: the published folder is committed, and a committed output would make publish look
+        # done in a fresh clone (Snakemake does not rerun a job whose output exists because its inputs are missing)
+        "results/publish/provenance.json",
     log:
         "logs/publish/publish.log",
     conda:
         "../envs/report.yaml"
     params:
         code=script_code("publish_run"),
-        dest=publish_dest,
+        dest=publish_dir(),
         controls=publish_list_arg("controls"),
         ablation_predictions=publish_list_arg("ablation_predictions"),
         ablation_checkpoints=publish_list_arg("ablation_checkpoints"),
@@ -76,4 +78,4 @@ rule publish:
         "--predictions {input.predictions} --checkpoints {input.checkpoints} --figures {input.attention} "
         "{params.controls} {params.ablation_predictions} {params.ablation_checkpoints} {params.engine_check} "
         "{params.engine_check_answers} {params.pretrained} {params.judgments} {params.judge_calibration} "
-        "--questions {input.questions} --qa-issues {input.qa_issues} --logs logs benchmarks --log {log}"
+        "--questions {input.questions} --qa-issues {input.qa_issues} --logs logs benchmarks --receipt {output} --log {log}"

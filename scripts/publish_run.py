@@ -30,12 +30,16 @@ def main(args):
                    logs=[Path(p) for p in args.logs], config_hash=sha256_text(Path(args.config).read_text())[:16],
                    extra={name: Path(src) for name, src in (("questions.jsonl.gz", args.questions), ("qa_issues.json", args.qa_issues),
                                                             ("judgments.jsonl.gz", args.judgments), ("judge_calibration.json", args.judge_calibration)) if src})
+    # the rule's output: a copy of the provenance, under results/ (the published folder itself is committed)
+    Path(args.receipt).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.receipt).write_bytes((Path(args.dest) / "provenance.json").read_bytes())
     log.info("published %d files to %s (commit %s)", len(prov["files"]), args.dest, prov["commit"])
 
 
 if __name__ == "__main__":
     p = parser(__doc__)
     p.add_argument("--dest", required=True, help="the run's folder, e.g. docs/results/<run_name>")
+    p.add_argument("--receipt", required=True, help="where the rule's output, a copy of the folder's provenance.json, goes")
     for name in ("config", "report", "summary", "passkey", "stats", "rating-sheet"):
         p.add_argument(f"--{name}", required=True)
     p.add_argument("--predictions", nargs="+", required=True, help="results/eval/<method>/predictions.jsonl")

@@ -69,6 +69,9 @@ def test_llm_run_config_passes_the_judge_files_whole_to_the_report_and_publish()
     whole paths (a single named input was once passed character by character)."""
     res = smk("-n", "-p", "publish", "--configfile", "config.qwen-llm.yaml")
     rules = planned_rules(res.stdout + res.stderr)
+    # planned although the run's folder is committed (docs/results/qwen2.5-coder-0.5b-llm-qa/provenance.json): the
+    # rule's output is its receipt under results/, so a fresh clone is not "up to date" because of a published folder
+    assert (ROOT / "docs/results/qwen2.5-coder-0.5b-llm-qa/provenance.json").exists()
     assert {"generate_qa", "judge_answers", "evaluate_control", "build_report", "publish"} <= rules
     judge = re.search(r"rule judge_answers:\n    input: ([^\n]*)", res.stdout).group(1)
     assert "results/controls/gist25_otherdoc/predictions.jsonl" in judge and "results/eval/full_context/predictions.jsonl" in judge
@@ -260,6 +263,7 @@ def test_publish_writes_the_run_folder_from_the_run_outputs(workdir):
     assert want <= set(prov["files"]), sorted(want - set(prov["files"]))
     for name, digest in prov["files"].items():
         assert hashlib.sha256((dest / name).read_bytes()).hexdigest() == digest, name
+    assert (wd / "results/publish/provenance.json").read_bytes() == (dest / "provenance.json").read_bytes()   # the rule's receipt
     assert (dest / "summary.csv").read_bytes() == (wd / "results/eval/summary.csv").read_bytes()
     with gzip.open(dest / "predictions/gist4.jsonl.gz", "rb") as f:
         assert f.read() == (wd / "results/eval/gist4/predictions.jsonl").read_bytes()
