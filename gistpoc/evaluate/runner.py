@@ -192,9 +192,11 @@ def run_method(method: str, loaded, records: list[dict], instruction: str, max_n
                     raise
                 cache = None
                 log.warning("%s: out of memory while compressing %s", method, doc_id)
-        # a document's questions in one pass while their prompts fit one (full context: the document is in every prompt)
-        longest = max(len(encode_prefix(tok, template, rec["context"], []).prefix_ids) for rec in recs) if method == "full_context" else 0
-        size = answerer.per_pass(longest)
+        # a document's questions in one pass while their prompts fit one; full context puts the document in every
+        # prompt, so its length is measured, and only when the answerer could batch at all (not the eager loop)
+        size = answerer.per_pass()
+        if size > 1 and method == "full_context":
+            size = answerer.per_pass(max(len(encode_prefix(tok, template, rec["context"], []).prefix_ids) for rec in recs))
         for first in range(0, len(recs), size):
             group = recs[first : first + size]
             if n_gist:
