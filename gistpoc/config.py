@@ -116,10 +116,13 @@ def validate_config(config: dict, schema_path: str | Path = SCHEMA_PATH, _nested
 
         if model.get("gguf") not in REGISTRY:
             raise ConfigError(f"model.gguf: {model.get('gguf')!r} is not a split model this version knows ({', '.join(sorted(REGISTRY))})")
+    from gistpoc.methods import chunked
+
+    per = chunked(config)
     for key in ("scramble_control", "other_doc_control"):
-        bad = [n for n in config["eval"][key] if n not in ns]
+        bad = [n for n in config["eval"][key] if n not in ns and f"gist{n}" not in per]
         if bad:
-            raise ConfigError(f"eval.{key}: {bad} not in gist.n_tokens {ns}")
+            raise ConfigError(f"eval.{key}: {bad} not in gist.n_tokens {ns}" + (f" nor the chunk-wise methods {per}" if per else ""))
     bad = [n for n in config["eval"]["rag_gist"] if n not in ns]
     if bad:
         raise ConfigError(f"eval.rag_gist: {bad} not in gist.n_tokens {ns} (the hybrid answers from a trained gist-N)")

@@ -71,12 +71,27 @@ def gist_n(name: str) -> int:
     return m.n if m.uses_gist else 0
 
 
+def checkpoint_key(name: str) -> str:
+    """The trained checkpoint a gist-answering method reads: ``gist{N}`` for N gists after the whole document,
+    ``gist{N}chunked`` for ``gist{N}per{C}`` (one checkpoint trained over every gist.chunked.chunk_tokens)."""
+    m = parse(name)
+    if not m.uses_gist:
+        raise ValueError(f"{name} answers from no gist checkpoint")
+    return f"gist{m.n}chunked" if m.chunk else f"gist{m.n}"
+
+
+def chunked(config: dict) -> list[str]:
+    """The chunk-wise methods of a (validated) config: ``gist{N}per{C}`` for every gist.chunked.chunk_tokens C."""
+    ch = config["gist"]["chunked"]
+    return [f"gist{ch['n']}per{c}" for c in sorted(ch["chunk_tokens"])]
+
+
 def configured(config: dict) -> list[str]:
-    """The methods a (validated) config evaluates, in the report's order: baselines, gist-N, the budget methods by N,
-    the hybrids."""
+    """The methods a (validated) config evaluates, in the report's order: baselines, gist-N, the chunk-wise gists by
+    chunk size, the budget methods by N, the hybrids."""
     ev = config["eval"]
     budget = ev["budget"]
-    return (list(BASELINES) + [f"gist{n}" for n in sorted(config["gist"]["n_tokens"])]
+    return (list(BASELINES) + [f"gist{n}" for n in sorted(config["gist"]["n_tokens"])] + chunked(config)
             + [f"{m}{n}" for n in sorted(budget["n"]) for m in budget["methods"]]
             + [f"rag_gist{n}" for n in sorted(ev["rag_gist"])])
 

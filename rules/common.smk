@@ -1,5 +1,6 @@
 # All the Python of the workflow: config validation, wildcard constraints and input helpers.
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -7,7 +8,7 @@ sys.path.insert(0, str(Path(workflow.basedir)))
 
 from gistpoc.codehash import code_hash, files_hash
 from gistpoc.config import ConfigError, check_sources, merged_train, validate_config
-from gistpoc.methods import configured
+from gistpoc.methods import checkpoint_key, configured
 from gistpoc.methods import parse as parse_method
 
 try:
@@ -20,6 +21,11 @@ except ConfigError as err:
 
 
 N_GIST = sorted(config["gist"]["n_tokens"])
+# gist.chunked: one more checkpoint, gist<N>chunked, trained in the chunk-wise layout over every listed chunk size and
+# answering as gist<N>per<C> for each (gistpoc.methods.checkpoint_key); the {n} wildcard of the gist rules is a
+# checkpoint key (25, 16chunked) or, in the evaluation rules, a method's (25, 16per512)
+CHUNKED = config["gist"]["chunked"]
+GIST_KEYS = [str(n) for n in N_GIST] + ([f"{CHUNKED['n']}chunked"] if CHUNKED["chunk_tokens"] else [])
 # torch jobs (training, compression, embedding): Snakemake sets OMP_NUM_THREADS / MKL_NUM_THREADS to a job's threads
 # and torch sizes its pool from them. The DAG has many small torch jobs, so one thread per job until cores outnumber
 # them (a quarter of the cores, at most 4): on 2 cores a second thread makes a training job 1.69x faster, but two
@@ -43,7 +49,7 @@ ABLATIONS = {a["name"]: a for a in config["ablations"]}
 
 
 wildcard_constraints:
-    n=r"\d+",
+    n=r"\d+(chunked|per\d+)?",
     split="|".join(SPLITS),
     method="|".join(METHODS),
     ablation="|".join(ABLATIONS) or "no-ablations",
@@ -152,12 +158,34 @@ def get_environments(wildcards=None):
     return [f"results/eval/{m}/environment.json" for m in METHODS]
 
 
+def n_of(key):
+    """N of a gist key: 25 -> 25, 16chunked -> 16, 16per512 -> 16."""
+    return int(re.match(r"\d+", str(key))[0])
+
+
+def dataset_of(split):
+    """The {n} wildcard's records: the gist-N dataset (the chunk-wise layout is encoded from its contexts)."""
+    return lambda wildcards: get_dataset(split, n_of(wildcards.n))
+
+
+def chunk_arg(wildcards):
+    """A chunk-wise checkpoint's training chunk sizes (gist.chunked.chunk_tokens), '' for a whole-document one."""
+    if not str(wildcards.n).endswith("chunked"):
+        return ""
+    return "--chunk-tokens " + " ".join(str(c) for c in CHUNKED["chunk_tokens"])
+
+
+def checkpoint_dir(wildcards):
+    """The checkpoint the {n} wildcard's method answers from (gist16per512 -> results/checkpoints/gist16chunked)."""
+    return "results/checkpoints/" + checkpoint_key(f"gist{wildcards.n}")
+
+
 def get_checkpoint(wildcards):
-    return ancient(f"results/checkpoints/gist{wildcards.n}")
+    return ancient(checkpoint_dir(wildcards))
 
 
 def get_checkpoint_sum(wildcards):
-    return manifest(f"results/checkpoints/gist{wildcards.n}")
+    return manifest(checkpoint_dir(wildcards))
 
 
 def ablation_train(wildcards):
@@ -215,12 +243,12 @@ def ablation_pretrained_arg(wildcards):
 def get_all_pretrained(wildcards=None):
     """The stage-1 adapter files of every gist-N (for the report), [] with gist.pretrained: none."""
     return [
-        f for n in N_GIST for f in pretrained_inputs(config["gist"]["pretrained"], n)
+        f for n in GIST_KEYS for f in pretrained_inputs(config["gist"]["pretrained"], n)
     ]
 
 
 def pretrained_report_arg(wildcards=None):
-    folders = [pretrained_dir(config["gist"]["pretrained"], n) for n in N_GIST]
+    folders = [pretrained_dir(config["gist"]["pretrained"], n) for n in GIST_KEYS]
     return f"--pretrained {' '.join(folders)}" if all(folders) else ""
 
 
@@ -230,7 +258,7 @@ WARM_FROM = {w["n"]: w["from"] for w in config["gist"]["warm_start"]}
 def warm_dir(wildcards):
     """gist.warm_start: the stage-1 adapter folder gist-N starts from ('' for none): another N's stage 1 here,
     or <folder>/gist<N> made elsewhere (continued)."""
-    m = WARM_FROM.get(int(wildcards.n))
+    m = WARM_FROM.get(int(wildcards.n)) if str(wildcards.n).isdigit() else None
     if m is None:
         return ""
     return (
@@ -242,7 +270,7 @@ def warm_dir(wildcards):
 
 def get_warm_start(wildcards):
     """Stage 1 of a warm-started gist-N needs the adapter it starts from."""
-    m = WARM_FROM.get(int(wildcards.n))
+    m = WARM_FROM.get(int(wildcards.n)) if str(wildcards.n).isdigit() else None
     if m is None:
         return []
     return (
@@ -380,8 +408,8 @@ def publish_dir():
 def get_stage1_targets(wildcards=None):
     """Stage 1 of every gist-N (when this run trains it) and the ablation checkpoints: the GPU's first phase."""
     pre = (
-        [f"results/pretrained/gist{n}" for n in N_GIST]
-        + [manifest(f"results/pretrained/gist{n}") for n in N_GIST]
+        [f"results/pretrained/gist{n}" for n in GIST_KEYS]
+        + [manifest(f"results/pretrained/gist{n}") for n in GIST_KEYS]
         if config["gist"]["pretrained"] == "train"
         else []
     )
@@ -399,7 +427,7 @@ def get_baseline_targets(wildcards=None):
 def get_gist_targets(wildcards=None):
     """Everything that reads a trained gist checkpoint: gist-N, the hybrid, the controls, the ablations' answers."""
     return (
-        [f"results/eval/gist{n}/predictions.jsonl" for n in N_GIST]
+        [f"results/eval/{m}/predictions.jsonl" for m in METHODS if parse_method(m).kind == "gist"]
         + [f"results/eval/{m}/predictions.jsonl" for m in RAG_GIST]
         + get_control_predictions()
         + get_ablation_predictions()
@@ -427,7 +455,7 @@ def pretrained_publish_arg(wildcards=None):
     """Stage 1's adapter folders (its logs and provenance) when this run trained it."""
     if config["gist"]["pretrained"] != "train":
         return ""
-    return "--pretrained " + " ".join(f"results/pretrained/gist{n}" for n in N_GIST)
+    return "--pretrained " + " ".join(f"results/pretrained/gist{n}" for n in GIST_KEYS)
 
 
 def qa_output(path):

@@ -81,7 +81,7 @@ rule evaluate_baseline:
 
 rule evaluate_gist:
     input:
-        dataset="results/dataset/test.gist{n}.jsonl",
+        dataset=dataset_of("test"),
         model=MODEL,
         model_sum=MODEL_SUM,
         checkpoint=get_checkpoint,
@@ -220,7 +220,7 @@ rule evaluate_ablation:
 
 rule evaluate_control:
     input:
-        dataset="results/dataset/test.gist{n}.jsonl",
+        dataset=dataset_of("test"),
         model=MODEL,
         model_sum=MODEL_SUM,
         checkpoint=get_checkpoint,
@@ -295,12 +295,13 @@ rule judge_answers:
         endpoint=json.dumps(config["qa"].get("openai", {}), sort_keys=True),
         judge_model=config["eval"]["judge"]["model"],
         judge_max_tokens=config["eval"]["judge"]["max_tokens"],
+        judge_qtypes=" ".join(config["eval"]["judge"]["qtypes"]),
         seed=config["seed"],
         embedder=config["eval"]["metric_embedder"],
         threshold=config["eval"]["global_proxy_threshold"],
     shell:
         "python scripts/judge_answers.py --predictions {input.predictions} --endpoint {params.endpoint:q} "
-        "--judge-model {params.judge_model:q} --judge-max-tokens {params.judge_max_tokens} --seed {params.seed} --out {output.judgments} "
+        "--judge-model {params.judge_model:q} --judge-max-tokens {params.judge_max_tokens} --qtypes {params.judge_qtypes} --seed {params.seed} --out {output.judgments} "
         "--calibration-fixture {input.fixture} --calibration-out {output.calibration} "
         "--metric-embedder {params.embedder:q} --global-threshold {params.threshold} --log {log}"
 

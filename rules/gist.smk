@@ -22,7 +22,7 @@ rule plot_mask:
 
 rule pretrain_gist:
     input:
-        train="results/dataset/train.gist{n}.jsonl",
+        train=dataset_of("train"),
         model=MODEL,
         model_sum=MODEL_SUM,
         warm=get_warm_start,
@@ -51,17 +51,19 @@ rule pretrain_gist:
         digits=config["data"]["passkey_digits"],
         state="results/state/pretrain/gist{n}",
         warm=warm_start_arg,
+        n=lambda wc: n_of(wc.n),
+        chunks=chunk_arg,
     shell:
         "python scripts/pretrain_gist.py --model {params.model:q} --model-ref {input.model} --train-cfg {params.train:q} "
-        "--train {input.train} --n-gist {wildcards.n} --instruction {params.instruction:q} "
+        "--train {input.train} --n-gist {params.n} {params.chunks} --instruction {params.instruction:q} "
         "--seed {params.seed} --passkey-digits {params.digits} --out-dir {output.dir} --state-dir {params.state} "
         "{params.warm} --manifest {output.manifest} --log {log}"
 
 
 rule train_gist:
     input:
-        train="results/dataset/train.gist{n}.jsonl",
-        val="results/dataset/val.gist{n}.jsonl",
+        train=dataset_of("train"),
+        val=dataset_of("val"),
         model=MODEL,
         model_sum=MODEL_SUM,
         pretrained=get_pretrained,
@@ -90,9 +92,11 @@ rule train_gist:
         digits=config["data"]["passkey_digits"],
         state="results/state/train/gist{n}",
         pretrained=pretrained_arg,
+        n=lambda wc: n_of(wc.n),
+        chunks=chunk_arg,
     shell:
         "python scripts/train_gist.py --model {params.model:q} --model-ref {input.model} --train-cfg {params.train:q} "
-        "--train {input.train} --val {input.val} --n-gist {wildcards.n} --instruction {params.instruction:q} "
+        "--train {input.train} --val {input.val} --n-gist {params.n} {params.chunks} --instruction {params.instruction:q} "
         "--seed {params.seed} --passkey-digits {params.digits} --out-dir {output.dir} --state-dir {params.state} "
         "{params.pretrained} --manifest {output.manifest} --log {log}"
 

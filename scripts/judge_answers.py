@@ -17,7 +17,7 @@ def main(args):
     items = []
     for path in args.predictions:
         for r in read_jsonl(path):
-            if r["qtype"] in ("global", "reasoning") and r["status"] == "ok":
+            if r["qtype"] in args.qtypes and r["status"] == "ok":
                 items.append({"key": item_key(r), "qtype": r["qtype"], "question": r["question"], "reference": r["reference"],
                               "prediction": r["prediction"]})
     # the judge's replies are short (a verdict or rating and a one-line reason): a batching server answers a batch as
@@ -36,6 +36,8 @@ if __name__ == "__main__":
     p.add_argument("--endpoint", type=json_arg, required=True, help="the qa.openai section, as JSON")
     p.add_argument("--judge-model", required=True)
     p.add_argument("--judge-max-tokens", type=int, default=96, help="eval.judge.max_tokens")
+    p.add_argument("--qtypes", nargs="+", choices=["global", "reasoning"], default=["global", "reasoning"],
+                   help="eval.judge.qtypes: the question types judged")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cache-dir", default="results/.cache/judge")
     p.add_argument("--out", required=True)

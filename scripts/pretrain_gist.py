@@ -23,7 +23,8 @@ def main(args):
     out = Path(args.out_dir)
     warm = Path(args.warm_start) if args.warm_start else None
     train_gist(loaded, train, heldout, args.train_cfg, args.instruction, args.seed, out, Path(args.state_dir),
-               args.passkey_digits, args.model, init_adapter=warm, warm_start=warm is not None)
+               args.passkey_digits, args.model, init_adapter=warm, warm_start=warm is not None,
+               chunk_sizes=tuple(args.chunk_tokens))
     summary = json.loads((out / "summary.json").read_text())
     write_json(out / pretrained.PROVENANCE, pretrained.provenance(loaded, args.train_cfg, summary, records_hash(records), git_commit(),
                                                                   fingerprint_model, args.seed))

@@ -26,6 +26,7 @@ def main(args):
         args.passkey_digits,
         args.model,
         init_adapter=Path(args.pretrained) if args.pretrained else None,
+        chunk_sizes=tuple(args.chunk_tokens),
     )
     if args.manifest:  # <dir>.sha256 beside the folder: what the rules reading it take as input
         write_manifest(args.out_dir, args.manifest)

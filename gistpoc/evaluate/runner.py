@@ -3,7 +3,8 @@
 Methods share the prompt layout (``gist.template``), greedy decoding and answer length:
 - closed_book: the question alone;  full_context: the whole document;
 - rag: the top-k chunks of the document (retrieval time counted in TTFT);
-- gist{N}: the saved gist KV cache of the document (compression timed separately, once per document).
+- gist{N}: the saved gist KV cache of the document (compression timed separately, once per document);
+  gist{N}per{C}: the same with N gists per C-token chunk (the chunk-wise layout).
 Scoring is a separate step (``gistpoc.evaluate.scoring``, the score_answers rule).
 """
 
@@ -19,7 +20,7 @@ from pathlib import Path
 import torch
 
 from gistpoc.evaluate.answerer import make_answerer
-from gistpoc.gist.cache import GistCache, compress_context
+from gistpoc.gist.cache import GistCache, compress
 from gistpoc.gist.template import encode_prefix, encode_question, prompt_template
 from gistpoc.methods import parse as parse_method
 from gistpoc.utils import is_oom
@@ -123,6 +124,9 @@ def run_method(method: str, loaded, records: list[dict], instruction: str, max_n
     kind = parse_method(method)
     rag_gist = kind.kind == "hybrid"
     n_gist = kind.n if kind.uses_gist else 0
+
+    def encode_gist(context: str):
+        return encode_prefix(tok, template, context, loaded.gist_ids, kind.chunk)
     if rag_gist and retriever is None:
         raise ValueError(f"{method} needs the RAG retriever")
     out: list[dict] = []
@@ -158,8 +162,7 @@ def run_method(method: str, loaded, records: list[dict], instruction: str, max_n
     # warm-up: kernels, allocator, tokenizer caches (untimed)
     for rec in records[:warmup_items]:
         if n_gist:
-            enc = encode_prefix(tok, template, rec["context"], loaded.gist_ids)
-            c = compress_context(model, enc.prefix_ids, enc.gist_start, enc.gist_end)
+            c = compress(model, encode_gist(rec["context"]))
             answer_gist(c, [encode_question(tok, template, rec["question"])], 2)
         else:
             answer_prompts([prompt_for(rec)[0]], 2)
@@ -176,10 +179,10 @@ def run_method(method: str, loaded, records: list[dict], instruction: str, max_n
         if n_gist:
             context = docs[source_id][0]["context"]
             context = scramble_context(tok, context, doc_id) if scramble else context
-            enc = encode_prefix(tok, template, context, loaded.gist_ids)
+            enc = encode_gist(context)
             try:
                 t0 = time.perf_counter()
-                cache = compress_context(model, enc.prefix_ids, enc.gist_start, enc.gist_end, enc.context_tokens)
+                cache = compress(model, enc)
                 if loaded.device.type == "cuda":
                     torch.cuda.synchronize()
                 compress_ms = (time.perf_counter() - t0) * 1000
@@ -205,7 +208,7 @@ def run_method(method: str, loaded, records: list[dict], instruction: str, max_n
                         raise torch.cuda.OutOfMemoryError("compression ran out of memory")
                     extras, questions = [], []
                     for rec in group:
-                        extra = {"compress_ms": compress_ms, "gist_kv_bytes": cache.nbytes, "compression_ratio": rec["context_tokens"] / n_gist}
+                        extra = {"compress_ms": compress_ms, "gist_kv_bytes": cache.nbytes, "compression_ratio": rec["context_tokens"] / cache.n_tokens}
                         question = rec["question"]
                         if rag_gist:  # the top-1 chunk in full, after the gist, in the question's turn
                             chunk, found = retrieve(rec, 1)

@@ -145,6 +145,14 @@ def compress_chunked(model, prefix_ids: list[int], chunks: list[tuple[int, int, 
     return GistCache([torch.cat(k, dim=-2) for k in keys], [torch.cat(v, dim=-2) for v in values], chunks[-1][2], n_ctx)
 
 
+def compress(model, enc) -> GistCache:
+    """The gist cache of an ``EncodedPrompt`` in either layout: N gists after the whole document
+    (``compress_context``) or N per chunk (``compress_chunked``)."""
+    if enc.chunks:
+        return compress_chunked(model, enc.prefix_ids, enc.chunks, enc.context_tokens)
+    return compress_context(model, enc.prefix_ids, enc.gist_start, enc.gist_end, enc.context_tokens)
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)

@@ -9,7 +9,7 @@ Baselines use the same layout with N = 0 (full context), retrieved chunks (RAG) 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 _CTX, _GIST, _Q, _ANS = "\x1eCTX\x1e", "\x1eGIST\x1e", "\x1eQ\x1e", "\x1eANS\x1e"
 
@@ -44,60 +44,55 @@ def prompt_template(tokenizer, instruction: str) -> PromptTemplate:
 
 @dataclass
 class EncodedPrompt:
-    """Token ids of one document prompt; ``gist_start:gist_end`` is the gist span (may be empty)."""
+    """Token ids of one document prompt; ``gist_start:gist_end`` is the (last) gist span (may be empty). In the
+    chunk-wise layout (``gist.layout: chunked``) ``chunks`` holds (chunk_start, gist_start, gist_end) of every chunk
+    (``gistpoc.gist.mask.chunked_gist_mask``); empty for N gists after the whole document."""
 
-    prefix_ids: list[int]   # head + context + gist tokens
+    prefix_ids: list[int]   # head + context + gist tokens (chunk-wise: head + chunk + gists + chunk + gists ...)
     gist_start: int
     gist_end: int
     context_tokens: int
+    chunks: list[tuple[int, int, int]] = field(default_factory=list)
+
+    @property
+    def n_cached(self) -> int:
+        """Gist positions a cache of this prompt holds (every chunk's N, or N)."""
+        return sum(ge - gs for _, gs, ge in self.chunks) if self.chunks else self.gist_end - self.gist_start
+
+    @property
+    def ratio(self) -> float:
+        """Context tokens per cached gist position (the compression ratio)."""
+        return self.context_tokens / self.n_cached if self.n_cached else float("nan")
+
+    def context_ids(self) -> list[int]:
+        """The context's token ids, without the head or any gist token."""
+        spans = [(cs, gs) for cs, gs, _ in self.chunks] or [(self.gist_start - self.context_tokens, self.gist_start)]
+        return [t for s, e in spans for t in self.prefix_ids[s:e]]
 
 
 def _ids(tokenizer, text: str) -> list[int]:
     return tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
 
 
-def encode_prefix(tokenizer, template: PromptTemplate, context: str, gist_ids: list[int]) -> EncodedPrompt:
+def encode_prefix(tokenizer, template: PromptTemplate, context: str, gist_ids: list[int], chunk_tokens: int = 0) -> EncodedPrompt:
+    """[head] [context] [gists], or with ``chunk_tokens`` the chunk-wise layout: [head] [chunk 1] [gists] [chunk 2]
+    [gists] ... with a chunk of ``chunk_tokens`` context tokens (the last may be shorter)."""
     head = _ids(tokenizer, template.head)
     ctx = _ids(tokenizer, context)
-    prefix = head + ctx + list(gist_ids)
-    start = len(head) + len(ctx)
-    return EncodedPrompt(prefix, start, start + len(gist_ids), len(ctx))
-
-
-@dataclass
-class ChunkedPrompt:
-    """Token ids of one document prompt in the chunk-wise layout: head, then per ``chunk_tokens`` of context the chunk
-    and N gist tokens; ``chunks`` holds (chunk_start, gist_start, gist_end) of each (``gistpoc.gist.mask.chunked_gist_mask``)."""
-
-    prefix_ids: list[int]
-    chunks: list[tuple[int, int, int]]
-    context_tokens: int
-
-    @property
-    def gist_end(self) -> int:
-        """Where a question continues (after the last gist span), as ``EncodedPrompt.gist_end``."""
-        return self.chunks[-1][2]
-
-    @property
-    def ratio(self) -> float:
-        """Context tokens per cached gist position."""
-        return self.context_tokens / sum(ge - gs for _, gs, ge in self.chunks)
-
-
-def encode_chunked_prefix(tokenizer, template: PromptTemplate, context: str, gist_ids: list[int], chunk_tokens: int) -> ChunkedPrompt:
-    """The chunk-wise layout: [head] [chunk 1] [gists] [chunk 2] [gists] ... (the last chunk may be shorter)."""
+    if not chunk_tokens:
+        prefix = head + ctx + list(gist_ids)
+        start = len(head) + len(ctx)
+        return EncodedPrompt(prefix, start, start + len(gist_ids), len(ctx))
     if chunk_tokens < 1:
-        raise ValueError(f"gist.chunk_tokens must be >= 1, got {chunk_tokens}")
-    ids = _ids(tokenizer, template.head)
-    ctx = _ids(tokenizer, context)
-    chunks = []
+        raise ValueError(f"chunk tokens (gist.chunked.chunk_tokens) must be >= 1, got {chunk_tokens}")
+    ids, chunks = head, []
     for i in range(0, max(len(ctx), 1), chunk_tokens):
         start = len(ids)
         ids += ctx[i : i + chunk_tokens]
         gist_start = len(ids)
         ids += list(gist_ids)
         chunks.append((start, gist_start, len(ids)))
-    return ChunkedPrompt(ids, chunks, len(ctx))
+    return EncodedPrompt(ids, chunks[-1][1], chunks[-1][2], len(ctx), chunks)
 
 
 def encode_question(tokenizer, template: PromptTemplate, question: str) -> list[int]:

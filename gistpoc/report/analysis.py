@@ -70,7 +70,7 @@ def question_type_findings(summary: list[dict]) -> list[dict]:
 
 def gist_count_trend(summary: list[dict]) -> list[dict]:
     """Does the score rise with N? Sign of the change between consecutive N, per metric."""
-    gists = sorted((r for r in summary if parse(r["method"]).kind == "gist"), key=lambda r: parse(r["method"]).n)
+    gists = sorted((r for r in summary if parse(r["method"]).kind == "gist" and not parse(r["method"]).chunk), key=lambda r: parse(r["method"]).n)
     out = []
     for key, label in QTYPE_METRICS:
         pts = [(parse(r["method"]).n, r[key]) for r in gists if r.get(key) is not None]

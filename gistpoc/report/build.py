@@ -102,6 +102,13 @@ def ci(row: dict, key: str, kind: str = "pct", wrap: bool = False) -> str:
     return Markup(f'{escape(base)}<br><span class="small">{escape(interval)}</span>') if wrap else f"{base} {interval}"
 
 
+def checkpoint_label(s: dict) -> str:
+    """How the report names a trained checkpoint from its summary: "25" (gist-25), or "16 per 256/512/1024-token
+    chunk" for the chunk-wise layout's one checkpoint."""
+    chunks = s.get("chunk_tokens") or []
+    return str(s["n_gist"]) + (f" per {'/'.join(str(c) for c in chunks)}-token chunk" if chunks else "")
+
+
 def read_checkpoint(ck) -> tuple[dict, dict]:
     """A checkpoint's summary.json (with derived fields for the report) and its train / eval logs."""
     ck = Path(ck)
@@ -169,7 +176,7 @@ def control_rows(summary: list[dict], predictions: list, threshold: float, n_boo
         control = parse(label)
         n, kind = control.n, CONTROLS[control.control]
         scr = summarize_method(items, threshold, n_boot, seed, judgments)
-        real = by_method.get(f"gist{n}", {})
+        real = by_method.get(label.rsplit("_", 1)[0], {})   # gist25_otherdoc -> gist25, gist16per512_scrambled -> gist16per512
         # the global theme by the judge where the run has one (every method's and control's answers judged), else the proxy
         keys = ("passkey_acc", "factual_f1", "global_judge_acc" if judgments else "global_proxy_acc")
         verdict = []
@@ -183,12 +190,12 @@ def control_rows(summary: list[dict], predictions: list, threshold: float, n_boo
             out["global"] = out[keys[-1]]
             return out
 
-        rows.append({"n": n, "label": label, "kind": kind, "n_items": len(items), "global_by": "LLM judge" if judgments else "proxy",
+        rows.append({"n": n, "method": label.rsplit("_", 1)[0], "label": label, "kind": kind, "n_items": len(items), "global_by": "LLM judge" if judgments else "proxy",
                      "real": cis(real),
                      "scrambled": cis(scr),
                      "closed": cis(closed),
                      "falls_to_closed_book": all(verdict) if verdict else None})
-    return sorted(rows, key=lambda r: (r["n"], r["kind"] != "token-shuffled document"))
+    return sorted(rows, key=lambda r: (r["method"], r["kind"] != "token-shuffled document"))
 
 
 def stage1_start(init: dict | None, n: int) -> str:
@@ -212,8 +219,8 @@ def build_report(config: dict, config_path: str | None, summary_csv, passkey_csv
     logs, train_summaries = {}, {}
     for ck in checkpoints:
         s, lg = read_checkpoint(ck)
-        train_summaries[s["n_gist"]] = s
-        logs[s["n_gist"]] = lg
+        train_summaries[checkpoint_label(s)] = s
+        logs[checkpoint_label(s)] = lg
     heldout_lengths = sorted({length for s in train_summaries.values() for length in s["heldout_cells"]})
     stage1, stage1_logs = {}, {}
     for folder in pretrained_dirs:
@@ -222,14 +229,14 @@ def build_report(config: dict, config_path: str | None, summary_csv, passkey_csv
         s.update(folder=str(folder), commit=prov["commit"], n_documents=len(prov["training_documents"]),
                  n_heldout_documents=len(prov["heldout_documents"]), gpu=(s.get("environment") or {}).get("gpu"),
                  started_from=stage1_start(prov.get("warm_start"), s["n_gist"]))
-        stage1[s["n_gist"]], stage1_logs[s["n_gist"]] = s, lg
+        stage1[checkpoint_label(s)], stage1_logs[checkpoint_label(s)] = s, lg
     stage1_lengths = sorted({length for s in stage1.values() for length in s["heldout_cells"]})
     ablations, ab_logs, ab_labels = ablation_rows(config, list(ablation_checkpoints), list(ablation_predictions),
                                                   config["eval"]["bootstrap_samples"], config["seed"])
     ablation_fig = None
     if ablations:
         n_ab = ablations[0]["n"]
-        recipe = {f"run recipe (gist-{n_ab})": logs[n_ab]} if n_ab in logs else {}
+        recipe = {f"run recipe (gist-{n_ab})": logs[str(n_ab)]} if str(n_ab) in logs else {}
         ablation_fig = plots.training_curves({**recipe, **ab_logs}, {**{k: k for k in recipe}, **ab_labels})
     preds: dict[str, dict[str, dict]] = {}
     for path in predictions:
@@ -247,6 +254,7 @@ def build_report(config: dict, config_path: str | None, summary_csv, passkey_csv
         "gist_vs_score": plots.gist_count_vs_score(summary, analysis.QTYPE_METRICS),
         "systems": plots.systems_bars(summary),
         "frontier": plots.quality_vs_kv(summary, analysis.QTYPE_METRICS),
+        "curve": plots.quality_vs_ratio(summary, analysis.QTYPE_METRICS),
         "passkey": plots.passkey_heatmaps(breakdown, methods),
         "training": plots.training_curves(logs),
         "stage1": plots.training_curves(stage1_logs) if stage1 else None,

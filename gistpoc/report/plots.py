@@ -40,7 +40,7 @@ def _method_color(m: str) -> str:
 
 def gist_count_vs_score(summary: list[dict], metrics: list[tuple[str, str]]) -> str:
     """One panel per question type: gist-N score vs N, with full/RAG/closed-book reference lines."""
-    gist = sorted((r for r in summary if parse(r["method"]).kind == "gist"), key=lambda r: parse(r["method"]).n)
+    gist = sorted((r for r in summary if parse(r["method"]).kind == "gist" and not parse(r["method"]).chunk), key=lambda r: parse(r["method"]).n)
     refs = {r["method"]: r for r in summary if parse(r["method"]).kind != "gist"}
     fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.4), squeeze=False)
     for ax, (key, label) in zip(axes[0], metrics):
@@ -123,6 +123,59 @@ def quality_vs_kv(summary: list[dict], metrics: list[tuple[str, str]]) -> str:
     handles, labels = axes[0][0].get_legend_handles_labels()
     if handles:
         fig.legend(handles, labels, fontsize=7, loc="lower center", ncol=min(len(labels), 6), bbox_to_anchor=(0.5, -0.08))
+    return to_base64(fig)
+
+
+def _err(r: dict, key: str) -> tuple[float, float]:
+    """Distances from a summary row's value to its CI bounds (0 where a bound is missing or on the wrong side)."""
+    lo, hi = r.get(f"{key}_lo"), r.get(f"{key}_hi")
+    return max(0.0, r[key] - (lo if lo is not None else r[key])), max(0.0, (hi if hi is not None else r[key]) - r[key])
+
+
+def quality_vs_ratio(summary: list[dict], metrics: list[tuple[str, str]]) -> str:
+    """The curve: quality (95 % CI) against the compression ratio (context tokens per cached position, the run's
+    median; log x). The chunk-wise gists joined by a line, gist-N after the whole document and the training-free
+    methods at their N as points, full context at 1x; RAG and closed book as horizontal lines (they hold no
+    compressed cache)."""
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.6 * len(metrics), 3.8), squeeze=False)
+    refs = {r["method"]: r for r in summary}
+    for ax, (key, label) in zip(axes[0], metrics):
+        chunked = sorted((r for r in summary if parse(r["method"]).chunk and r.get(key) is not None and r.get("compression_ratio_median")),
+                         key=lambda r: r["compression_ratio_median"])
+        if chunked:
+            errs = [_err(r, key) for r in chunked]
+            ax.errorbar([r["compression_ratio_median"] for r in chunked], [r[key] for r in chunked], yerr=list(zip(*errs)), marker="o",
+                        color="tab:green", capsize=3, label=f"gist {parse(chunked[0]['method']).n} per chunk")
+            for r in chunked:
+                ax.annotate(r["method"], (r["compression_ratio_median"], r[key]), fontsize=6, xytext=(3, 3), textcoords="offset points")
+        seen = set()
+        for r in summary:
+            m = parse(r["method"])
+            if m.chunk or m.kind not in ("gist", "budget") or r.get(key) is None or not r.get("compression_ratio_median"):
+                continue
+            colour, marker = ("tab:olive", "s") if m.kind == "gist" else FAMILY_STYLE.get(m.family, ("black", "x"))
+            name = "gist-N, whole document" if m.kind == "gist" else m.family
+            lo, hi = _err(r, key)
+            ax.errorbar([r["compression_ratio_median"]], [r[key]], yerr=[[lo], [hi]], color=colour, marker=marker, capsize=2, ms=5,
+                        ls="none", label=None if name in seen else name)
+            seen.add(name)
+            if m.kind == "gist":
+                ax.annotate(r["method"], (r["compression_ratio_median"], r[key]), fontsize=6, xytext=(3, -9), textcoords="offset points")
+        full = refs.get("full_context")
+        if full and full.get(key) is not None:
+            lo, hi = _err(full, key)
+            ax.errorbar([1], [full[key]], yerr=[[lo], [hi]], color=_method_color("full_context"), marker="*", ms=9, capsize=3, ls="none",
+                        label="full context (1x)")
+        for name, style in (("rag", "--"), ("closed_book", ":")):
+            if name in refs and refs[name].get(key) is not None:
+                ax.axhline(refs[name][key], ls=style, color=_method_color(name), label=name)
+        ax.set_xscale("log")
+        ax.set_xlabel("compression ratio (context tokens per cached position, median; log)")
+        ax.set_title(label, fontsize=9)
+        ax.set_ylim(-0.05, 1.05)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, fontsize=7, loc="lower center", ncol=min(len(labels), 5), bbox_to_anchor=(0.5, -0.12))
     return to_base64(fig)
 
 

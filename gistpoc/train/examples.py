@@ -20,10 +20,12 @@ def group_by_doc(records: list[dict]) -> "OrderedDict[str, list[dict]]":
     return docs
 
 
-def doc_example(tokenizer, template, gist_ids: list[int], recs: list[dict], qtypes=QTYPE_ORDER) -> dict:
-    """All questions of one document after one gist span (a row of the tokenised table)."""
-    enc = encode_prefix(tokenizer, template, recs[0]["context"], gist_ids)
-    assert enc.gist_start == recs[0]["gist_start_idx"], "dataset gist indices disagree with the tokenizer/template"
+def doc_example(tokenizer, template, gist_ids: list[int], recs: list[dict], qtypes=QTYPE_ORDER, chunk_tokens: int = 0) -> dict:
+    """All questions of one document after one gist span (a row of the tokenised table); with ``chunk_tokens`` in the
+    chunk-wise layout (N gists per chunk; the dataset's gist indices are the whole-document layout's)."""
+    enc = encode_prefix(tokenizer, template, recs[0]["context"], gist_ids, chunk_tokens)
+    if not chunk_tokens:
+        assert enc.gist_start == recs[0]["gist_start_idx"], "dataset gist indices disagree with the tokenizer/template"
     segs = [r for r in recs if r["qtype"] in qtypes]
     return {
         "doc_id": recs[0]["doc_id"],
@@ -32,6 +34,7 @@ def doc_example(tokenizer, template, gist_ids: list[int], recs: list[dict], qtyp
         "gist_start": enc.gist_start,
         "gist_end": enc.gist_end,
         "context_tokens": enc.context_tokens,
+        "chunks": enc.chunks,
         "question_ids": [encode_question(tokenizer, template, r["question"]) for r in segs],
         "answer_ids": [encode_answer(tokenizer, template, r["answer"]) for r in segs],
     }
@@ -44,4 +47,11 @@ def strip_passkey(rec: dict) -> str:
 
 
 def to_example(row: dict) -> GistExample:
-    return GistExample(list(row["prefix_ids"]), int(row["gist_start"]), int(row["gist_end"]), [(list(q), list(a)) for q, a in zip(row["question_ids"], row["answer_ids"])])
+    return GistExample(list(row["prefix_ids"]), int(row["gist_start"]), int(row["gist_end"]),
+                       [(list(q), list(a)) for q, a in zip(row["question_ids"], row["answer_ids"])],
+                       chunks=[tuple(c) for c in row.get("chunks", [])])
+
+
+def context_spans(row: dict) -> list[tuple[int, int]]:
+    """Where a tokenised row's context tokens lie in ``prefix_ids``: one span, or one per chunk (chunk-wise layout)."""
+    return [(cs, gs) for cs, gs, _ in row.get("chunks", [])] or [(row["gist_start"] - row["context_tokens"], row["gist_start"])]

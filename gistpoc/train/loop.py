@@ -228,39 +228,49 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
 
 def train_gist(loaded, train_records: list[dict], val_records: list[dict], cfg: dict, instruction: str, seed: int,
                out_dir: Path, state_dir: Path, passkey_digits: int, model_cfg: dict | None = None,
-               init_adapter: Path | None = None, warm_start: bool = False) -> TrainResult:
+               init_adapter: Path | None = None, warm_start: bool = False, chunk_sizes: tuple[int, ...] = ()) -> TrainResult:
     """Train one gist-N checkpoint for ``cfg["max_steps"]`` optimizer steps; resumes from ``state_dir`` when
     its fingerprint (config, data contents, code, model, starting adapter) matches, and removes that state once
     the checkpoint is written (a finished run leaves nothing that could stand in for a retrain).
 
     ``init_adapter``: a pre-trained (stage-1) adapter folder to start from, validated by ``pretrained.check``.
     For stage 1 itself, ``val_records`` are held-out training documents (``pretrained.heldout_split``), and
-    ``warm_start`` seeds it from another N's stage-1 adapter (its LoRA and its first N gist rows)."""
+    ``warm_start`` seeds it from another N's stage-1 adapter (its LoRA and its first N gist rows).
+    ``chunk_sizes``: the chunk-wise layout (N gists per chunk), every row's chunk size drawn from these."""
     tokenizer, gist_ids, eos_ids = loaded.tokenizer, loaded.gist_ids, loaded.eos_ids
     n = len(gist_ids)
     template = prompt_template(tokenizer, instruction)
     docs = group_by_doc(train_records)
     doc_ids = list(docs)
-    doc_rows = {d: doc_example(tokenizer, template, gist_ids, recs) for d, recs in docs.items()}
+    chunk_sizes = tuple(chunk_sizes)
+    doc_rows: dict[tuple[str, int], dict] = {}
+
+    def doc_row(doc_id: str, chunk: int) -> dict:
+        """A training document's tokenised row in one layout (made when first drawn)."""
+        if (doc_id, chunk) not in doc_rows:
+            doc_rows[doc_id, chunk] = doc_example(tokenizer, template, gist_ids, docs[doc_id], chunk_tokens=chunk)
+        return doc_rows[doc_id, chunk]
+
     val_docs = group_by_doc(val_records)
-    val_rows = [doc_example(tokenizer, template, gist_ids, recs) for recs in list(val_docs.values())[: cfg["eval_docs"]]]
+    val_rows = [doc_example(tokenizer, template, gist_ids, recs, chunk_tokens=chunk_sizes[i % len(chunk_sizes)] if chunk_sizes else 0)
+                for i, recs in enumerate(list(val_docs.values())[: cfg["eval_docs"]])]
     # the passkey stream draws from training documents only; the gate's held-out windows from validation ones
     pool = TextPool(tokenizer, [strip_passkey(recs[0]) for recs in docs.values()], doc_ids)
     val_pool = TextPool(tokenizer, [strip_passkey(recs[0]) for recs in val_docs.values()], list(val_docs))
-    stream = PasskeyStream(tokenizer, template, gist_ids, pool, passkey_digits, seed, tuple(cfg["passkey_wordings"]))
+    stream = PasskeyStream(tokenizer, template, gist_ids, pool, passkey_digits, seed, tuple(cfg["passkey_wordings"]), chunk_sizes)
     cur_cfg = cfg["curriculum"]
     max_len = max(r["context_tokens"] for r in train_records)
     curriculum = Curriculum(effective_stages(cur_cfg["stages"], max_len), cur_cfg["promote_at"])
     # held-out windows at every stage and at the data's longest length (does a 4k curriculum carry to 8k?)
     lengths = sorted(set(curriculum.stages) | {max_len})
-    heldout = heldout_windows(tokenizer, template, gist_ids, val_pool, lengths, cur_cfg["heldout_windows"], passkey_digits, seed)
+    heldout = heldout_windows(tokenizer, template, gist_ids, val_pool, lengths, cur_cfg["heldout_windows"], passkey_digits, seed, chunk_sizes)
     total_steps = cfg["max_steps"]
     init_info = None
     if init_adapter is not None:
         prov = pretrained.check(init_adapter, loaded, cfg, warm_start=warm_start)
         init_info = {"path": str(init_adapter), "adapter_sha256": pretrained.file_hash(init_adapter), "steps": prov["steps"],
                      "commit": prov["commit"], "n_gist": prov["n_gist"], "warm_start": warm_start}
-    fingerprint = stable_hash({"init": init_info,"cfg": cfg, "instruction": instruction, "seed": seed, "n_gist": n, "digits": passkey_digits,
+    fingerprint = stable_hash({"init": init_info,"cfg": cfg, "instruction": instruction, "seed": seed, "n_gist": n, "digits": passkey_digits, "chunks": list(chunk_sizes),
                                "train": records_hash(train_records), "val": records_hash(val_records), "model": model_cfg,
                                "template": [template.head, template.q_prefix, template.q_suffix, template.answer_end],
                                "code": code_hash(TRAIN_CODE)})
@@ -332,7 +342,8 @@ def train_gist(loaded, train_records: list[dict], val_records: list[dict], cfg: 
             for m in range(cfg["grad_accum"]):
                 is_pk = stream.is_passkey(step, m, cfg["passkey_share"])
                 next_tokens = cfg["aux"]["next_tokens"] if w_next > 0 else 0
-                batch_rows = stream.windows(step, m, bs, curriculum.length, next_tokens) if is_pk else [doc_rows[d] for d in stream.documents(step, m, bs, doc_ids)]
+                batch_rows = (stream.windows(step, m, bs, curriculum.length, next_tokens) if is_pk else
+                              [doc_row(d, stream.chunk(step, m, i)) for i, d in enumerate(stream.documents(step, m, bs, doc_ids))])
                 examples = [to_example(r) for r in batch_rows]
                 for ex, r in zip(examples, batch_rows):
                     if len(r.get("next_ids", [])) > 1:  # the first token is the cue, the rest is predicted from the gist
@@ -443,6 +454,7 @@ def train_gist(loaded, train_records: list[dict], val_records: list[dict], cfg: 
     _write_csv(tmp / "eval_log.csv", evals)
     write_json(tmp / "summary.json", {
         "n_gist": n,
+        "chunk_tokens": list(chunk_sizes),  # the chunk-wise layout's chunk sizes it trained on ([] = whole document)
         "method": cfg["method"],
         "steps": step,
         "max_steps": total_steps,

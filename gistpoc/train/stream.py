@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from gistpoc.data.passkey import WORDINGS, inject_passkey
 from gistpoc.gist.template import encode_answer, encode_prefix, encode_question
+from gistpoc.train.examples import context_spans
 
 
 class TextPool:
@@ -71,16 +72,19 @@ def sentence_tokens(tokenizer, wording: str, digits: int) -> int:
     return len(tokenizer(" " + WORDINGS[wording][0].format(key="9" * digits) + " ", add_special_tokens=False)["input_ids"])
 
 
-def passkey_row(tokenizer, template, gist_ids: list[int], text: str, seed_key: str, digits: int, wording: str, target: float | None = None) -> dict:
-    """A tokenised passkey example (same fields as a document row) with its key, depth and length."""
+def passkey_row(tokenizer, template, gist_ids: list[int], text: str, seed_key: str, digits: int, wording: str, target: float | None = None,
+                chunk_tokens: int = 0) -> dict:
+    """A tokenised passkey example (same fields as a document row) with its key, depth and length; ``chunk_tokens``:
+    the chunk-wise layout."""
     sentence, question = WORDINGS[wording]
     pk = inject_passkey(text, seed_key, digits, sentence=sentence, target=target, max_snap=0.05)
-    enc = encode_prefix(tokenizer, template, pk["context"], gist_ids)
+    enc = encode_prefix(tokenizer, template, pk["context"], gist_ids, chunk_tokens)
     return {
         "kind": "passkey",
         "prefix_ids": enc.prefix_ids,
         "gist_start": enc.gist_start,
         "gist_end": enc.gist_end,
+        "chunks": enc.chunks,
         "question_ids": [encode_question(tokenizer, template, question)],
         "answer_ids": [encode_answer(tokenizer, template, pk["passkey"])],
         "passkey": pk["passkey"],
@@ -92,12 +96,11 @@ def passkey_row(tokenizer, template, gist_ids: list[int], text: str, seed_key: s
 
 def cue_continuation(rng: random.Random, row: dict, cue_tokens: int, continuation_tokens: int) -> tuple[list[int], list[int]] | None:
     """A (cue, continuation) pair of context token ids: from the gist cache, continue the text after the cue."""
-    ctx = row["prefix_ids"][: row["gist_start"]]
+    ctx = [t for s, e in context_spans(row) for t in row["prefix_ids"][s:e]]  # the context alone (no head, no gists)
     need = cue_tokens + continuation_tokens
-    head = len(ctx) - row["context_tokens"]  # chat header before the context
-    if row["context_tokens"] < need:
+    if len(ctx) < need:
         return None
-    s = head + rng.randrange(row["context_tokens"] - need + 1)
+    s = rng.randrange(len(ctx) - need + 1)
     return ctx[s : s + cue_tokens], ctx[s + cue_tokens : s + need]
 
 
@@ -112,6 +115,9 @@ class PasskeyStream:
     digits: int
     seed: int
     wordings: tuple[str, ...] = ("design", "variant")
+    # the chunk-wise layout: each row's chunk size drawn from these (one checkpoint for every ratio, as Activation
+    # Beacon trains with random ratios); empty = N gists after the whole window
+    chunk_sizes: tuple[int, ...] = ()
     room: int = field(init=False, default=0)
 
     def __post_init__(self):
@@ -119,6 +125,10 @@ class PasskeyStream:
 
     def rng(self, step: int, micro: int, what: str) -> random.Random:
         return random.Random(f"{self.seed}:{step}:{micro}:{what}")
+
+    def chunk(self, step: int, micro: int, i: int) -> int:
+        """Row ``i``'s chunk size (0 = the whole-document layout)."""
+        return self.rng(step, micro, f"chunk{i}").choice(self.chunk_sizes) if self.chunk_sizes else 0
 
     def is_passkey(self, step: int, micro: int, share: float) -> bool:
         return self.rng(step, micro, "kind").random() < share
@@ -131,7 +141,8 @@ class PasskeyStream:
         for i in range(n):
             text, span = self.pool.window(rng, max(16, length - self.room))
             wording = self.wordings[rng.randrange(len(self.wordings))]
-            row = passkey_row(self.tokenizer, self.template, self.gist_ids, text, f"{self.seed}:{step}:{micro}:{i}", self.digits, wording)
+            row = passkey_row(self.tokenizer, self.template, self.gist_ids, text, f"{self.seed}:{step}:{micro}:{i}", self.digits, wording,
+                              chunk_tokens=self.chunk(step, micro, i))
             if next_tokens:
                 row["next_ids"] = self.pool.after(self.tokenizer, span, next_tokens)
             rows.append(row)
@@ -142,8 +153,10 @@ class PasskeyStream:
         return [doc_ids[rng.randrange(len(doc_ids))] for _ in range(n)]
 
 
-def heldout_windows(tokenizer, template, gist_ids: list[int], pool: TextPool, lengths: list[int], per_length: int, digits: int, seed: int) -> dict[int, list[dict]]:
-    """Fixed held-out passkey windows per length (design wording, depths spread evenly over 5-95 %)."""
+def heldout_windows(tokenizer, template, gist_ids: list[int], pool: TextPool, lengths: list[int], per_length: int, digits: int, seed: int,
+                    chunk_sizes: tuple[int, ...] = ()) -> dict[int, list[dict]]:
+    """Fixed held-out passkey windows per length (design wording, depths spread evenly over 5-95 %); in the
+    chunk-wise layout the windows take the chunk sizes in turn."""
     room = sentence_tokens(tokenizer, "design", digits)
     out = {}
     for length in lengths:
@@ -152,7 +165,8 @@ def heldout_windows(tokenizer, template, gist_ids: list[int], pool: TextPool, le
         for i in range(per_length):
             text, _ = pool.window(rng, max(16, length - room))
             target = 0.05 + 0.9 * (i + 0.5) / per_length
-            rows.append(passkey_row(tokenizer, template, gist_ids, text, f"heldout:{seed}:{length}:{i}", digits, "design", target))
+            rows.append(passkey_row(tokenizer, template, gist_ids, text, f"heldout:{seed}:{length}:{i}", digits, "design", target,
+                                    chunk_sizes[i % len(chunk_sizes)] if chunk_sizes else 0))
         out[length] = rows
     return out
 

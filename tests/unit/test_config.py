@@ -44,6 +44,10 @@ def test_paper_config_has_design_values():
         (lambda c: c["gist"].update(n_tokens=[10, 10]), "gist.n_tokens"),
         (lambda c: c["data"].update(min_tokens=600), "data.min_tokens (600) must be below data.max_tokens"),
         (lambda c: c["qa"]["openai"].update(api_key_env="not a name"), "qa.openai.api_key_env"),
+        (lambda c: c["gist"].update(chunked={"n": 16, "chunk_tokens": [0]}), "gist.chunked.chunk_tokens.0"),
+        (lambda c: c["eval"].update(other_doc_control=["16per512"]), "eval.other_doc_control: ['16per512'] not in gist.n_tokens"),
+        (lambda c: c["eval"].update(scramble_control=["16x512"]), "eval.scramble_control.0"),
+        (lambda c: c["eval"]["judge"].update(qtypes=["factual"]), "eval.judge.qtypes.0"),
     ],
 )
 def test_bad_values_name_the_key(mutate, needle):
@@ -52,6 +56,19 @@ def test_bad_values_name_the_key(mutate, needle):
     with pytest.raises(ConfigError) as info:
         validate_config(cfg)
     assert needle in str(info.value)
+
+
+def test_a_chunk_wise_method_can_have_controls():
+    """gist.chunked lists gist<N>per<C>; a control may name one as "<N>per<C>" (and only a configured one)."""
+    cfg = _default()
+    cfg["gist"]["chunked"] = {"n": 16, "chunk_tokens": [256, 512]}
+    cfg["eval"]["other_doc_control"] = ["16per512"]
+    from gistpoc.methods import configured
+
+    assert [m for m in configured(validate_config(cfg)) if "per" in m] == ["gist16per256", "gist16per512"]
+    cfg["eval"]["scramble_control"] = ["16per1024"]
+    with pytest.raises(ConfigError, match=r"nor the chunk-wise methods \['gist16per256', 'gist16per512'\]"):
+        validate_config(cfg)
 
 
 def test_defaults_are_filled():

@@ -52,3 +52,15 @@ def test_the_configured_methods_are_the_rules_list():
     one = subprocess.run([sys.executable, "-m", "gistpoc.methods", "kv_select25"], cwd=ROOT, capture_output=True, text=True, check=True)
     assert json.loads(one.stdout) | {} == {"name": "kv_select25", "kind": "budget", "family": "kv_select", "n": 25, "control": "", "chunk": 0,
                                            "uses_gist": False, "output_dir": "results/eval/kv_select25"}
+
+
+def test_chunk_wise_methods_share_one_checkpoint():
+    """gist.chunked: every gist<N>per<C> (and its controls) reads the one checkpoint gist<N>chunked; gist-N reads gist<N>."""
+    from gistpoc.methods import checkpoint_key
+
+    assert checkpoint_key("gist16per512") == checkpoint_key("gist16per256_otherdoc") == "gist16chunked"
+    assert checkpoint_key("gist25") == checkpoint_key("rag_gist25") == checkpoint_key("gist25_scrambled") == "gist25"
+    with pytest.raises(ValueError, match="no gist checkpoint"):
+        checkpoint_key("kv_select25")
+    cfg = load_config(ROOT / "config.qwen-curve.yaml")
+    assert [m for m in configured(cfg) if parse(m).kind == "gist"] == ["gist25", "gist16per256", "gist16per512", "gist16per1024"]

@@ -48,20 +48,20 @@ def test_gist_answer_uses_the_saved_cache_not_the_document(tmp_path, gist_model,
     import gistpoc.evaluate.runner as runner
 
     saved = {}
-    orig = runner.compress_context
+    orig = runner.compress
 
-    def from_disk(model, prefix_ids, gist_start, gist_end, context_tokens=None):
+    def from_disk(model, enc):
         saved["called"] = True
         from gistpoc.gist.cache import GistCache
 
         return GistCache.load(next(tmp_path.glob("*.safetensors")))
 
-    runner.compress_context = from_disk
+    runner.compress = from_disk
     try:
         blank = [{**r, "context": "x" * len(r["context"])} for r in recs]
         second = run_method("gist4", gist_model, blank, "Compress the text.", 6, warmup_items=0)
     finally:
-        runner.compress_context = orig
+        runner.compress = orig
     assert saved["called"]
     assert [r["prediction"] for r in first] == [r["prediction"] for r in second]
     assert first[0]["gist_kv_bytes"] == 30 * 2 * 3 * 64 * 4 * 4  # SmolLM2: 30 layers, 3 kv heads, head_dim 64, fp32, N=4

@@ -193,36 +193,40 @@ def test_chunked_mask_each_chunk_sees_its_tokens_and_earlier_gists_only():
 
 
 def test_chunked_prefix_layout_and_ratio(tokenizer, real_text):
-    from gistpoc.gist.template import encode_chunked_prefix
+    from gistpoc.gist.template import encode_prefix
 
     tpl = prompt_template(tokenizer, "Compress the following text into gist tokens, then answer the question.")
     gist_ids = [tokenizer.eos_token_id] * 4   # any ids: the layout only
-    enc = encode_chunked_prefix(tokenizer, tpl, real_text[:1500], gist_ids, 64)
+    enc = encode_prefix(tokenizer, tpl, real_text[:1500], gist_ids, 64)
     ctx = len(tokenizer(real_text[:1500], add_special_tokens=False)["input_ids"])
     assert enc.context_tokens == ctx and len(enc.chunks) == -(-ctx // 64)
     assert all(gs - cs == 64 for cs, gs, _ in enc.chunks[:-1]) and all(ge - gs == 4 for _, gs, ge in enc.chunks)
-    assert enc.gist_end == len(enc.prefix_ids) and enc.ratio == ctx / (4 * len(enc.chunks))
+    assert enc.gist_end == len(enc.prefix_ids) and enc.ratio == ctx / (4 * len(enc.chunks)) and enc.n_cached == 4 * len(enc.chunks)
+    # the context's ids come back without the head or any gist, in both layouts
+    whole = encode_prefix(tokenizer, tpl, real_text[:1500], gist_ids)
+    assert enc.context_ids() == whole.context_ids() == tokenizer(real_text[:1500], add_special_tokens=False)["input_ids"]
+    assert not whole.chunks and whole.n_cached == 4 and whole.ratio == ctx / 4
     with pytest.raises(ValueError, match="chunk_tokens"):
-        encode_chunked_prefix(tokenizer, tpl, "x", gist_ids, 0)
+        encode_prefix(tokenizer, tpl, "x", gist_ids, -1)
 
 
 def test_compress_chunked_equals_the_masked_forward(arch, real_text):
     """Chunk-by-chunk compression (head, then each chunk on a cache of the head and earlier gists) gives the same
     question logits as one forward pass over the whole chunked sequence under chunked_gist_mask, and holds K x N
     positions."""
-    from gistpoc.gist.cache import compress_chunked
-    from gistpoc.gist.template import encode_chunked_prefix
+    from gistpoc.gist.cache import compress, compress_chunked
+    from gistpoc.gist.template import encode_prefix
 
     tokenizer, gist_model = arch
     model = gist_model.model
     tpl = prompt_template(tokenizer, "Compress the following text into gist tokens, then answer the question.")
-    enc = encode_chunked_prefix(tokenizer, tpl, real_text[:900], gist_model.gist_ids, 48)
+    enc = encode_prefix(tokenizer, tpl, real_text[:900], gist_model.gist_ids, 48)
     assert len(enc.chunks) >= 3
     q_ids = encode_question(tokenizer, tpl, "Who is the article about?")
     last = enc.chunks[-1]
     ex = GistExample(enc.prefix_ids, last[1], last[2], [(q_ids, [])], chunks=enc.chunks)
     batch = GistDataCollator(tokenizer.pad_token_id)([ex])
-    cache = compress_chunked(model, enc.prefix_ids, enc.chunks, enc.context_tokens)
+    cache = compress(model, enc)
     full, cached = _masked_vs_cached(model, batch, len(enc.prefix_ids), cache, q_ids)
     assert cache.n_tokens == len(gist_model.gist_ids) * len(enc.chunks) and cache.next_position == enc.gist_end
     torch.testing.assert_close(cached, full, atol=2e-3, rtol=1e-4)

@@ -188,3 +188,27 @@ def test_each_objective_has_its_own_loss():
         assert torch.allclose(got, ce[sel].mean(), atol=1e-5), kind
     none = forward_masked(model, GistDataCollator(0)([GistExample(list(range(1, 13)), 8, 12, [([20], [22])])]))
     assert none.aux_loss is None and none.next_loss is None
+
+
+def test_chunked_rows_draw_every_chunk_size_and_keep_the_key_in_the_context(setup):
+    """gist.chunked: each passkey row's chunk size is drawn from the list (one checkpoint for every ratio), the row
+    holds one gist span per chunk, the key is in the context (not in a gist span), the cue-continuation pairs come from
+    the context alone, and held-out windows take the chunk sizes in turn."""
+    tokenizer, gist_ids, template, train, held, pool = setup
+    stream = PasskeyStream(tokenizer, template, gist_ids, pool, 5, seed=11, chunk_sizes=(16, 48))
+    sizes = set()
+    for step in range(12):
+        for i, row in enumerate(stream.windows(step, 0, 2, 96)):
+            chunk = stream.chunk(step, 0, i)
+            sizes.add(chunk)
+            cs0, gs0, ge0 = row["chunks"][0]
+            assert gs0 - cs0 == min(chunk, row["context_tokens"]) and all(ge - gs == 4 for _, gs, ge in row["chunks"])
+            assert len(row["chunks"]) == -(-row["context_tokens"] // chunk) and (row["gist_start"], row["gist_end"]) == row["chunks"][-1][1:]
+            ctx = [t for cs, gs, _ in row["chunks"] for t in row["prefix_ids"][cs:gs]]
+            assert row["passkey"] in tokenizer.decode(ctx) and not set(gist_ids) & set(ctx)
+            cue, cont = cue_continuation(random.Random(step), row, 4, 8)
+            assert any(ctx[j : j + 12] == cue + cont for j in range(len(ctx) - 11))
+    assert sizes == {16, 48}
+    assert stream.windows(3, 0, 2, 96) == stream.windows(3, 0, 2, 96)   # still a pure function of (seed, step, micro-batch)
+    heldout = heldout_windows(tokenizer, template, gist_ids, pool, [96], 4, 5, seed=1, chunk_sizes=(16, 48))
+    assert [r["chunks"][0][1] - r["chunks"][0][0] for r in heldout[96]] == [16, 48, 16, 48]

@@ -265,3 +265,38 @@ def csv_rows(path):
 
     with open(path) as fh:
         return list(csv.DictReader(fh))
+
+
+def test_chunk_wise_checkpoint_trains_and_answers_at_every_ratio(tmp_path, tiny_dataset, model_dir):
+    """gist.chunked end to end on the real model: scripts/train_gist.py --chunk-tokens trains one checkpoint over two
+    chunk sizes (reconstruction and continuation through the chunk gists included), and the runner answers as
+    gist4per16 and gist4per32 from it: a cache of 4 positions per chunk, the ratio its row reports."""
+    from gistpoc.evaluate.runner import run_method
+    from gistpoc.model import load_model
+    from gistpoc.utils import read_jsonl
+
+    cfg = _cfg(max_steps=3)
+    cfg["curriculum"]["stages"] = [64]
+    cfg["aux"] = {**cfg["aux"], "cue_continuation": 0.5, "cue_tokens": 4, "continuation_tokens": 8, "continuation": 0.5, "next_tokens": 8}
+    subprocess.run(_cmd(tiny_dataset, tmp_path / "ck", tmp_path / "state", cfg) + ["--chunk-tokens", "16", "32"], check=True, cwd=ROOT)
+    summary = json.loads((tmp_path / "ck/summary.json").read_text())
+    assert summary["chunk_tokens"] == [16, 32] and summary["steps"] == 3
+    import csv
+
+    rows = list(csv.DictReader(open(tmp_path / "ck/train_log.csv")))
+    assert any(float(r["aux_loss"]) > 0 for r in rows)
+    loaded = load_model({"device": "cpu", "dtype": "float32", "attn_implementation": "eager"}, model_dir, n_gist=4, adapter_dir=tmp_path / "ck")
+    recs = [r for r in read_jsonl(tiny_dataset / "val.jsonl") if r["qtype"] in ("passkey", "factual")][:4]
+    whole = run_method("gist4", loaded, recs[:1], "Compress the text.", 4, warmup_items=0)[0]
+    assert whole["compression_ratio"] == pytest.approx(whole["context_tokens"] / 4)
+    per_position = whole["gist_kv_bytes"] // 4
+    for chunk in (16, 32):
+        out = run_method(f"gist4per{chunk}", loaded, recs, "Compress the text.", 4, warmup_items=0)
+        assert [r["status"] for r in out] == ["ok"] * len(recs)
+        for r in out:
+            positions = 4 * -(-r["context_tokens"] // chunk)
+            assert r["compression_ratio"] == pytest.approx(r["context_tokens"] / positions)
+            assert r["gist_kv_bytes"] == positions * per_position and r["method"] == f"gist4per{chunk}"
+    # the compiled engine answers from the chunk gists' cache as the eager loop does
+    compiled = run_method("gist4per16", loaded, recs, "Compress the text.", 4, warmup_items=0, engine="compiled")
+    assert [r["prediction"] for r in compiled] == [r["prediction"] for r in run_method("gist4per16", loaded, recs, "Compress the text.", 4, warmup_items=0)]
