@@ -13,6 +13,13 @@ QTYPE_METRICS = [
 ]
 
 
+def curve_metrics(summary: list[dict]) -> list[tuple[str, str]]:
+    """The panels of the quality-versus-ratio figure: factual F1, the global theme by the LLM judge where the run has
+    one (else the proxy), passkey."""
+    judged = any(r.get("global_judge_acc") is not None for r in summary)
+    return [QTYPE_METRICS[0], ("global_judge_acc", "global theme (LLM judge)") if judged else QTYPE_METRICS[1], QTYPE_METRICS[3]]
+
+
 def _ci(row: dict, key: str) -> tuple[float | None, float | None, float | None]:
     """(score, CI low, CI high) of a summary row; the bounds fall back to the score where the run has no CI."""
     v = row.get(key)

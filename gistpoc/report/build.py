@@ -254,7 +254,7 @@ def build_report(config: dict, config_path: str | None, summary_csv, passkey_csv
         "gist_vs_score": plots.gist_count_vs_score(summary, analysis.QTYPE_METRICS),
         "systems": plots.systems_bars(summary),
         "frontier": plots.quality_vs_kv(summary, analysis.QTYPE_METRICS),
-        "curve": plots.quality_vs_ratio(summary, analysis.QTYPE_METRICS),
+        "curve": plots.quality_vs_ratio(summary, analysis.curve_metrics(summary)),
         "passkey": plots.passkey_heatmaps(breakdown, methods),
         "training": plots.training_curves(logs),
         "stage1": plots.training_curves(stage1_logs) if stage1 else None,

@@ -170,12 +170,13 @@ def quality_vs_ratio(summary: list[dict], metrics: list[tuple[str, str]]) -> str
             if name in refs and refs[name].get(key) is not None:
                 ax.axhline(refs[name][key], ls=style, color=_method_color(name), label=name)
         ax.set_xscale("log")
-        ax.set_xlabel("compression ratio (context tokens per cached position, median; log)")
+        ax.set_xlabel("context tokens per cached position (median, log)")
         ax.set_title(label, fontsize=9)
         ax.set_ylim(-0.05, 1.05)
     handles, labels = axes[0][0].get_legend_handles_labels()
-    if handles:
-        fig.legend(handles, labels, fontsize=7, loc="lower center", ncol=min(len(labels), 5), bbox_to_anchor=(0.5, -0.12))
+    if handles:   # beside the panels (the passkey panel's middle is empty in every run so far)
+        axes[0][-1].legend(handles, labels, fontsize=6, loc="center right")
+    fig.tight_layout()
     return to_base64(fig)
 
 

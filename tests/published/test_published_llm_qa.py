@@ -17,6 +17,7 @@ import yaml
 from gistpoc.evaluate.metrics import paired_difference
 from gistpoc.evaluate.summary import item_key, summarize_method
 from tests.conftest import ROOT
+from tests.published import runfiles
 from tests.published.test_published_results import recomputes_from_predictions
 
 RUN = ROOT / "docs" / "results" / "qwen2.5-coder-0.5b-llm-qa"
@@ -31,13 +32,11 @@ NAMES = {"closed book": "closed_book", "full context": "full_context", "RAG": "r
 
 
 def _rows(name: str) -> list[dict]:
-    with gzip.open(RUN / "predictions" / f"{name}.jsonl.gz", "rt") as f:
-        return [json.loads(line) for line in f if line.strip()]
+    return runfiles.rows(RUN, name)
 
 
 def _judgments() -> dict:
-    with gzip.open(RUN / "judgments.jsonl.gz", "rt") as f:
-        return {j["key"]: j for j in map(json.loads, f)}
+    return runfiles.judgments(RUN)
 
 
 def _cfg() -> dict:
@@ -45,27 +44,14 @@ def _cfg() -> dict:
 
 
 def _table(heading: str) -> list[list[str]]:
-    """The cells of the first markdown table after a heading line of the README."""
-    lines = README.split(heading, 1)[1].splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("|"))
-    out = []
-    for line in lines[start + 2:]:
-        if not line.startswith("|"):
-            break
-        out.append([c.strip() for c in line.strip("|").split("|")])
-    return out
+    return runfiles.table(README, heading)
 
 
-def _pct(row: dict, key: str) -> str:
-    if row.get(key) in (None, ""):
-        return "-"
-    v, lo, hi = (float(row[k]) * 100 for k in (key, key + "_lo", key + "_hi"))
-    return f"{v:.0f} % [{lo:.0f}, {hi:.0f}]"
+_pct = runfiles.pct
 
 
 def _summary() -> dict:
-    with open(RUN / "summary.csv") as f:
-        return {r["method"]: r for r in csv.DictReader(f)}
+    return runfiles.summary(RUN)
 
 
 def test_summary_recomputes_from_the_predictions_and_the_judgments(tmp_path):

@@ -1,0 +1,172 @@
+"""docs/results/qwen2.5-coder-0.5b-curve: the quality-versus-compression-ratio run (issue 27). Every figure its README
+states is recomputed here from the committed files: summary.csv from the predictions and the judgments, the README's
+tables from summary.csv, the paired gains, the training figures, the judge's calibration and the probe's table."""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+
+import pytest
+import yaml
+
+from gistpoc.evaluate.metrics import paired_difference
+from gistpoc.evaluate.summary import item_key, summarize_method
+from tests.conftest import ROOT
+from tests.published import runfiles
+from tests.published.test_published_results import recomputes_from_predictions
+
+RUN = ROOT / "docs" / "results" / "qwen2.5-coder-0.5b-curve"
+PROBE = ROOT / "bench" / "results" / "gist_content_probe_qwen_curve.json"
+README = (RUN / "README.md").read_text()
+FLAT = " ".join(README.split())
+METHODS = ["closed_book", "full_context", "rag", "gist25", "gist16per256", "gist16per512", "gist16per1024", "truncate_head25",
+           "truncate_tail25", "kv_select25", "mean_pool25", "ppl_select25"]
+NAMES = {"closed book": "closed_book", "full context": "full_context", "RAG": "rag", "gist-25": "gist25",
+         "control: gist16per512 of another test document": "control-gist16per512_otherdoc",
+         "control: gist16per512 of the token-shuffled document": "control-gist16per512_scrambled",
+         "control: gist-25 of another test document": "control-gist25_otherdoc",
+         "control: gist-25 of the token-shuffled document": "control-gist25_scrambled",
+         "gist16per512 of another document": "control-gist16per512_otherdoc",
+         "gist16per512 of the shuffled document": "control-gist16per512_scrambled",
+         "gist-25 of another document": "control-gist25_otherdoc", "gist-25 of the shuffled document": "control-gist25_scrambled"}
+
+
+def _cfg() -> dict:
+    return yaml.safe_load((RUN / "config.yaml").read_text())
+
+
+def _row(name: str) -> dict:
+    """A method's summary row, or a control's summary computed from its predictions as the report does."""
+    key = NAMES.get(name, name)
+    if key.startswith("control-"):
+        cfg = _cfg()
+        row = summarize_method(runfiles.rows(RUN, key), cfg["eval"]["global_proxy_threshold"], cfg["eval"]["bootstrap_samples"],
+                               cfg["seed"], judgments=runfiles.judgments(RUN))
+        return {k: ("" if isinstance(v, float) and v != v else v) for k, v in row.items()}
+    return runfiles.summary(RUN)[key]
+
+
+def test_the_run_is_the_chunk_wise_config():
+    cfg = _cfg()
+    assert cfg["gist"]["chunked"] == {"n": 16, "chunk_tokens": [256, 512, 1024]} and cfg["gist"]["n_tokens"] == [25]
+    assert cfg["eval"]["judge"]["qtypes"] == ["global"]
+    assert sorted(p.name for p in (RUN / "predictions").iterdir()) == sorted(
+        [f"{m}.jsonl.gz" for m in METHODS] + [f"{c}.jsonl.gz" for c in set(NAMES.values()) if c.startswith("control-")])
+
+
+def test_summary_recomputes_from_the_predictions_and_the_judgments(tmp_path):
+    recomputes_from_predictions(RUN, METHODS, tmp_path)
+
+
+def test_the_results_table_is_the_summary_and_the_controls():
+    table = runfiles.table(README, "## Results")
+    assert len(table) == len(METHODS) + 4
+    for cells in table:
+        row = _row(cells[0])
+        ratio = f"{float(row['compression_ratio_median']):.0f}x" if row.get("compression_ratio_median") not in (None, "") else "-"
+        want = [ratio] + [runfiles.pct(row, k) for k in ("passkey_acc", "factual_f1", "global_judge_acc", "global_proxy_acc")]
+        assert cells[1:] == want, cells[0]
+
+
+def test_the_paired_gains_recompute_and_the_prose_quotes_only_them():
+    judgments = runfiles.judgments(RUN)
+
+    def values(method: str, qtype: str, metric: str):
+        vals, docs = {}, {}
+        for r in runfiles.rows(RUN, method):
+            if r["qtype"] == qtype:
+                vals[r["id"]] = r["scores"]["f1"] if metric == "f1" else judgments.get(item_key(r), {}).get("score")
+                docs[r["id"]] = r["doc_id"]
+        return vals, docs
+
+    table = runfiles.table(README, "### Gains, paired on the same questions")
+    assert len(table) == 19
+    quoted = re.findall(r"([+-]\d+\.\d),? (?:95 % CI )?(\[[+-]\d+\.\d, [+-]\d+\.\d\])", FLAT)
+    assert len(quoted) >= 6 and set(quoted) <= {(gain, ci) for _, _, gain, ci in table}, set(quoted) - {(g, c) for _, _, g, c in table}
+    for what, n, gain, ci in table:
+        metric, pair = what.split(": ", 1)
+        a, b = (NAMES.get(x, x) for x in pair.split(" - "))
+        qtype, key = ("factual", "f1") if metric == "factual F1" else ("global", "judge")
+        va, docs = values(a, qtype, key)
+        vb, _ = values(b, qtype, key)
+        mean, lo, hi, count = paired_difference(va, vb, docs, 2000, 0)
+        assert (int(n), gain, ci) == (count, f"{mean * 100:+.1f}", f"[{lo * 100:+.1f}, {hi * 100:+.1f}]"), what
+
+
+def test_the_header_and_the_prose_figures():
+    s = runfiles.summary(RUN)
+
+    def p(method, key):
+        return f"{float(s[method][key]) * 100:.0f} %"
+
+    assert (f"give factual F1 {p('gist16per256', 'factual_f1')}, {p('gist16per512', 'factual_f1')} and {p('gist16per1024', 'factual_f1')}, "
+            f"and 25 gist tokens for the whole document ({float(s['gist25']['compression_ratio_median']):.0f}x) {p('gist25', 'factual_f1')}, "
+            f"where full context gives {p('full_context', 'factual_f1')} and closed book {p('closed_book', 'factual_f1')}") in FLAT
+    per = sorted(round(float(s[m]["global_judge_acc"]) * 100) for m in ("gist16per256", "gist16per512", "gist16per1024"))
+    assert f"for {per[0]}-{per[-1]} % of documents through the chunk-wise gists and {p('gist25', 'global_judge_acc')} through gist-25" in FLAT
+    assert (f"against full context's {p('full_context', 'global_judge_acc')}, RAG's {p('rag', 'global_judge_acc')} and "
+            f"{p('truncate_head25', 'global_judge_acc')} for the document's first 25 tokens") in FLAT
+    ratios = [f"{float(s[m]['compression_ratio_median']):.0f}x" for m in ("gist16per256", "gist16per512", "gist16per1024")]
+    assert f"({', '.join(ratios[:2])}, {ratios[2]})" in FLAT
+    # KV held and TTFT
+    kv = {m: statistics.median({r["doc_id"]: r["gist_kv_bytes"] for r in runfiles.rows(RUN, m)}.values()) / 2**20
+          for m in ("gist16per256", "gist25")}
+    assert f"{kv['gist16per256']:.1f} MiB of KV at 16x on these documents against {kv['gist25']:.1f} MiB for gist-25" in FLAT
+    ttft = [f"{float(s[m]['ttft_ms_median']):.1f}" for m in ("gist16per256", "gist16per512", "gist16per1024", "gist25", "full_context", "rag")]
+    assert f"TTFT median {ttft[0]} / {ttft[1]} / {ttft[2]} ms against {ttft[3]} ms; full context {ttft[4]} ms, RAG {ttft[5]} ms" in FLAT
+    assert all(float(r["acc"]) == 1.0 for r in runfiles.passkey_rows(RUN) if "gist" in r["method"])
+    assert f"gist-25's global score in this run ({p('gist25', 'global_judge_acc')})" in FLAT
+
+
+def test_the_training_figures():
+    def summ(name):
+        return json.loads((RUN / "training" / f"{name}_summary.json").read_text())
+
+    s1, s1c, s2, s2c = summ("stage1-gist25"), summ("stage1-gist16chunked"), summ("gist25"), summ("gist16chunked")
+    assert s1c["chunk_tokens"] == s2c["chunk_tokens"] == [256, 512, 1024] and s1["chunk_tokens"] == []
+    assert f"{_cfg()['pretrain']['time_limit_minutes']}-minute limit" in FLAT
+    assert s1["curriculum"]["final_gate_step"] == s1["steps"] and f"({s1['curriculum']['stages'][-1]:,} tokens) at step {s1['steps']}" in FLAT
+    last = s1c["curriculum"]["promotions"][-1]
+    assert last["step"] == s1c["steps"] and f"reached the {last['to']:,}-token stage at step {last['step']}" in FLAT
+    assert s2["resumed_from_step"] == 50 and "after step 50" in FLAT and "step-50 state" in FLAT
+    assert {s2["stopped_by"], s2c["stopped_by"]} == {"time_limit"}
+    assert f"{s2c['steps']} and {s2['steps']} steps of the {s2['max_steps']} asked, in {_cfg()['train']['time_limit_minutes']} minutes" in FLAT
+
+
+def test_the_judge_calibration_table_is_the_committed_calibration():
+    cal = json.loads((RUN / "judge_calibration.json").read_text())
+    assert cal["judge_model"] == _cfg()["eval"]["judge"]["model"] == "qwen2.5-coder-1.5b-instruct"
+    table = {cells[0]: cells[1:] for cells in runfiles.table(README, "## The judge and its calibration")}
+    for qtype, cells in table.items():
+        c = cal[qtype]
+        assert cells == [str(c["items"]), f"{c['agreement']:.3f}", f"{c['proxy_agreement']:.3f}" if "proxy_agreement" in c else "-",
+                         f"{c['position_consistency']:.3f}", f"{c['padding_flips']:.3f}"], qtype
+
+
+def test_the_probe_table_is_the_committed_probe():
+    probe = json.loads(PROBE.read_text())
+    assert probe["args"]["dataset"].endswith("test.gist16.jsonl") and len(probe["documents"]) == probe["args"]["docs"]
+    table = runfiles.table(README, "## Why the curve is flat")
+    rows = {r["method"]: r for r in probe["rows"]}
+    assert [c[0] for c in table] == list(rows)
+    for cells in table:
+        r = rows[cells[0]]
+        want = [f"{r['ratio']:.0f}x" if "ratio" in r else "-"]
+        for kind in ("continuation", "reconstruction"):
+            want += [f"{r[f'{kind}_nll']:.2f}", f"{r[f'{kind}_acc'] * 100:.0f} %", f"{r[f'{kind}_gap_closed']:.2f}"]
+        assert cells[1:] == want, cells[0]
+
+
+@pytest.mark.parametrize("method", ["gist16per256", "gist16per512", "gist16per1024"])
+def test_a_chunk_wise_row_holds_16_positions_per_chunk(method):
+    """The answers' own record of the layout: KV bytes per document = 16 x chunks x bytes per position, the ratio =
+    context tokens / (16 x chunks)."""
+    chunk = int(method.split("per")[1])
+    per_position = {r["gist_kv_bytes"] / 25 for r in runfiles.rows(RUN, "gist25")}
+    assert len(per_position) == 1
+    for r in runfiles.rows(RUN, method):
+        positions = 16 * -(-r["context_tokens"] // chunk)
+        assert r["compression_ratio"] == pytest.approx(r["context_tokens"] / positions)
+        assert r["gist_kv_bytes"] == positions * per_position.copy().pop()
