@@ -6,7 +6,7 @@
    (bit for bit), ``add_rms_norm`` / ``silu_mul`` / ``rope_to_cache`` against the PyTorch code they replace.
 2. Weight GEMMs of one Llama-3-8B layer and the head (fused q/k/v 6144 x 4096, o 4096 x 4096, fused gate/up
    28672 x 4096, down 4096 x 14336, head 128256 x 4096) at 1 / 16 / 32 / 64 rows: cuBLAS (bf16), bitsandbytes
-   (NF4: ``Linear4bit``), and ``kernels.linear`` with its default configuration and the best of a small sweep.
+   (NF4: ``Linear4bit``), and ``gemm_kernels.linear`` (bench/gemm_kernels.py) with its default configuration and the best of a small sweep.
    Each is timed as a CUDA graph of 8 calls over 8 weight copies (the L2 cache holds none; no launch gaps), 20
    replays, median; reported as the weight bytes read per second over the device-to-device copy bandwidth.
 3. ``--engine``: the engine's gist pass (1 x 32-token question on 25 cached slots) and decode step on a
@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import gemm_kernels  # noqa: E402
 from gpu_systems import LLAMA3_8B, copy_bandwidth, graph_us  # noqa: E402
 
 from gistpoc import kernels  # noqa: E402
@@ -83,7 +84,7 @@ def correctness(nf4: bool) -> dict:
         x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16, generator=g)
         w = torch.randn(n, k, device="cuda", dtype=torch.bfloat16, generator=g) / k**0.5
         b = torch.randn(n, device="cuda", dtype=torch.bfloat16, generator=g)
-        y = kernels.linear(x, w, b)
+        y = gemm_kernels.linear(x, w, b)
         out[f"bf16_m{m}_{n}x{k}_rel_err"] = rel(y, F.linear(x.float(), w.float(), b.float()))
         out[f"bf16_m{m}_{n}x{k}_rel_err_cublas"] = rel(F.linear(x, w, b), F.linear(x.float(), w.float(), b.float()))
         if nf4:
@@ -93,7 +94,7 @@ def correctness(nf4: bool) -> dict:
             nw = kernels.Nf4Weight.from_bnb(lin.weight)
             dense = bnbf.dequantize_4bit(lin.weight.data, lin.weight.quant_state)
             out[f"nf4_{n}x{k}_dequantize_bit_equal"] = bool(torch.equal(nw.dequantize(), dense))
-            y = kernels.linear(x, nw, b)
+            y = gemm_kernels.linear(x, nw, b)
             ref = F.linear(x.float(), dense.float(), b.float())
             out[f"nf4_m{m}_{n}x{k}_rel_err"] = rel(y, ref)
             out[f"nf4_m{m}_{n}x{k}_rel_err_bnb"] = rel(lin(x) + b, ref)
@@ -165,12 +166,12 @@ def gemms(bandwidth: float, nf4: bool, shapes: list[str]) -> dict:
                 row["bitsandbytes"] = graph_us(lambda i, x=x, lins=lins: lins[i](x))
             else:
                 row["cublas"] = graph_us(lambda i, x=x, ws=ws: F.linear(x, ws[i]))
-            row["triton_default"] = graph_us(lambda i, x=x, w=weights: kernels.linear(x, w[i]))
-            row["triton_default_config"] = list(kernels._config(m, n, k, nf4, sms))
+            row["triton_default"] = graph_us(lambda i, x=x, w=weights: gemm_kernels.linear(x, w[i]))
+            row["triton_default_config"] = list(gemm_kernels._config(m, n, k, nf4, sms))
             best = None
             for cfg in sweep_configs(m, n, k, nf4, sms) if m in SWEEP_ROWS and name in SWEEP_SHAPES else ():
                 try:
-                    us = graph_us(lambda i, c=cfg, x=x, w=weights: kernels.linear(x, w[i], None, config=c), replays=10)
+                    us = graph_us(lambda i, c=cfg, x=x, w=weights: gemm_kernels.linear(x, w[i], None, config=c), replays=10)
                 except Exception as exc:  # noqa: BLE001 -- a configuration the compiler rejects (shared memory)
                     print(f"  {name} m{m} {cfg}: {type(exc).__name__}", flush=True)
                     torch.cuda.synchronize()

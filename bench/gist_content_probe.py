@@ -93,7 +93,7 @@ def main(argv=None) -> None:
 
     def add(method: str, doc_tasks, results) -> None:
         t = totals.setdefault(method, {k: [0.0, 0.0, 0] for k in ("continuation", "reconstruction")})
-        for kind, (cue, target), (nll, hit) in zip(kinds, doc_tasks, results):
+        for kind, (_cue, target), (nll, hit) in zip(kinds, doc_tasks, results):
             t[kind][0] += nll
             t[kind][1] += hit
             t[kind][2] += len(target)

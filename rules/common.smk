@@ -25,7 +25,9 @@ N_GIST = sorted(config["gist"]["n_tokens"])
 # answering as gist<N>per<C> for each (gistpoc.methods.checkpoint_key); the {n} wildcard of the gist rules is a
 # checkpoint key (25, 16chunked) or, in the evaluation rules, a method's (25, 16per512)
 CHUNKED = config["gist"]["chunked"]
-GIST_KEYS = [str(n) for n in N_GIST] + ([f"{CHUNKED['n']}chunked"] if CHUNKED["chunk_tokens"] else [])
+GIST_KEYS = [str(n) for n in N_GIST] + (
+    [f"{CHUNKED['n']}chunked"] if CHUNKED["chunk_tokens"] else []
+)
 # torch jobs (training, compression, embedding): Snakemake sets OMP_NUM_THREADS / MKL_NUM_THREADS to a job's threads
 # and torch sizes its pool from them. The DAG has many small torch jobs, so one thread per job until cores outnumber
 # them (a quarter of the cores, at most 4): on 2 cores a second thread makes a training job 1.69x faster, but two
@@ -427,7 +429,11 @@ def get_baseline_targets(wildcards=None):
 def get_gist_targets(wildcards=None):
     """Everything that reads a trained gist checkpoint: gist-N, the hybrid, the controls, the ablations' answers."""
     return (
-        [f"results/eval/{m}/predictions.jsonl" for m in METHODS if parse_method(m).kind == "gist"]
+        [
+            f"results/eval/{m}/predictions.jsonl"
+            for m in METHODS
+            if parse_method(m).kind == "gist"
+        ]
         + [f"results/eval/{m}/predictions.jsonl" for m in RAG_GIST]
         + get_control_predictions()
         + get_ablation_predictions()

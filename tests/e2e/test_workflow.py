@@ -81,6 +81,25 @@ def test_llm_run_config_passes_the_judge_files_whole_to_the_report_and_publish()
     assert "--questions results/data/qa.jsonl --qa-issues results/data/qa.issues.json" in res.stdout
 
 
+def test_curve_config_trains_one_chunk_wise_checkpoint_and_answers_at_every_ratio():
+    """config.qwen-curve.yaml (gist.chunked): stage 1 and stage 2 of gist16chunked train on gist-16's records with the
+    three chunk sizes, every gist16per<C> and its controls read that one checkpoint, and gist-25 is trained as before."""
+    res = smk("-n", "-p", "publish", "--configfile", "config.qwen-curve.yaml")
+    for rule in ("pretrain_gist", "train_gist"):
+        cmd = next(ln for ln in res.stdout.splitlines() if f"scripts/{rule}.py" in ln and "gist16chunked" in ln)
+        assert "--n-gist 16 --chunk-tokens 256 512 1024 " in cmd and "--train results/dataset/train.gist16.jsonl" in cmd, cmd[-600:]
+        plain = next(ln for ln in res.stdout.splitlines() if f"scripts/{rule}.py" in ln and "gist25" in ln)
+        assert "--n-gist 25  " in plain and "--chunk-tokens" not in plain
+    for method in ("gist16per256", "gist16per512", "gist16per1024", "gist16per512_otherdoc", "gist16per512_scrambled"):
+        cmd = next(ln for ln in res.stdout.splitlines() if "scripts/evaluate_method.py" in ln and f"gist{method[4:]}" in ln
+                   and (f"--label {method}" in ln or ("_" not in method and "--label" not in ln)))
+        assert "--checkpoint results/checkpoints/gist16chunked " in cmd and "--dataset results/dataset/test.gist16.jsonl" in cmd, cmd[:400]
+        assert f"--method {method.split('_')[0]} " in cmd
+    judge = re.search(r"rule judge_answers:\n    input: ([^\n]*)", res.stdout).group(1)
+    assert "results/controls/gist16per512_otherdoc/predictions.jsonl" in judge and "results/eval/gist16per1024/predictions.jsonl" in judge
+    assert "--qtypes global " in next(ln for ln in res.stdout.splitlines() if "scripts/judge_answers.py" in ln)
+
+
 def test_qwen_config_plans_the_split_model_the_sweep_and_every_method():
     """config.qwen.yaml: the model comes from the split GGUF (its conversion sees the registry key), stage 1 from the
     base model, the learning-rate sweep as ablations, and every method including the budget baselines and rag_gist."""

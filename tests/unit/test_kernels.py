@@ -27,22 +27,24 @@ def rel(a, b) -> float:
 
 
 @pytest.mark.parametrize("m,n,k,split", [(1, 96, 256, 1), (5, 64, 512, 2), (33, 80, 256, 4), (64, 48, 128, 1)])
-def test_linear_matches_a_float_matmul(m, n, k, split):
+def test_linear_matches_a_float_matmul(m, n, k, split, bench_module):
+    """bench/gemm_kernels.py's split-K GEMM (measured, not used by the engine)."""
+    gemm = bench_module("gemm_kernels")
     g = torch.Generator().manual_seed(m * n)
     x = torch.randn(m, k, generator=g).to(DEV, DT)
     w = (torch.randn(n, k, generator=g) / k**0.5).to(DEV, DT)
     b = torch.randn(n, generator=g).to(DEV, DT)
     ref = F.linear(x.float(), w.float(), b.float())
     for bias in (b, None):
-        y = kernels.linear(x, w, bias, config=(32, 64, split, 4, 2))
+        y = gemm.linear(x, w, bias, config=(32, 64, split, 4, 2))
         assert y.shape == (m, n) and y.dtype == DT and torch.isfinite(y).all()
         assert rel(y, ref if bias is not None else ref - b.float()) < 2e-3
     # a 3-D input keeps its leading shape; rows beyond the limit are refused, not silently wrong
-    assert kernels.linear(x[None], w, b, config=(32, 64, split, 4, 2)).shape == (1, m, n)
+    assert gemm.linear(x[None], w, b, config=(32, 64, split, 4, 2)).shape == (1, m, n)
     with pytest.raises(ValueError, match="at most"):
-        kernels.linear(torch.zeros(kernels.MAX_ROWS + 1, k, device=DEV, dtype=DT), w)
+        gemm.linear(torch.zeros(kernels.MAX_ROWS + 1, k, device=DEV, dtype=DT), w)
     with pytest.raises(ValueError, match="features"):
-        kernels.linear(x[:, :-16], w)
+        gemm.linear(x[:, :-16], w)
 
 
 def _nf4(n: int, k: int, seed: int):
@@ -57,7 +59,7 @@ def _nf4(n: int, k: int, seed: int):
     return Params, bnbf.dequantize_4bit(q, state)
 
 
-def test_nf4_weight_is_bitsandbytes_layout_and_linear_reads_it():
+def test_nf4_weight_is_bitsandbytes_layout_and_linear_reads_it(bench_module):
     params, dense = _nf4(96, 512, 0)
     w = kernels.Nf4Weight.from_bnb(params)
     assert w.shape == (96, 512) and w.packed.dtype == torch.uint8 and w.absmax.shape == (96, 8)
@@ -68,7 +70,7 @@ def test_nf4_weight_is_bitsandbytes_layout_and_linear_reads_it():
     x = torch.randn(17, 512, generator=torch.Generator().manual_seed(2)).to(DT)
     for split in (1, 2):
         fw = kernels.Nf4Weight(fused.packed.to(DEV), fused.absmax.to(DEV), fused.code.to(DEV), fused.blocksize)
-        y = kernels.linear(x.to(DEV), fw, None, config=(32, 128, split, 4, 2))
+        y = bench_module("gemm_kernels").linear(x.to(DEV), fw, None, config=(32, 128, split, 4, 2))
         # fp16 in the interpreter rounds the de-quantised weight a little finer than bf16 does
         assert rel(y, x.float().to(DEV) @ fused.dequantize().float().to(DEV).T) < 4e-3
 
