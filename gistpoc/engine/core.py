@@ -1,166 +1,21 @@
-"""The compiled answer engine (``eval.engine: compiled``): a static KV cache, batched prompts, CUDA graphs.
-
-The eager path (``gistpoc.gist.cache.greedy_generate``) runs the Hugging Face forward once per token with a
-growing ``DynamicCache``: at 25 cached gist positions and a 32-token question nearly all of its time goes to Python
-and kernel launches. This engine runs the same decoder (the model's own embedding, norms, projections, MLPs,
-rotary embedding and head: LoRA, bitsandbytes 4-bit or int4 linears included) over a cache of fixed size:
-
-- slots vs positions: every row owns ``S`` cache slots; a token is written to a slot (``slots``) and rotated at
-  its own position (``pos``), so a gist cache made at positions ``gist_start..gist_end-1`` is copied into slots
-  ``0..N-1`` and a question continues at position ``gist_end`` from slot ``N``, exactly as the eager path does;
-- a batch of prompts (e.g. all questions of one document against its one gist cache) is right-padded to one
-  length; ``valid`` marks the slots that hold real tokens, and a query at slot ``s`` sees the valid slots
-  ``<= s``: padding is never attended to, so each row's tokens equal its unbatched greedy tokens;
-- on CUDA the prompt pass (up to ``graph_max_tokens``, padded to a bucket) and the one-token decode step are
-  captured as CUDA graphs and replayed (one launch per pass instead of hundreds); longer prompts (full context)
-  run the same function uncaptured. On CPU nothing is captured: the same function runs directly.
-
-- with Triton on CUDA (``fast_kernels``, the default there) a pass of at most ``kernels.MAX_ROWS`` tokens (a gist
-  question, a decode step) runs ``_forward_short``: the same layer in ~14 kernels instead of ~43
-  (``gistpoc.kernels``: residual add + RMSNorm, rotary embedding + cache write, SiLU * up). The projections
-  stay with cuBLAS (bf16) or with the modules themselves (bitsandbytes NF4, LoRA layers): measured on an H200 at
-  these sizes both beat the Triton GEMMs of ``gistpoc.kernels`` (``bench/engine_kernels.py``).
-
-Llama and Qwen2 (q/k/v biases live in the projections) share this path.
-"""
+"""``AnswerEngine``: the static KV cache, batched prompts and greedy generation (see ``gistpoc.engine``)."""
 
 from __future__ import annotations
 
 import math
-import os
 import time
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from gistpoc import kernels
+from gistpoc.engine.graphs import CapturedPasses, _Static
+from gistpoc.engine.projections import _decoder, _fuse
+from gistpoc.engine.short_pass import ShortPass, fast_kernels_wanted
 from gistpoc.gist.cache import Generation, GistCache
 from gistpoc.model import rotate_half
 
 
-def _decoder(model):
-    """(inner decoder, lm_head) of a causal LM, a PEFT model (unwrapped) or a merged one."""
-    m = model.get_base_model() if hasattr(model, "get_base_model") else model
-    inner = getattr(m, "model", None)
-    if inner is None or not hasattr(inner, "layers") or not hasattr(m, "lm_head"):
-        raise TypeError(f"the compiled engine needs a decoder-only causal LM with .model.layers and .lm_head, got {type(m).__name__}")
-    return inner, m.lm_head
-
-
-def _fuse(linears: list) -> tuple[torch.Tensor, torch.Tensor | None, list[int]] | None:
-    """One weight for several plain ``nn.Linear`` that read the same input (q/k/v; gate/up): one GEMM instead of
-    three small ones. The modules keep working: their weights become views of the fused tensor (no copy kept).
-    None when any of them is not a plain float linear (LoRA layers, bitsandbytes, int4)."""
-    if not all(type(m) is torch.nn.Linear for m in linears) or len({(m.weight.dtype, m.weight.device) for m in linears}) != 1:
-        return None
-    if len({m.bias is None for m in linears}) != 1:
-        return None
-    done = getattr(linears[0], "_gistpoc_fused", None)
-    if (done is not None and all(getattr(m, "_gistpoc_fused", None) is done for m in linears)
-            and all(m.weight.untyped_storage().data_ptr() == done[0].untyped_storage().data_ptr() for m in linears)):
-        return done  # a second engine on the same model shares the first one's fused weights
-    # (unless the model was converted since, e.g. .to(float16): its weights are then new tensors, fused anew)
-    w = torch.cat([m.weight.data for m in linears])
-    b = torch.cat([m.bias.data for m in linears]) if linears[0].bias is not None else None
-    sizes = [m.out_features for m in linears]
-    for m, wv, bv in zip(linears, w.split(sizes), b.split(sizes) if b is not None else [None] * len(linears)):
-        m.weight = torch.nn.Parameter(wv, requires_grad=m.weight.requires_grad)
-        if bv is not None:
-            m.bias = torch.nn.Parameter(bv, requires_grad=m.bias.requires_grad)
-    fused = (w, b, sizes)
-    for m in linears:
-        m._gistpoc_fused = fused
-    return fused
-
-
-def _is_nf4(module) -> bool:
-    """A bitsandbytes 4-bit linear holding NF4 weights."""
-    qs = getattr(getattr(module, "weight", None), "quant_state", None)
-    return type(module).__name__ == "Linear4bit" and qs is not None and getattr(qs, "quant_type", None) == "nf4"
-
-
-def _flat_nf4_state(module):
-    """For a bitsandbytes NF4 linear with double-quantised statistics: the same quantisation state with its absmax
-    de-quantised once (float32, 1/16 byte per weight). bitsandbytes otherwise de-quantises the absmax on every call:
-    two more small kernels per linear and pass, ~0.8 ms of a Llama-3-8B gist pass on an H200. None otherwise."""
-    if not _is_nf4(module) or not module.weight.quant_state.nested:
-        return None
-    qs = module.weight.quant_state
-    done = getattr(module, "_gistpoc_flat_state", None)
-    if done is not None and done[0] is qs:
-        return done[1]  # a second engine on the same model shares it
-    from bitsandbytes.functional import QuantState
-
-    absmax = kernels.Nf4Weight.from_bnb(module.weight).absmax.reshape(-1)
-    flat = QuantState(absmax, shape=qs.shape, code=qs.code, blocksize=qs.blocksize, quant_type=qs.quant_type, dtype=qs.dtype)
-    module._gistpoc_flat_state = (qs, flat)
-    return flat
-
-
-def _nf4_matmul(module, state, x: torch.Tensor) -> torch.Tensor:
-    """``Linear4bit.forward`` with a flat quantisation state (``_flat_nf4_state``): bitsandbytes' own dispatch (gemv for
-    one row, its fused 4-bit GEMM or de-quantise + GEMM for more), the same weights."""
-    import bitsandbytes as bnb
-
-    dtype = module.compute_dtype or x.dtype
-    bias = None if module.bias is None else module.bias.to(dtype)
-    return bnb.matmul_4bit(x.to(dtype), module.weight, bias=bias, quant_state=state).to(x.dtype)
-
-
-class _Proj:
-    """Linears that read one input (q/k/v, gate/up, or one alone) in a short pass: one bf16 matrix (stacked along
-    the outputs) and a bias through cuBLAS, or the modules themselves (bitsandbytes NF4, LoRA layers), called one by
-    one and concatenated. For NF4 that is bitsandbytes' own path (its gemv for one row, its 4-bit GEMM or de-quantise +
-    GEMM for more) with the absmax de-quantised once: measured on an H200 it beats ``kernels.linear`` over NF4 at
-    1-64 rows (bench/engine_kernels.py)."""
-
-    def __init__(self, modules: list, fused: tuple | None = None):
-        self.modules = modules
-        self.weight = self.bias = None
-        self.flat = [_flat_nf4_state(m) for m in modules]
-        if fused is not None:
-            self.weight, self.bias = fused[0], fused[1]
-        elif len(modules) == 1 and type(modules[0]) is torch.nn.Linear:
-            self.weight, self.bias = modules[0].weight, modules[0].bias
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if self.weight is not None:
-            return F.linear(x, self.weight, self.bias)
-        outs = [m(x) if flat is None else _nf4_matmul(m, flat, x) for m, flat in zip(self.modules, self.flat)]
-        return outs[0] if len(outs) == 1 else torch.cat(outs, dim=-1)
-
-
-def _rms(norm) -> tuple[torch.Tensor, float] | None:
-    """(weight, eps) of a Llama / Qwen2 RMSNorm (weight * normalised x), None for any other norm."""
-    if type(norm).__name__ not in ("LlamaRMSNorm", "Qwen2RMSNorm") or not hasattr(norm, "variance_epsilon"):
-        return None
-    return norm.weight, float(norm.variance_epsilon)
-
-
-@dataclass
-class _Static:
-    """Input buffers of one captured shape (batch, tokens) and, on CUDA, its graph."""
-    ids: torch.Tensor     # (B, T) long
-    pos: torch.Tensor     # (B, T) long
-    slots: torch.Tensor   # (T,) long
-    last: torch.Tensor    # (B,) long: index of each row's last real token in this pass
-    logits: torch.Tensor | None = None  # (B, V) float32, written by the graph
-    graph: "torch.cuda.CUDAGraph | None" = None
-
-
-def fast_kernels_wanted(device: torch.device) -> bool:
-    """The ``fast_kernels`` default: ``GISTPOC_FAST_KERNELS`` (``auto`` when unset: on where ``gistpoc.kernels`` runs;
-    ``0``: off, e.g. to answer a test set both ways on one GPU; ``1``: on, an error where they cannot run)."""
-    value = os.environ.get("GISTPOC_FAST_KERNELS", "auto").strip().lower()
-    if value not in ("auto", "0", "1"):
-        raise ValueError(f"GISTPOC_FAST_KERNELS must be auto, 0 or 1, got {value!r}")
-    if value == "1" and not kernels.available(device):
-        raise RuntimeError(f"GISTPOC_FAST_KERNELS=1, but the fused kernels need Triton and a CUDA device (the model is on {device})")
-    return kernels.available(device) if value == "auto" else value == "1"
-
-
-class AnswerEngine:
+class AnswerEngine(ShortPass, CapturedPasses):
     """Greedy answers for a batch of prompts that may continue one shared cached prefix (a gist cache).
 
     ``max_batch`` rows of ``max_len`` slots each are allocated once; ``generate`` grows them when asked for
@@ -266,47 +121,6 @@ class AnswerEngine:
         h = self.inner.norm(x[torch.arange(b, device=x.device), last])
         return self.lm_head(h).float()
 
-    def _short_plan(self) -> list | None:
-        """Per layer, what ``_forward_short`` needs (norm weights and eps, the four projections); None when the
-        model is not one it runs (a norm other than Llama's / Qwen2's RMSNorm, an activation other than SiLU)."""
-        cfg = self.inner.config
-        if getattr(cfg, "hidden_act", None) != "silu" or self.dtype not in (torch.bfloat16, torch.float16):
-            return None
-        plan = []
-        for i, layer in enumerate(self.inner.layers):
-            n1, n2 = _rms(layer.input_layernorm), _rms(layer.post_attention_layernorm)
-            if n1 is None or n2 is None or type(layer.mlp.act_fn).__name__ != "SiLUActivation" and not isinstance(layer.mlp.act_fn, torch.nn.SiLU):
-                return None
-            attn, mlp = layer.self_attn, layer.mlp
-            plan.append((n1, n2, _Proj([attn.q_proj, attn.k_proj, attn.v_proj], self.qkv[i]), _Proj([attn.o_proj]),
-                         _Proj([mlp.gate_proj, mlp.up_proj], self.gate_up[i]), _Proj([mlp.down_proj])))
-        final = _rms(self.inner.norm)
-        if final is None:
-            return None
-        return {"layers": plan, "norm": final, "head": _Proj([self.lm_head])}
-
-    def _forward_short(self, ids: torch.Tensor, pos: torch.Tensor, slots: torch.Tensor, last: torch.Tensor, span: int) -> torch.Tensor:
-        """``_forward`` for a pass of at most ``kernels.MAX_ROWS`` tokens, through ``gistpoc.kernels``: the same
-        arithmetic (to bf16 rounding), fewer and fused kernels, weights read once."""
-        b, t = ids.shape
-        x = self.inner.embed_tokens(ids)
-        cos, sin = self.inner.rotary_emb(x, pos)
-        rep = self.n_heads // self.kv_heads
-        mask = self._mask(b, t, slots, span, x.dtype)
-        res = None
-        for i, (n1, n2, qkv, o_proj, gate_up, down) in enumerate(self.short["layers"]):
-            attn = self.inner.layers[i].self_attn
-            x, h = kernels.add_rms_norm(x, res, n1[0], n1[1])
-            q = kernels.rope_to_cache(qkv(h), cos, sin, slots, self.k[i], self.v[i], self.n_heads, self.kv_heads, self.head_dim)
-            qg = q.view(b, self.kv_heads, rep * t, self.head_dim)
-            o = F.scaled_dot_product_attention(qg, self.k[i][:b, :, :span], self.v[i][:b, :, :span], attn_mask=mask,
-                                               scale=getattr(attn, "scaling", self.head_dim ** -0.5))
-            o = o.view(b, self.n_heads, t, self.head_dim).transpose(1, 2).reshape(b, t, -1)
-            x, h = kernels.add_rms_norm(x, o_proj(o), n2[0], n2[1])
-            res = down(kernels.silu_mul(gate_up(h)))
-        x = x + res
-        _, h = kernels.add_rms_norm(x[torch.arange(b, device=x.device), last], None, *self.short["norm"])
-        return self.short["head"](h).float()
 
     def _prefill_long(self, ids, pos, slots, last) -> torch.Tensor:
         """An uncaptured pass over a long prompt with no cached prefix (batch 1, slots 0..T-1): plain causal
@@ -328,53 +142,6 @@ class AnswerEngine:
         h = self.inner.norm(x[torch.arange(b, device=x.device), last])
         return self.lm_head(h).float()
 
-    def _span(self, end: int) -> int:
-        """Slots attention reads when the highest written slot is ``end - 1``: a multiple of 256 (few graphs)."""
-        return min(self.max_len, 256 * math.ceil(end / 256))
-
-    def _static_for(self, b: int, t: int, span: int) -> _Static:
-        key = (b, t, span)
-        st = self._static.get(key)
-        if st is not None:
-            return st
-        z = lambda *s: torch.zeros(*s, dtype=torch.long, device=self.device)  # noqa: E731
-        st = _Static(z(b, t), z(b, t), torch.arange(t, device=self.device), z(b))
-        if self.graphs:
-            # warm up on a side stream (allocator, lazy inits), then capture; the caller fills the buffers later
-            keep = self.valid.clone()
-            self.valid[:b] = True  # no fully masked row during warm-up
-            side = torch.cuda.Stream(self.device)
-            side.wait_stream(torch.cuda.current_stream(self.device))
-            with torch.cuda.stream(side):
-                for _ in range(2):
-                    self._pass(st.ids, st.pos, st.slots, st.last, span)
-            torch.cuda.current_stream(self.device).wait_stream(side)
-            if self._pool is None:
-                self._pool = torch.cuda.graph_pool_handle()
-            st.graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(st.graph, pool=self._pool):
-                st.logits = self._pass(st.ids, st.pos, st.slots, st.last, span)
-            self.valid.copy_(keep)
-        self._static[key] = st
-        return st
-
-    def _pass(self, ids: torch.Tensor, pos: torch.Tensor, slots: torch.Tensor, last: torch.Tensor, span: int) -> torch.Tensor:
-        """One pass: through the Triton kernels when they are on and the pass is short, else the PyTorch layer."""
-        if self.short is not None and ids.numel() <= kernels.MAX_ROWS:
-            return self._forward_short(ids, pos, slots, last, span)
-        return self._forward(ids, pos, slots, last, span)
-
-    def _run(self, ids: torch.Tensor, pos: torch.Tensor, slots: torch.Tensor, last: torch.Tensor, span: int) -> torch.Tensor:
-        b, t = ids.shape
-        if not self.graphs or t > self.graph_max_tokens:
-            return self._pass(ids, pos, slots, last, span)
-        st = self._static_for(b, t, span)
-        st.ids.copy_(ids)
-        st.pos.copy_(pos)
-        st.slots.copy_(slots)
-        st.last.copy_(last)
-        st.graph.replay()
-        return st.logits
 
     def _sync(self) -> None:
         if self.device.type == "cuda":
@@ -490,3 +257,4 @@ class AnswerEngine:
     def answer_from_cache(self, cache: GistCache, questions: list[list[int]], eos_ids: list[int], max_new_tokens: int) -> list[Generation]:
         """All ``questions`` answered from one gist cache in one batch (the cache copied into every row)."""
         return self.generate(questions, cache.next_position, eos_ids, max_new_tokens, prefix=cache)
+
