@@ -170,3 +170,32 @@ def test_a_chunk_wise_row_holds_16_positions_per_chunk(method):
         positions = 16 * -(-r["context_tokens"] // chunk)
         assert r["compression_ratio"] == pytest.approx(r["context_tokens"] / positions)
         assert r["gist_kv_bytes"] == positions * per_position.copy().pop()
+
+
+def test_the_probe_reading_and_the_stage_1_losses():
+    """The prose under the probe's table: the ranges it quotes, and stage 1's first and last 50 steps' losses."""
+    import csv
+
+    rows = [r for r in json.loads(PROBE.read_text())["rows"] if "ratio" in r]
+    by = {r["method"]: r for r in json.loads(PROBE.read_text())["rows"]}
+    cg, rg = sorted(r["continuation_gap_closed"] for r in rows), sorted(r["reconstruction_gap_closed"] for r in rows)
+    acc = sorted(round(r["reconstruction_acc"] * 100) for r in rows)
+    assert f"{cg[0]:.2f}-{cg[-1]:.2f} of the continuation gap and {rg[0]:.2f}-{rg[-1]:.2f} of the reconstruction gap" in FLAT
+    assert (f"they get {acc[0]}-{acc[-1]} % of its tokens right, against {by['none']['reconstruction_acc'] * 100:.0f} % with no context "
+            f"and {by['full']['reconstruction_acc'] * 100:.0f} % reading the text") in FLAT
+    assert f"at {acc[0]}-{acc[-1]} % token accuracy whatever the ratio (16x to {max(r['ratio'] for r in rows):.0f}x)" in FLAT
+
+    def mean(name, key, part):
+        log = list(csv.DictReader(open(RUN / "training" / f"{name}_train_log.csv")))
+        rs = log[:50] if part == "first" else log[-50:]
+        return f"{sum(float(r[key]) for r in rs) / len(rs):.2f}"
+
+    c, g = "stage1-gist16chunked", "stage1-gist25"
+    assert (f"the reconstruction loss fell only from {mean(c, 'aux_loss', 'first')} to {mean(c, 'aux_loss', 'last')} nats per token for "
+            f"`gist16chunked` and from {mean(g, 'aux_loss', 'first')} to {mean(g, 'aux_loss', 'last')} for gist-25, the continuation loss "
+            f"from {mean(c, 'next_loss', 'first')} to {mean(c, 'next_loss', 'last')} and from {mean(g, 'next_loss', 'first')} to "
+            f"{mean(g, 'next_loss', 'last')}") in FLAT
+    # "no paired difference between them reaches 3 points": the chunk-wise gists against gist-25 and each other
+    gains = [float(g) for what, _, g, _ in runfiles.table(README, "### Gains, paired on the same questions")
+             if what.startswith("factual F1: gist16per") and ("gist-25" in what or "gist16per1024" in what.split(" - ")[1])]
+    assert len(gains) == 4 and max(abs(x) for x in gains) < 3

@@ -13,7 +13,8 @@ from gistpoc.evaluate.metrics import paired_difference
 from tests.conftest import ROOT
 
 README = (ROOT / "README.md").read_text()
-LLM_QA = ROOT / "docs/results/qwen2.5-coder-0.5b-llm-qa"
+CURVE = ROOT / "docs/results/qwen2.5-coder-0.5b-curve"
+PROBE = ROOT / "bench/results/gist_content_probe_qwen_curve.json"
 
 
 def summary(path) -> dict[str, dict]:
@@ -33,20 +34,21 @@ def default_dag_minutes() -> str:
 def claims() -> list[str]:
     """Every figure-bearing sentence of the README, rebuilt from its data file."""
     d = summary(ROOT / "bench/results/last_default_summary.csv")
-    q = summary(LLM_QA / "summary.csv")
+    q = summary(CURVE / "summary.csv")
     gist_keys = {pct(d[f"gist{n}"]["passkey_acc"]) for n in (10, 25, 50)}
     gist_f1 = {pct(d[f"gist{n}"]["factual_f1"]) for n in (10, 25, 50)}
     assert len(gist_keys) == 1 and len(gist_f1) == 1, (gist_keys, gist_f1)
     f1 = {m: {r["id"]: r["scores"]["f1"] for r in rows if r["qtype"] == "factual"}
-          for m in ("gist25", "closed_book", "control-gist25_scrambled") for rows in [llm_qa_rows(m)]}
-    docs = {r["id"]: r["doc_id"] for r in llm_qa_rows("gist25")}
-    # "against closed book's": gist-25's paired gain over closed book excludes 0; "no better than the shuffled
-    # document's gist": that paired difference includes 0
-    _, lo, _, _ = paired_difference(f1["gist25"], f1["closed_book"], docs)
-    assert lo > 0
-    _, lo, hi, _ = paired_difference(f1["gist25"], f1["control-gist25_scrambled"], docs)
+          for m in ("gist16per256", "gist25", "closed_book") for rows in [curve_rows(m)]}
+    docs = {r["id"]: r["doc_id"] for r in curve_rows("gist25")}
+    # "as 25 gist tokens for the whole document do": the paired difference includes 0; "against closed book's": above it
+    _, lo, hi, _ = paired_difference(f1["gist16per256"], f1["gist25"], docs)
     assert lo < 0 < hi
-    shuffled = sum(f1["control-gist25_scrambled"].values()) / len(f1["control-gist25_scrambled"])
+    _, lo, _, _ = paired_difference(f1["gist16per256"], f1["closed_book"], docs)
+    assert lo > 0
+    probe = [r for r in json.loads(PROBE.read_text())["rows"]]
+    acc = sorted(round(r["reconstruction_acc"] * 100) for r in probe if "ratio" in r)
+    none = next(r for r in probe if r["method"] == "none")
     return [
         f"**{default_dag_minutes()} minutes** from a fresh clone",
         f"on {int(float(d['gist25']['n_documents']))} short test documents",
@@ -54,16 +56,20 @@ def claims() -> list[str]:
         f"RAG {pct(d['rag']['passkey_acc'])}, closed book {pct(d['closed_book']['passkey_acc'])}) but answer no factual question "
         f"(F1 {gist_f1.pop()})",
         f"gist tokens carry a planted passkey at {pct(q['gist25']['passkey_acc'])} and",
-        f"gist-25 answers factual questions about {int(float(q['gist25']['n_documents']))} documents of 2k-8k tokens at F1 "
-        f"{pct(q['gist25']['factual_f1'])} against closed book's {pct(q['closed_book']['factual_f1'])} and full context's "
-        f"{pct(q['full_context']['factual_f1'])}, no better than the gist of the same document with its tokens shuffled ({pct(shuffled)}), "
-        f"and states the global theme for {pct(q['gist25']['global_judge_acc'])} of documents by the LLM judge (RAG "
-        f"{pct(q['rag']['global_judge_acc'])}, full context {pct(q['full_context']['global_judge_acc'])})",
+        f"about {int(float(q['gist25']['n_documents']))} documents of 2k-8k tokens",
+        f"16 gist tokens per 256 tokens of context ({float(q['gist16per256']['compression_ratio_median']):.0f}x) answer factual questions at "
+        f"F1 {pct(q['gist16per256']['factual_f1'])}, as 25 gist tokens for the whole document do "
+        f"({float(q['gist25']['compression_ratio_median']):.0f}x, {pct(q['gist25']['factual_f1'])}), against closed book's "
+        f"{pct(q['closed_book']['factual_f1'])} and full context's {pct(q['full_context']['factual_f1'])}, and state the global theme "
+        f"for {pct(q['gist16per256']['global_judge_acc'])} of documents by the LLM judge (RAG {pct(q['rag']['global_judge_acc'])}, "
+        f"full context {pct(q['full_context']['global_judge_acc'])})",
+        f"they restore {acc[0]}-{acc[-1]} % of the tokens of a span they were made from, against "
+        f"{none['reconstruction_acc'] * 100:.0f} % with no context",
     ]
 
 
-def llm_qa_rows(method: str) -> list[dict]:
-    with gzip.open(LLM_QA / "predictions" / f"{method}.jsonl.gz", "rt") as f:
+def curve_rows(method: str) -> list[dict]:
+    with gzip.open(CURVE / "predictions" / f"{method}.jsonl.gz", "rt") as f:
         return [json.loads(line) for line in f if line.strip()]
 
 
