@@ -180,3 +180,8 @@ def load_config(path: str | Path) -> dict:
         return validate_config(raw or {})
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from err
+
+
+def publish_dir(config: dict) -> str:
+    """Where the ``publish`` rule writes a run's folder: ``publish_dir``, else ``docs/results/<run_name>``."""
+    return config["publish_dir"] or f"docs/results/{config['run_name']}"

@@ -7,7 +7,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir)))
 
 from gistpoc.codehash import code_hash, files_hash
-from gistpoc.config import ConfigError, check_sources, merged_train, validate_config
+from gistpoc.config import (
+    ConfigError,
+    check_sources,
+    merged_train,
+    publish_dir,
+    validate_config,
+)
 from gistpoc.methods import checkpoint_key, configured
 from gistpoc.methods import parse as parse_method
 
@@ -403,8 +409,8 @@ def get_engine_check_answers(wildcards=None):
     return [f"results/engine_check/{m}.eager.jsonl" for m in ENGINE_CHECK]
 
 
-def publish_dir():
-    return config["publish_dir"] or f"docs/results/{config['run_name']}"
+def publish_dest():
+    return publish_dir(config)
 
 
 def get_stage1_targets(wildcards=None):

@@ -51,7 +51,7 @@ join_parts() {  # join_parts PREFIX OUTFILE: PREFIX1..n's parts in order (n in P
 
 # --workflow-profile none: profiles/default (cores: 1, for the CPU default) would otherwise apply on top of profiles/gpu
 smk() { python -m snakemake --configfile "$CONFIG" --profile profiles/gpu --workflow-profile none "$@"; }
-publish_dest() { python -c "from gistpoc.config import load_config; c = load_config('$CONFIG'); print(c['publish_dir'] or 'docs/results/' + c['run_name'])"; }
+publish_dest() { python -c "from gistpoc.config import load_config, publish_dir; print(publish_dir(load_config('$CONFIG')))"; }
 # the published folder lives in the tracked tree, which every device call re-syncs from the other side: keep a copy
 # outside it (device_out/ is ignored) the moment the run ends
 keep_published() { local d; d=$(publish_dest); [ ! -f "$d/provenance.json" ] || { rm -rf device_out/published && mkdir -p device_out && cp -r "$d" device_out/published; }; }

@@ -47,3 +47,29 @@ def pct(row: dict, key: str) -> str:
 def passkey_rows(run: Path) -> list[dict]:
     with open(run / "passkey_breakdown.csv") as f:
         return list(csv.DictReader(f))
+
+
+def check_paired_gains(run: Path, gains: list[list[str]], names: dict) -> None:
+    """Each row ``[what, questions, gain, CI]`` of a README's paired-gains table (``factual F1: A - B`` or ``global
+    judge: A - B``, A and B named through ``names``) equals ``paired_difference`` over the committed answers."""
+    from gistpoc.evaluate.metrics import paired_difference
+    from gistpoc.evaluate.summary import item_key
+
+    verdicts = judgments(run)
+
+    def values(method: str, qtype: str, metric: str):
+        vals, docs = {}, {}
+        for r in rows(run, method):
+            if r["qtype"] == qtype:
+                vals[r["id"]] = r["scores"]["f1"] if metric == "f1" else verdicts.get(item_key(r), {}).get("score")
+                docs[r["id"]] = r["doc_id"]
+        return vals, docs
+
+    for what, n, gain, ci in gains:
+        metric, pair = what.split(": ", 1)
+        a, b = (names.get(x, x) for x in pair.split(" - "))
+        qtype, key = ("factual", "f1") if metric == "factual F1" else ("global", "judge")
+        va, docs = values(a, qtype, key)
+        vb, _ = values(b, qtype, key)
+        mean, lo, hi, count = paired_difference(va, vb, docs, 2000, 0)
+        assert (int(n), gain, ci) == (count, f"{mean * 100:+.1f}", f"[{lo * 100:+.1f}, {hi * 100:+.1f}]"), what

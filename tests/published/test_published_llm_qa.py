@@ -14,7 +14,6 @@ import statistics
 import pytest
 import yaml
 
-from gistpoc.evaluate.metrics import paired_difference
 from gistpoc.evaluate.summary import item_key, summarize_method
 from tests.conftest import ROOT
 from tests.published import runfiles
@@ -88,29 +87,12 @@ def test_the_results_table_is_the_summary_and_the_controls():
 
 
 def test_the_paired_gains_recompute():
-    judgments = _judgments()
-
-    def values(method: str, qtype: str, metric: str):
-        vals, docs = {}, {}
-        for r in _rows(method):
-            if r["qtype"] == qtype:
-                vals[r["id"]] = r["scores"]["f1"] if metric == "f1" else judgments.get(item_key(r), {}).get("score")
-                docs[r["id"]] = r["doc_id"]
-        return vals, docs
-
     table = _table("### Gains, paired on the same questions")
     assert len(table) == 12
     # every gain the prose quotes is a line of the table
     quoted = re.findall(r"([+-]\d+\.\d)(?: points, 95 % CI)? (\[[+-]\d+\.\d, [+-]\d+\.\d\])", README.replace("\n", " "))
     assert len(quoted) >= 10 and set(quoted) <= {(gain, ci) for _, _, gain, ci in table}, set(quoted) - {(g, c) for _, _, g, c in table}
-    for what, n, gain, ci in table:
-        metric, pair = what.split(": ", 1)
-        a, b = (NAMES[x] for x in pair.split(" - "))
-        qtype, key = ("factual", "f1") if metric == "factual F1" else ("global", "judge")
-        va, docs = values(a, qtype, key)
-        vb, _ = values(b, qtype, key)
-        mean, lo, hi, count = paired_difference(va, vb, docs, 2000, 0)
-        assert (int(n), gain, ci) == (count, f"{mean * 100:+.1f}", f"[{lo * 100:+.1f}, {hi * 100:+.1f}]"), what
+    runfiles.check_paired_gains(RUN, table, NAMES)
 
 
 def test_the_judge_calibration_table_is_the_committed_calibration():
