@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from gistpoc.qa.openai_backend import QA_SYSTEM, ResponseValidationError, _find_evidence, _strip_fences, validate_qa
+from gistpoc.qa.llm_questions import find_span
+from gistpoc.qa.openai_backend import QA_SYSTEM, ResponseValidationError, _strip_fences, validate_qa
 
 
 class LocalChatModel:
@@ -30,6 +31,13 @@ def local_qa(doc: dict, chat: LocalChatModel, max_doc_chars: int = 6000) -> list
     except (json.JSONDecodeError, ResponseValidationError, AttributeError) as err:
         raise ResponseValidationError(f"{doc['doc_id']}: local model reply is not valid Q&A JSON: {err}") from err
     return [
-        {"qtype": q, "question": obj[q]["question"].strip(), "answer": obj[q]["answer"].strip(), "evidence": _find_evidence(doc["text"], obj[q].get("evidence", ""))}
+        {"qtype": q, "question": obj[q]["question"].strip(), "answer": obj[q]["answer"].strip(), "evidence": _evidence(doc["text"], obj[q].get("evidence", ""))}
         for q in ("factual", "global", "reasoning")
     ]
+
+
+def _evidence(doc_text: str, quote) -> list[list[int]]:
+    """The quoted passage's span in the document (``llm_questions.find_span``: exact, then ignoring spacing and quote
+    marks), or none."""
+    span = find_span(doc_text, quote if isinstance(quote, str) else "")
+    return [span] if span else []

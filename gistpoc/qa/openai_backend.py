@@ -158,14 +158,6 @@ def _strip_fences(text: str) -> str:
     return text.strip()
 
 
-def _find_evidence(doc_text: str, quote: str) -> list[list[int]]:
-    quote = (quote or "").strip().strip('"')
-    if quote and quote in doc_text:
-        s = doc_text.index(quote)
-        return [[s, s + len(quote)]]
-    return []
-
-
 def validate_qa(obj: dict) -> dict:
     out = {}
     for qtype in ("factual", "global", "reasoning"):
