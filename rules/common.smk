@@ -183,6 +183,15 @@ def chunk_arg(wildcards):
     return "--chunk-tokens " + " ".join(str(c) for c in CHUNKED["chunk_tokens"])
 
 
+def get_self_study(wildcards=None):
+    """self_study.prompts: the base model's answers about the training documents, stage 2's extra segments."""
+    return ["results/self_study/train.jsonl"] if config["self_study"]["prompts"] else []
+
+
+def self_study_arg(wildcards, input):
+    return f"--extra-train {input.self_study}" if input.self_study else ""
+
+
 def checkpoint_dir(wildcards):
     """The checkpoint the {n} wildcard's method answers from (gist16per512 -> results/checkpoints/gist16chunked)."""
     return "results/checkpoints/" + checkpoint_key(f"gist{wildcards.n}")

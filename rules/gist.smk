@@ -60,6 +60,39 @@ rule pretrain_gist:
         "{params.warm} --manifest {output.manifest} --log {log}"
 
 
+rule self_study:
+    input:
+        train=get_dataset("train", N_GIST[0]),  # the contexts are the same in every gist-N's records
+        model=MODEL,
+        model_sum=MODEL_SUM,
+    output:
+        "results/self_study/train.jsonl",
+    log:
+        "logs/self_study/self_study.log",
+    benchmark:
+        "benchmarks/self_study/self_study.tsv"
+    priority: 10
+    conda:
+        "../envs/train.yaml"
+    threads: TORCH_THREADS
+    resources:
+        gpu=1,
+        mem_mb=scaled(8000),
+        runtime=scaled(120),
+    params:
+        code=script_code("self_study"),
+        model=section("model"),
+        prompts=json.dumps(config["self_study"]["prompts"]),
+        max_new_tokens=config["self_study"]["max_new_tokens"],
+        instruction=config["gist"]["instruction"],
+        engine=config["eval"]["engine"],
+        seed=config["seed"],
+    shell:
+        "python scripts/self_study.py --model {params.model:q} --model-ref {input.model} --train {input.train} "
+        "--prompts {params.prompts:q} --max-new-tokens {params.max_new_tokens} --instruction {params.instruction:q} "
+        "--engine {params.engine} --seed {params.seed} --out {output} --log {log}"
+
+
 rule train_gist:
     input:
         train=dataset_of("train"),
@@ -67,6 +100,7 @@ rule train_gist:
         model=MODEL,
         model_sum=MODEL_SUM,
         pretrained=get_pretrained,
+        self_study=get_self_study,
     output:
         dir=directory("results/checkpoints/gist{n}"),
         manifest="results/checkpoints/gist{n}.sha256",
@@ -94,9 +128,10 @@ rule train_gist:
         pretrained=pretrained_arg,
         n=lambda wc: n_of(wc.n),
         chunks=chunk_arg,
+        extra=self_study_arg,
     shell:
         "python scripts/train_gist.py --model {params.model:q} --model-ref {input.model} --train-cfg {params.train:q} "
-        "--train {input.train} --val {input.val} --n-gist {params.n} {params.chunks} --instruction {params.instruction:q} "
+        "--train {input.train} {params.extra} --val {input.val} --n-gist {params.n} {params.chunks} --instruction {params.instruction:q} "
         "--seed {params.seed} --passkey-digits {params.digits} --out-dir {output.dir} --state-dir {params.state} "
         "{params.pretrained} --manifest {output.manifest} --log {log}"
 

@@ -16,7 +16,7 @@ def main(args):
     loaded = load_model(args.model, args.model_ref, n_gist=args.n_gist, trainable=True)
     train_gist(
         loaded,
-        read_jsonl(args.train),
+        read_jsonl(args.train) + [r for path in args.extra_train for r in read_jsonl(path)],
         read_jsonl(args.val),
         args.train_cfg,
         args.instruction,
@@ -35,5 +35,6 @@ def main(args):
 if __name__ == "__main__":
     p = training_args(parser(__doc__))
     p.add_argument("--val", required=True)
+    p.add_argument("--extra-train", nargs="*", default=[], help="more training records of the same documents (self-study answers)")
     p.add_argument("--pretrained", default="", help="a pre-trained (stage-1) adapter folder to start from (gist.pretrained)")
     run(main, p)

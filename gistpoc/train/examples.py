@@ -8,7 +8,7 @@ from collections import OrderedDict
 from gistpoc.gist.collator import GistExample
 from gistpoc.gist.template import encode_answer, encode_prefix, encode_question
 
-QTYPE_ORDER = ("factual", "global", "reasoning", "passkey")
+QTYPE_ORDER = ("factual", "global", "reasoning", "self_study", "passkey")   # self_study: gistpoc.train.self_study
 
 
 def group_by_doc(records: list[dict]) -> "OrderedDict[str, list[dict]]":
@@ -24,8 +24,9 @@ def doc_example(tokenizer, template, gist_ids: list[int], recs: list[dict], qtyp
     """All questions of one document after one gist span (a row of the tokenised table); with ``chunk_tokens`` in the
     chunk-wise layout (N gists per chunk; the dataset's gist indices are the whole-document layout's)."""
     enc = encode_prefix(tokenizer, template, recs[0]["context"], gist_ids, chunk_tokens)
-    if not chunk_tokens:
-        assert enc.gist_start == recs[0]["gist_start_idx"], "dataset gist indices disagree with the tokenizer/template"
+    indexed = next((r for r in recs if "gist_start_idx" in r), None)   # self-study records carry no gist indices
+    if not chunk_tokens and indexed is not None:
+        assert enc.gist_start == indexed["gist_start_idx"], "dataset gist indices disagree with the tokenizer/template"
     segs = [r for r in recs if r["qtype"] in qtypes]
     return {
         "doc_id": recs[0]["doc_id"],

@@ -100,6 +100,22 @@ def test_curve_config_trains_one_chunk_wise_checkpoint_and_answers_at_every_rati
     assert "--qtypes global " in next(ln for ln in res.stdout.splitlines() if "scripts/judge_answers.py" in ln)
 
 
+def test_self_study_prompts_add_the_rule_and_feed_stage_2_only(tmp_path):
+    """self_study.prompts: the self_study rule answers them once for every gist-N, stage 2 (train_gist) reads its file,
+    stage 1 and the ablations do not; without prompts no such job exists."""
+    over = tmp_path / "self_study.yaml"
+    over.write_text('self_study: {prompts: ["Summarise the text in one sentence."], max_new_tokens: 32}\n')
+    res = smk("-n", "-p", "results/report.html", "--configfile", "tests/config.test.yaml", str(over))
+    assert "self_study" in planned_rules(res.stdout)
+    cmd = next(ln for ln in res.stdout.splitlines() if "scripts/self_study.py" in ln)
+    assert '--prompts \'["Summarise the text in one sentence."]\' --max-new-tokens 32' in cmd
+    trains = [ln for ln in res.stdout.splitlines() if "scripts/train_gist.py" in ln and "results/checkpoints/" in ln]
+    assert trains and all("--extra-train results/self_study/train.jsonl " in ln for ln in trains)
+    assert not any("--extra-train" in ln for ln in res.stdout.splitlines() if "scripts/pretrain_gist.py" in ln or "results/ablations/" in ln)
+    plain = smk("-n", "results/report.html", "--configfile", "tests/config.test.yaml")
+    assert "self_study" not in planned_rules(plain.stdout)
+
+
 def test_qwen_config_plans_the_split_model_the_sweep_and_every_method():
     """config.qwen.yaml: the model comes from the split GGUF (its conversion sees the registry key), stage 1 from the
     base model, the learning-rate sweep as ablations, and every method including the budget baselines and rag_gist."""
