@@ -28,8 +28,6 @@ def training_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--train-cfg", type=json_arg, required=True, help="the train: section (stage 1: with the pretrain: overrides), as JSON")
     p.add_argument("--train", required=True, help="the gist-N training records (only the training split is read)")
     p.add_argument("--n-gist", type=int, required=True)
-    p.add_argument("--chunk-tokens", type=int, nargs="*", default=[],
-                   help="the chunk-wise layout (gist.chunked): N gists per chunk, each row's chunk size drawn from these")
     p.add_argument("--instruction", required=True)
     p.add_argument("--seed", type=int, required=True)
     p.add_argument("--out-dir", required=True)

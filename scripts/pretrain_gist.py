@@ -34,5 +34,8 @@ def main(args):
 
 if __name__ == "__main__":
     p = training_args(parser(__doc__))
+    # here, not in gistpoc.cli (which every script imports): an option there would change every rule's code hash
+    p.add_argument("--chunk-tokens", type=int, nargs="*", default=[],
+                   help="the chunk-wise layout (gist.chunked): N gists per chunk, each row's chunk size drawn from these")
     p.add_argument("--warm-start", default="", help="a stage-1 adapter folder to start from (gist.warm_start): another N's, or this N's made elsewhere (continued)")
     run(main, p)

@@ -34,6 +34,9 @@ def main(args):
 
 if __name__ == "__main__":
     p = training_args(parser(__doc__))
+    # here, not in gistpoc.cli (which every script imports): an option there would change every rule's code hash
+    p.add_argument("--chunk-tokens", type=int, nargs="*", default=[],
+                   help="the chunk-wise layout (gist.chunked): N gists per chunk, each row's chunk size drawn from these")
     p.add_argument("--val", required=True)
     p.add_argument("--extra-train", nargs="*", default=[], help="more training records of the same documents (self-study answers)")
     p.add_argument("--pretrained", default="", help="a pre-trained (stage-1) adapter folder to start from (gist.pretrained)")
