@@ -73,7 +73,7 @@ rule self_study:
         "benchmarks/self_study/self_study.tsv"
     priority: 10
     conda:
-        "../envs/train.yaml"
+        "../envs/evaluate.yaml"  # it answers prompts with the answering engines, as the evaluations do
     threads: TORCH_THREADS
     resources:
         gpu=1,
