@@ -194,7 +194,7 @@ def self_study_arg(wildcards, input):
 
 def checkpoint_dir(wildcards):
     """The checkpoint the {n} wildcard's method answers from (gist16per512 -> results/checkpoints/gist16chunked)."""
-    return "results/checkpoints/" + checkpoint_key(f"gist{wildcards.n}")
+    return f"results/checkpoints/{checkpoint_key(f'gist{wildcards.n}')}"
 
 
 def get_checkpoint(wildcards):
