@@ -272,10 +272,15 @@ def pretrained_report_arg(wildcards=None):
 WARM_FROM = {w["n"]: w["from"] for w in config["gist"]["warm_start"]}
 
 
+def warm_from(wildcards):
+    """gist.warm_start's ``from`` for gist-N (None for none, and for a chunk-wise checkpoint: it has no warm start)."""
+    return WARM_FROM.get(int(wildcards.n)) if str(wildcards.n).isdigit() else None
+
+
 def warm_dir(wildcards):
     """gist.warm_start: the stage-1 adapter folder gist-N starts from ('' for none): another N's stage 1 here,
     or <folder>/gist<N> made elsewhere (continued)."""
-    m = WARM_FROM.get(int(wildcards.n)) if str(wildcards.n).isdigit() else None
+    m = warm_from(wildcards)
     if m is None:
         return ""
     return (
@@ -287,7 +292,7 @@ def warm_dir(wildcards):
 
 def get_warm_start(wildcards):
     """Stage 1 of a warm-started gist-N needs the adapter it starts from."""
-    m = WARM_FROM.get(int(wildcards.n)) if str(wildcards.n).isdigit() else None
+    m = warm_from(wildcards)
     if m is None:
         return []
     return (
@@ -416,10 +421,6 @@ ENGINE_CHECK = config["eval"]["engine_check"]
 def get_engine_check_answers(wildcards=None):
     """eval.engine_check: the eager engine's answers of these baselines (compared with the run's own)."""
     return [f"results/engine_check/{m}.eager.jsonl" for m in ENGINE_CHECK]
-
-
-def publish_dest():
-    return publish_dir(config)
 
 
 def get_stage1_targets(wildcards=None):

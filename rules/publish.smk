@@ -63,7 +63,7 @@ rule publish:
         "../envs/report.yaml"
     params:
         code=script_code("publish_run"),
-        dest=publish_dest(),
+        dest=publish_dir(config),
         controls=publish_list_arg("controls"),
         ablation_predictions=publish_list_arg("ablation_predictions"),
         ablation_checkpoints=publish_list_arg("ablation_checkpoints"),

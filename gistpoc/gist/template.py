@@ -64,11 +64,6 @@ class EncodedPrompt:
         """Context tokens per cached gist position (the compression ratio)."""
         return self.context_tokens / self.n_cached if self.n_cached else float("nan")
 
-    def context_ids(self) -> list[int]:
-        """The context's token ids, without the head or any gist token."""
-        spans = [(cs, gs) for cs, gs, _ in self.chunks] or [(self.gist_start - self.context_tokens, self.gist_start)]
-        return [t for s, e in spans for t in self.prefix_ids[s:e]]
-
 
 def _ids(tokenizer, text: str) -> list[int]:
     return tokenizer(text, add_special_tokens=False)["input_ids"] if text else []

@@ -176,7 +176,8 @@ def control_rows(summary: list[dict], predictions: list, threshold: float, n_boo
         control = parse(label)
         n, kind = control.n, CONTROLS[control.control]
         scr = summarize_method(items, threshold, n_boot, seed, judgments)
-        real = by_method.get(label.rsplit("_", 1)[0], {})   # gist25_otherdoc -> gist25, gist16per512_scrambled -> gist16per512
+        method = label.rsplit("_", 1)[0]   # gist25_otherdoc -> gist25, gist16per512_scrambled -> gist16per512
+        real = by_method.get(method, {})
         # the global theme by the judge where the run has one (every method's and control's answers judged), else the proxy
         keys = ("passkey_acc", "factual_f1", "global_judge_acc" if judgments else "global_proxy_acc")
         verdict = []
@@ -190,7 +191,7 @@ def control_rows(summary: list[dict], predictions: list, threshold: float, n_boo
             out["global"] = out[keys[-1]]
             return out
 
-        rows.append({"n": n, "method": label.rsplit("_", 1)[0], "label": label, "kind": kind, "n_items": len(items), "global_by": "LLM judge" if judgments else "proxy",
+        rows.append({"n": n, "method": method, "label": label, "kind": kind, "n_items": len(items), "global_by": "LLM judge" if judgments else "proxy",
                      "real": cis(real),
                      "scrambled": cis(scr),
                      "closed": cis(closed),

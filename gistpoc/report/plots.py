@@ -38,6 +38,12 @@ def _method_color(m: str) -> str:
     return {"full_context": "tab:blue", "rag": "tab:orange", "closed_book": "tab:gray"}.get(m, "tab:green")
 
 
+def _err(r: dict, key: str) -> tuple[float, float]:
+    """Distances from a summary row's value to its CI bounds (0 where a bound is missing or on the wrong side)."""
+    lo, hi = r.get(f"{key}_lo"), r.get(f"{key}_hi")
+    return max(0.0, r[key] - (lo if lo is not None else r[key])), max(0.0, (hi if hi is not None else r[key]) - r[key])
+
+
 def gist_count_vs_score(summary: list[dict], metrics: list[tuple[str, str]]) -> str:
     """One panel per question type: gist-N score vs N, with full/RAG/closed-book reference lines."""
     gist = sorted((r for r in summary if parse(r["method"]).kind == "gist" and not parse(r["method"]).chunk), key=lambda r: parse(r["method"]).n)
@@ -47,8 +53,8 @@ def gist_count_vs_score(summary: list[dict], metrics: list[tuple[str, str]]) -> 
         xs = [parse(r["method"]).n for r in gist if r.get(key) is not None]
         ys = [r[key] for r in gist if r.get(key) is not None]
         # clamp: a CI row edited by hand (or a degenerate bootstrap) must not break the figure
-        lo = [max(0.0, r[key] - (r.get(f"{key}_lo") if r.get(f"{key}_lo") is not None else r[key])) for r in gist if r.get(key) is not None]
-        hi = [max(0.0, (r.get(f"{key}_hi") if r.get(f"{key}_hi") is not None else r[key]) - r[key]) for r in gist if r.get(key) is not None]
+        errs = [_err(r, key) for r in gist if r.get(key) is not None]
+        lo, hi = [e[0] for e in errs], [e[1] for e in errs]
         if xs:
             ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", color="tab:green", capsize=3, label="gist-N (95% CI)")
         for name, style in (("full_context", "-"), ("rag", "--"), ("closed_book", ":")):
@@ -124,12 +130,6 @@ def quality_vs_kv(summary: list[dict], metrics: list[tuple[str, str]]) -> str:
     if handles:
         fig.legend(handles, labels, fontsize=7, loc="lower center", ncol=min(len(labels), 6), bbox_to_anchor=(0.5, -0.08))
     return to_base64(fig)
-
-
-def _err(r: dict, key: str) -> tuple[float, float]:
-    """Distances from a summary row's value to its CI bounds (0 where a bound is missing or on the wrong side)."""
-    lo, hi = r.get(f"{key}_lo"), r.get(f"{key}_hi")
-    return max(0.0, r[key] - (lo if lo is not None else r[key])), max(0.0, (hi if hi is not None else r[key]) - r[key])
 
 
 def quality_vs_ratio(summary: list[dict], metrics: list[tuple[str, str]]) -> str:

@@ -54,5 +54,6 @@ def to_example(row: dict) -> GistExample:
 
 
 def context_spans(row: dict) -> list[tuple[int, int]]:
-    """Where a tokenised row's context tokens lie in ``prefix_ids``: one span, or one per chunk (chunk-wise layout)."""
+    """Where a tokenised row's (or an ``EncodedPrompt``'s fields') context tokens lie in ``prefix_ids``: one span, or one
+    per chunk (chunk-wise layout)."""
     return [(cs, gs) for cs, gs, _ in row.get("chunks", [])] or [(row["gist_start"] - row["context_tokens"], row["gist_start"])]

@@ -26,7 +26,7 @@ from gistpoc.gist.collator import GistDataCollator, forward_masked
 from gistpoc.gist.template import prompt_template
 from gistpoc.train import pretrained
 from gistpoc.train.examples import doc_example, group_by_doc, strip_passkey, to_example
-from gistpoc.train.stream import Curriculum, PasskeyStream, TextPool, cue_continuation, effective_stages, heldout_windows
+from gistpoc.train.stream import Curriculum, PasskeyStream, TextPool, chunk_in_turn, cue_continuation, effective_stages, heldout_windows
 from gistpoc.utils import host_environment, is_oom, records_hash, stable_hash, write_json
 
 log = logging.getLogger(__name__)
@@ -252,7 +252,7 @@ def train_gist(loaded, train_records: list[dict], val_records: list[dict], cfg: 
         return doc_rows[doc_id, chunk]
 
     val_docs = group_by_doc(val_records)
-    val_rows = [doc_example(tokenizer, template, gist_ids, recs, chunk_tokens=chunk_sizes[i % len(chunk_sizes)] if chunk_sizes else 0)
+    val_rows = [doc_example(tokenizer, template, gist_ids, recs, chunk_tokens=chunk_in_turn(chunk_sizes, i))
                 for i, recs in enumerate(list(val_docs.values())[: cfg["eval_docs"]])]
     # the passkey stream draws from training documents only; the gate's held-out windows from validation ones
     pool = TextPool(tokenizer, [strip_passkey(recs[0]) for recs in docs.values()], doc_ids)

@@ -153,6 +153,12 @@ class PasskeyStream:
         return [doc_ids[rng.randrange(len(doc_ids))] for _ in range(n)]
 
 
+def chunk_in_turn(chunk_sizes: tuple[int, ...], i: int) -> int:
+    """The ``i``-th fixed row's chunk size when a fixed set (held-out windows, validation documents) takes the chunk
+    sizes in turn; 0 (the whole-document layout) without any."""
+    return chunk_sizes[i % len(chunk_sizes)] if chunk_sizes else 0
+
+
 def heldout_windows(tokenizer, template, gist_ids: list[int], pool: TextPool, lengths: list[int], per_length: int, digits: int, seed: int,
                     chunk_sizes: tuple[int, ...] = ()) -> dict[int, list[dict]]:
     """Fixed held-out passkey windows per length (design wording, depths spread evenly over 5-95 %); in the
@@ -166,7 +172,7 @@ def heldout_windows(tokenizer, template, gist_ids: list[int], pool: TextPool, le
             text, _ = pool.window(rng, max(16, length - room))
             target = 0.05 + 0.9 * (i + 0.5) / per_length
             rows.append(passkey_row(tokenizer, template, gist_ids, text, f"heldout:{seed}:{length}:{i}", digits, "design", target,
-                                    chunk_sizes[i % len(chunk_sizes)] if chunk_sizes else 0))
+                                    chunk_in_turn(chunk_sizes, i)))
         out[length] = rows
     return out
 

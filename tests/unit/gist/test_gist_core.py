@@ -202,9 +202,15 @@ def test_chunked_prefix_layout_and_ratio(tokenizer, real_text):
     assert enc.context_tokens == ctx and len(enc.chunks) == -(-ctx // 64)
     assert all(gs - cs == 64 for cs, gs, _ in enc.chunks[:-1]) and all(ge - gs == 4 for _, gs, ge in enc.chunks)
     assert enc.gist_end == len(enc.prefix_ids) and enc.ratio == ctx / (4 * len(enc.chunks)) and enc.n_cached == 4 * len(enc.chunks)
-    # the context's ids come back without the head or any gist, in both layouts
+    # the context's ids come back without the head or any gist, in both layouts (gistpoc.train.examples.context_spans)
+    from gistpoc.train.examples import context_spans
+
     whole = encode_prefix(tokenizer, tpl, real_text[:1500], gist_ids)
-    assert enc.context_ids() == whole.context_ids() == tokenizer(real_text[:1500], add_special_tokens=False)["input_ids"]
+
+    def context_ids(e):
+        return [t for a, b in context_spans(vars(e)) for t in e.prefix_ids[a:b]]
+
+    assert context_ids(enc) == context_ids(whole) == tokenizer(real_text[:1500], add_special_tokens=False)["input_ids"]
     assert not whole.chunks and whole.n_cached == 4 and whole.ratio == ctx / 4
     with pytest.raises(ValueError, match="chunk_tokens"):
         encode_prefix(tokenizer, tpl, "x", gist_ids, -1)
