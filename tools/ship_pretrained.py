@@ -22,7 +22,7 @@ def main():
     p.add_argument("dest")
     p.add_argument("--source-run", required=True, help="where the run that made them is published")
     args = p.parse_args()
-    for src in sorted(Path(args.src).glob("gist*")):
+    for src in sorted(p for p in Path(args.src).glob("gist*") if p.is_dir()):  # not the gist<N>.sha256 manifests beside them
         dest = Path(args.dest) / src.name
         shutil.rmtree(dest, ignore_errors=True)
         dest.mkdir(parents=True)
