@@ -28,4 +28,5 @@ grep -q "Nothing to be done" "$WORK/dry.log"
 } | tee "$REPO/bench/results/time_default_dag.txt"
 cp "$WORK/repo/results/report.html" "$REPO/bench/results/last_default_report.html" 2>/dev/null || true
 cp "$WORK/repo/results/eval/summary.csv" "$REPO/bench/results/last_default_summary.csv" 2>/dev/null || true
+rm -rf "$REPO/bench/results/last_default_controls"   # cp -r into an existing folder would nest the new copy inside the old
 cp -r "$WORK/repo/results/controls" "$REPO/bench/results/last_default_controls" 2>/dev/null || true

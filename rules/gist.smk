@@ -86,11 +86,12 @@ rule self_study:
         max_new_tokens=config["self_study"]["max_new_tokens"],
         instruction=config["gist"]["instruction"],
         engine=config["eval"]["engine"],
+        engine_batch=config["eval"]["engine_batch"],
         seed=config["seed"],
     shell:
         "python scripts/self_study.py --model {params.model:q} --model-ref {input.model} --train {input.train} "
         "--prompts {params.prompts:q} --max-new-tokens {params.max_new_tokens} --instruction {params.instruction:q} "
-        "--engine {params.engine} --seed {params.seed} --out {output} --log {log}"
+        "--engine {params.engine} --engine-batch {params.engine_batch} --seed {params.seed} --out {output} --log {log}"
 
 
 rule train_gist:
@@ -136,13 +137,15 @@ rule train_gist:
         "{params.pretrained} --manifest {output.manifest} --log {log}"
 
 
-rule train_ablation:
+use rule train_gist as train_ablation with:
+    # stage 2's rule (its script, shell and the params not named here) for a gist-N checkpoint with other train settings
     input:
         train=get_ablation_dataset("train"),
         val=get_ablation_dataset("val"),
         model=MODEL,
         model_sum=MODEL_SUM,
         pretrained=get_ablation_pretrained,
+        self_study=[],
     output:
         dir=directory("results/ablations/{ablation}/checkpoint"),
         manifest="results/ablations/{ablation}/checkpoint.sha256",
@@ -150,27 +153,11 @@ rule train_ablation:
         "logs/train_ablation/{ablation}.log",
     benchmark:
         "benchmarks/train_ablation/{ablation}.tsv"
-    priority: 10  # the critical path: start trainings before the baselines' evaluations
-    conda:
-        "../envs/train.yaml"
-    threads: TORCH_THREADS
-    resources:
-        gpu=1,
-        mem_mb=scaled(8000),
-        runtime=scaled(240),
     params:
-        code=script_code("train_gist"),
         sources=lambda wc: ext_hash(get_ablation_pretrained(wc)),
-        model=section("model"),
         train=ablation_train,
-        n=ablation_n,
-        instruction=config["gist"]["instruction"],
-        seed=config["seed"],
-        digits=config["data"]["passkey_digits"],
         state="results/state/ablations/{ablation}",
         pretrained=ablation_pretrained_arg,
-    shell:
-        "python scripts/train_gist.py --model {params.model:q} --model-ref {input.model} --train-cfg {params.train:q} "
-        "--train {input.train} --val {input.val} --n-gist {params.n} --instruction {params.instruction:q} "
-        "--seed {params.seed} --passkey-digits {params.digits} --out-dir {output.dir} --state-dir {params.state} "
-        "{params.pretrained} --manifest {output.manifest} --log {log}"
+        n=ablation_n,
+        chunks="",
+        extra="",

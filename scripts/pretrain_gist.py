@@ -6,11 +6,11 @@ adapter with provenance.json (what train_gist's gist.pretrained validates); resu
 import json
 from pathlib import Path
 
-from gistpoc.cli import parser, run, training_args
-from gistpoc.codehash import write_manifest
+from gistpoc.cli import run
 from gistpoc.model import load_model
 from gistpoc.train import pretrained
 from gistpoc.train.loop import train_gist
+from gistpoc.train.script import finish, stage_parser
 from gistpoc.utils import git_commit, read_jsonl, records_hash, seed_everything, write_json
 
 
@@ -28,14 +28,10 @@ def main(args):
     summary = json.loads((out / "summary.json").read_text())
     write_json(out / pretrained.PROVENANCE, pretrained.provenance(loaded, args.train_cfg, summary, records_hash(records), git_commit(),
                                                                   fingerprint_model, args.seed))
-    if args.manifest:  # <dir>.sha256 beside the folder: what the rules reading it take as input
-        write_manifest(args.out_dir, args.manifest)
+    finish(args)
 
 
 if __name__ == "__main__":
-    p = training_args(parser(__doc__))
-    # here, not in gistpoc.cli (which every script imports): an option there would change every rule's code hash
-    p.add_argument("--chunk-tokens", type=int, nargs="*", default=[],
-                   help="the chunk-wise layout (gist.chunked): N gists per chunk, each row's chunk size drawn from these")
+    p = stage_parser(__doc__)
     p.add_argument("--warm-start", default="", help="a stage-1 adapter folder to start from (gist.warm_start): another N's, or this N's made elsewhere (continued)")
     run(main, p)

@@ -4,10 +4,10 @@ the gist-N training documents, length curriculum with a promotion gate, a step b
 
 from pathlib import Path
 
-from gistpoc.cli import parser, run, training_args
-from gistpoc.codehash import write_manifest
+from gistpoc.cli import run
 from gistpoc.model import load_model
 from gistpoc.train.loop import train_gist
+from gistpoc.train.script import finish, stage_parser
 from gistpoc.utils import read_jsonl, seed_everything
 
 
@@ -28,15 +28,11 @@ def main(args):
         init_adapter=Path(args.pretrained) if args.pretrained else None,
         chunk_sizes=tuple(args.chunk_tokens),
     )
-    if args.manifest:  # <dir>.sha256 beside the folder: what the rules reading it take as input
-        write_manifest(args.out_dir, args.manifest)
+    finish(args)
 
 
 if __name__ == "__main__":
-    p = training_args(parser(__doc__))
-    # here, not in gistpoc.cli (which every script imports): an option there would change every rule's code hash
-    p.add_argument("--chunk-tokens", type=int, nargs="*", default=[],
-                   help="the chunk-wise layout (gist.chunked): N gists per chunk, each row's chunk size drawn from these")
+    p = stage_parser(__doc__)
     p.add_argument("--val", required=True)
     p.add_argument("--extra-train", nargs="*", default=[], help="more training records of the same documents (self-study answers)")
     p.add_argument("--pretrained", default="", help="a pre-trained (stage-1) adapter folder to start from (gist.pretrained)")

@@ -159,8 +159,9 @@ class AnswerEngine(ShortPass, CapturedPasses):
     def generate(self, prompts: list[list[int]], start_position: int | list[int], eos_ids: list[int], max_new_tokens: int,
                  prefix: GistCache | list[GistCache] | None = None) -> list[Generation]:
         """Greedy answers to ``prompts`` (token ids), each continuing ``prefix`` (if given) at ``start_position``.
-        ``prefix`` and ``start_position`` may be given per row (caches of one size, e.g. several methods' N-position
-        caches of one document answered in one batch).
+        ``prefix`` and ``start_position`` may be given per row (e.g. several methods' N-position caches of one
+        document, or several documents' full caches, answered in one batch): caches of different sizes fill the first
+        slots of their rows and the slots up to the longest stay masked, so each row sees its own cache only.
 
         Returns one ``Generation`` per prompt; ``ttft_s`` is the batch's prompt pass (all rows get their first
         token together), ``decode_s`` the rest, ``kv_bytes`` the KV that row holds at its end (prefix + its
@@ -170,11 +171,12 @@ class AnswerEngine(ShortPass, CapturedPasses):
         b = len(prompts)
         prefixes = prefix if isinstance(prefix, list) else [prefix] * b if prefix is not None else None
         starts = start_position if isinstance(start_position, list) else [start_position] * b
-        if prefixes is not None and (len(prefixes) != b or len({c.n_tokens for c in prefixes}) != 1):
-            raise ValueError("one prefix per prompt, all of one size")
+        if prefixes is not None and len(prefixes) != b:
+            raise ValueError("one prefix per prompt")
         if len(starts) != b:
             raise ValueError("one start position per prompt")
-        n_prefix = prefixes[0].n_tokens if prefixes is not None else 0
+        own = [c.n_tokens for c in prefixes] if prefixes is not None else [0] * b   # each row's cached slots
+        n_prefix = max(own)
         lengths = [len(p) for p in prompts]
         longest = max(lengths)
         # one prompt with nothing cached before it (full context, RAG): plain causal attention (flash kernels)
@@ -196,8 +198,8 @@ class AnswerEngine(ShortPass, CapturedPasses):
             ids[r, : len(p)] = torch.tensor(p)
             pos[r] = starts[r] + torch.arange(t).clamp(max=len(p) - 1)  # padding repeats the last position
         valid = torch.zeros(b, self.max_len, dtype=torch.bool)
-        valid[:, :n_prefix] = True
         for r, n in enumerate(lengths):
+            valid[r, : own[r]] = True
             valid[r, n_prefix : n_prefix + n] = True
         last = torch.tensor([n - 1 for n in lengths])
         slots = torch.arange(n_prefix, n_prefix + t)
@@ -210,8 +212,8 @@ class AnswerEngine(ShortPass, CapturedPasses):
                     self.v[i][:b, :, :n_prefix] = prefixes[0].values[i].to(dev, self.dtype)
                 else:
                     for r, c in enumerate(prefixes):
-                        self.k[i][r, :, :n_prefix] = c.keys[i][0].to(dev, self.dtype)
-                        self.v[i][r, :, :n_prefix] = c.values[i][0].to(dev, self.dtype)
+                        self.k[i][r, :, : own[r]] = c.keys[i][0].to(dev, self.dtype)
+                        self.v[i][r, :, : own[r]] = c.values[i][0].to(dev, self.dtype)
         self.valid.zero_()
         self.valid[:b] = valid.to(dev)
         self._sync()
@@ -251,7 +253,7 @@ class AnswerEngine(ShortPass, CapturedPasses):
             slot += 1
         self._sync()
         decode = time.perf_counter() - t1
-        return [Generation(tokens[r], ttft, decode, self.kv_bytes(1, n_prefix + lengths[r] + len(tokens[r]) - (0 if ended[r] else 1)),
+        return [Generation(tokens[r], ttft, decode, self.kv_bytes(1, own[r] + lengths[r] + len(tokens[r]) - (0 if ended[r] else 1)),
                            first_logits[r].cpu()) for r in range(b)]
 
     def answer_from_cache(self, cache: GistCache, questions: list[list[int]], eos_ids: list[int], max_new_tokens: int) -> list[Generation]:

@@ -226,6 +226,268 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
         w.writerows(rows)
 
 
+class Trainer:
+    """One gist-N training run, in the fixed order ``train_gist`` calls its pieces: setup (the constructor: data,
+    stream, curriculum, held-out windows, fingerprint, model, optimizer), ``resume``, then ``step`` after ``step``
+    with ``check`` (held-out gate, validation loss) and ``save_state`` every k steps, then ``final_heldout`` and
+    ``write_checkpoint``. Each piece is usable alone (tests/unit/train/test_loop.py)."""
+
+    def __init__(self, loaded, train_records: list[dict], val_records: list[dict], cfg: dict, instruction: str, seed: int,
+                 passkey_digits: int, model_cfg: dict | None = None, init_adapter: Path | None = None, warm_start: bool = False,
+                 chunk_sizes: tuple[int, ...] = ()):
+        self.loaded, self.cfg, self.instruction, self.seed, self.passkey_digits = loaded, cfg, instruction, seed, passkey_digits
+        tokenizer, gist_ids = loaded.tokenizer, loaded.gist_ids
+        self.n = n = len(gist_ids)
+        self.template = template = prompt_template(tokenizer, instruction)
+        self.docs = group_by_doc(train_records)
+        self.doc_ids = list(self.docs)
+        self.chunk_sizes = chunk_sizes = tuple(chunk_sizes)
+        self._doc_rows: dict[tuple[str, int], dict] = {}
+        self.val_docs = val_docs = group_by_doc(val_records)
+        self.val_rows = [doc_example(tokenizer, template, gist_ids, recs, chunk_tokens=chunk_in_turn(chunk_sizes, i))
+                         for i, recs in enumerate(list(val_docs.values())[: cfg["eval_docs"]])]
+        # the passkey stream draws from training documents only; the gate's held-out windows from validation ones
+        pool = TextPool(tokenizer, [strip_passkey(recs[0]) for recs in self.docs.values()], self.doc_ids)
+        val_pool = TextPool(tokenizer, [strip_passkey(recs[0]) for recs in val_docs.values()], list(val_docs))
+        self.stream = PasskeyStream(tokenizer, template, gist_ids, pool, passkey_digits, seed, tuple(cfg["passkey_wordings"]), chunk_sizes)
+        cur_cfg = cfg["curriculum"]
+        max_len = max(r["context_tokens"] for r in train_records)
+        self.curriculum = Curriculum(effective_stages(cur_cfg["stages"], max_len), cur_cfg["promote_at"])
+        # held-out windows at every stage and at the data's longest length (does a 4k curriculum carry to 8k?)
+        lengths = sorted(set(self.curriculum.stages) | {max_len})
+        self.heldout = heldout_windows(tokenizer, template, gist_ids, val_pool, lengths, cur_cfg["heldout_windows"], passkey_digits, seed,
+                                       chunk_sizes)
+        self.init_info = None
+        if init_adapter is not None:
+            prov = pretrained.check(init_adapter, loaded, cfg, warm_start=warm_start)
+            self.init_info = {"path": str(init_adapter), "adapter_sha256": pretrained.file_hash(init_adapter), "steps": prov["steps"],
+                              "commit": prov["commit"], "n_gist": prov["n_gist"], "warm_start": warm_start}
+        self.fingerprint = stable_hash({
+            "init": self.init_info, "cfg": cfg, "instruction": instruction, "seed": seed, "n_gist": n, "digits": passkey_digits,
+            "chunks": list(chunk_sizes), "train": records_hash(train_records), "val": records_hash(val_records), "model": model_cfg,
+            "template": [template.head, template.q_prefix, template.q_suffix, template.answer_end], "code": code_hash(TRAIN_CODE)})
+        log.info("gist-%d: %d training documents (%d tokens of passkey-window text), %d optimizer steps, curriculum %s",
+                 n, len(self.doc_ids), pool.n_tokens, cfg["max_steps"], self.curriculum.stages)
+
+        torch.manual_seed(seed)
+        # the objectives through the gist bottleneck besides the answers, each with its weight (train.aux): reconstruction
+        # of a context span after a cue (cue_continuation), continuation of the text after a window (continuation), KL to
+        # the base model reading the context (self_distill)
+        self.w_cue, self.w_kl, self.w_next = cfg["aux"]["cue_continuation"], cfg["aux"]["self_distill"], cfg["aux"]["continuation"]
+        self.teacher = None
+        if self.w_kl > 0 and cfg["method"] == "full":
+            self.teacher = copy.deepcopy(loaded.model).eval().requires_grad_(False)  # the untouched base model
+        self.model = prepare_trainable(loaded.model, gist_ids, cfg)
+        if init_adapter is not None:
+            pretrained.load_weights(self.model, init_adapter, n if warm_start else None)
+            log.info("gist-%d starts from the pre-trained adapter %s (%d stage-1 steps, commit %s)", n, init_adapter,
+                     self.init_info["steps"], self.init_info["commit"])
+        self.model.train()
+        self.optimizer = make_optimizer(param_groups(self.model, cfg), cfg)
+        self.base_lrs = [g["lr"] for g in self.optimizer.param_groups]
+        self.collate = GistDataCollator(tokenizer.pad_token_id, teacher_mask=self.w_kl > 0)
+        self.rows: list[dict] = []    # one per optimizer step (train_log.csv)
+        self.evals: list[dict] = []   # held-out checks and validation losses (eval_log.csv)
+        self.step_no = self.start_step = 0
+        self.elapsed_before = 0.0     # training seconds of earlier (interrupted) attempts, for train.time_limit_minutes
+
+    def doc_row(self, doc_id: str, chunk: int) -> dict:
+        """A training document's tokenised row in one layout (made when first drawn)."""
+        if (doc_id, chunk) not in self._doc_rows:
+            self._doc_rows[doc_id, chunk] = doc_example(self.loaded.tokenizer, self.template, self.loaded.gist_ids, self.docs[doc_id],
+                                                        chunk_tokens=chunk)
+        return self._doc_rows[doc_id, chunk]
+
+    def run_end(self) -> int:
+        """max_steps, or fewer once the last stage has passed its gate and after_gate_steps is set."""
+        after_gate = self.cfg["curriculum"]["after_gate_steps"]
+        if after_gate and self.curriculum.final_gate_step is not None:
+            return min(self.cfg["max_steps"], self.curriculum.final_gate_step + after_gate)
+        return self.cfg["max_steps"]
+
+    def resume(self, state_dir: Path) -> bool:
+        """Continue from ``state_dir`` when its fingerprint is this run's; another run's state is left alone."""
+        if not (state_dir / "progress.json").exists():
+            return False
+        progress = json.loads((state_dir / "progress.json").read_text())
+        if progress["fingerprint"] != self.fingerprint:
+            log.info("state in %s belongs to another configuration, data or code: starting over", state_dir)
+            return False
+        trainer = torch.load(state_dir / "trainer.pt", weights_only=False)
+        missing = {name for name, p in self.model.named_parameters() if p.requires_grad} - set(trainer["weights"])
+        if missing:
+            raise RuntimeError(f"resumable state in {state_dir} lacks {sorted(missing)[:3]}: delete it to start over")
+        self.model.load_state_dict(trainer["weights"], strict=False)
+        self.optimizer.load_state_dict(trainer["optimizer"])
+        torch.set_rng_state(trainer["rng"])
+        self.step_no = self.start_step = progress["step"]
+        self.rows, self.evals, self.elapsed_before = progress["rows"], progress["evals"], progress["elapsed_s"]
+        self.curriculum = Curriculum.from_state(progress["curriculum"])
+        log.info("resuming gist-%d from step %d in curriculum stage %d (%d tokens) (%s)", self.n, self.step_no, self.curriculum.stage,
+                 self.curriculum.length, state_dir)
+        return True
+
+    def batch_rows(self, step: int, micro: int) -> tuple[list[dict], bool]:
+        """Micro-batch ``micro`` of optimizer step ``step``: passkey windows or training documents (and which)."""
+        cfg, stream = self.cfg, self.stream
+        is_pk = stream.is_passkey(step, micro, cfg["passkey_share"])
+        next_tokens = cfg["aux"]["next_tokens"] if self.w_next > 0 else 0
+        if is_pk:
+            return stream.windows(step, micro, cfg["batch_size"], self.curriculum.length, next_tokens), True
+        docs = stream.documents(step, micro, cfg["batch_size"], self.doc_ids)
+        return [self.doc_row(d, stream.chunk(step, micro, i)) for i, d in enumerate(docs)], False
+
+    def micro_loss(self, step: int, micro: int) -> tuple[torch.Tensor, dict, int, bool]:
+        """One micro-batch's weighted loss (answers + the aux objectives), its parts for the log, its tokens."""
+        batch_rows, is_pk = self.batch_rows(step, micro)
+        examples = [to_example(r) for r in batch_rows]
+        for ex, r in zip(examples, batch_rows):
+            if len(r.get("next_ids", [])) > 1:  # the first token is the cue, the rest is predicted from the gist
+                ex.next_segments.append((r["next_ids"][:1], r["next_ids"][1:]))
+        if self.w_cue > 0:
+            rng = self.stream.rng(step, micro, "cue")
+            for ex, r in zip(examples, batch_rows):
+                pair = cue_continuation(rng, r, self.cfg["aux"]["cue_tokens"], self.cfg["aux"]["continuation_tokens"])
+                if pair:
+                    ex.aux_segments.append(pair)
+        batch = self.collate(examples)
+        out = forward_masked(self.model, batch)
+        loss, parts = out.loss, {"loss": float(out.loss.detach()), "aux_loss": 0.0, "next_loss": 0.0, "kl": 0.0}
+        if out.aux_loss is not None:
+            loss = loss + self.w_cue * out.aux_loss
+            parts["aux_loss"] = float(out.aux_loss.detach())
+        if out.next_loss is not None:
+            loss = loss + self.w_next * out.next_loss
+            parts["next_loss"] = float(out.next_loss.detach())
+        if self.w_kl > 0 and not is_pk:
+            kl = distill_kl(self.model, self.teacher, batch, out)
+            loss = loss + self.w_kl * kl
+            parts["kl"] = float(kl.detach())
+        return loss, parts, int(batch["input_ids"].numel()), is_pk
+
+    def step(self, state_dir: Path | str = "the state directory") -> dict:
+        """One optimizer step (grad_accum micro-batches, clip, update); appends and returns its log row. A non-finite
+        loss or an exploding gist embedding raises ``TrainingDiverged`` before the weights change / are kept."""
+        cfg, step, n = self.cfg, self.step_no, self.n
+        t0 = time.perf_counter()
+        factor = lr_factor(step, cfg["warmup_steps"], self.run_end(), cfg["lr_schedule"], cfg["decay_fraction"], cfg["min_lr_factor"],
+                           self.curriculum.final_gate_step)
+        for g, base in zip(self.optimizer.param_groups, self.base_lrs):
+            g["lr"] = base * factor
+        sums = {"loss": 0.0, "aux_loss": 0.0, "next_loss": 0.0, "kl": 0.0}
+        n_tokens = n_passkey = 0
+        k = cfg["grad_accum"]
+        for m in range(k):
+            loss, parts, tokens, is_pk = self.micro_loss(step, m)
+            if not torch.isfinite(loss):
+                raise TrainingDiverged(
+                    f"gist-{n}: loss is {float(loss)} at step {step}. Lower train.lr_embed (e.g. 1e-5), "
+                    "raise train.warmup_steps (e.g. 200), keep train.max_grad_norm: 1.0 (design failure mode 2). "
+                    f"The last good state is kept in {state_dir}."
+                )
+            (loss / k).backward()
+            for key in sums:
+                sums[key] += parts[key]
+            n_tokens += tokens
+            n_passkey += int(is_pk)
+        grad_norm = float(torch.nn.utils.clip_grad_norm_([p for g in self.optimizer.param_groups for p in g["params"]], cfg["max_grad_norm"]))
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        norms = gist_embedding_norms(self.model, self.loaded.gist_ids)
+        if not torch.isfinite(norms).all() or norms.max() > cfg["max_embed_norm"]:
+            raise TrainingDiverged(
+                f"gist-{n}: gist embedding norm {float(norms.max()):.1f} exceeds train.max_embed_norm "
+                f"({cfg['max_embed_norm']}) at step {step}. Lower train.lr_embed / raise warm-up (design failure mode 2). "
+                f"The last good state is kept in {state_dir}."
+            )
+        dt = time.perf_counter() - t0
+        row = {
+            "step": step + 1,
+            "stage_tokens": self.curriculum.length,
+            "passkey_microbatches": n_passkey,
+            "loss": round(sums["loss"] / k, 6),
+            "aux_loss": round(sums["aux_loss"] / k, 6),
+            "next_loss": round(sums["next_loss"] / k, 6),
+            "kl": round(sums["kl"] / k, 6),
+            "lr_lora": self.optimizer.param_groups[0]["lr"],
+            "lr_embed": self.optimizer.param_groups[-1]["lr"],
+            "grad_norm": round(grad_norm, 6),
+            "gist_norm_mean": round(float(norms.mean()), 5),
+            "gist_norm_max": round(float(norms.max()), 5),
+            "tokens_per_s": round(n_tokens / dt, 1),
+        }
+        self.rows.append(row)
+        self.step_no = step + 1
+        log.info("step %d/%d loss %.4f grad %.3f gist-norm %.3f stage %d %.0f tok/s", step + 1, self.run_end(), sums["loss"] / k, grad_norm,
+                 float(norms.max()), self.curriculum.length, n_tokens / dt)
+        return row
+
+    def check(self, hits: dict[int, list[float]]) -> list[dict]:
+        """The held-out passkey gate at the current step (``hits`` collects the per-window results by length) and the
+        validation loss; appended to ``evals`` and returned."""
+        done = self.step_no
+        new = gate_check(self.model, self.loaded.tokenizer, self.curriculum, self.heldout, self.loaded.eos_ids, self.cfg["batch_size"],
+                         done, self.n, hits)
+        vloss = validation_loss(self.model, self.val_rows, self.loaded.tokenizer.pad_token_id)
+        new.append({"step": done, "kind": "val_loss", "length": None, "value": vloss})
+        log.info("step %d validation loss %.4f", done, vloss)
+        self.evals += new
+        return new
+
+    def save_state(self, state_dir: Path, elapsed: float) -> None:
+        _save_state(state_dir, self.model, self.optimizer, self.step_no, {"fingerprint": self.fingerprint, "rows": self.rows,
+                                                                          "evals": self.evals, "curriculum": self.curriculum.state(),
+                                                                          "elapsed_s": elapsed})
+
+    def final_heldout(self, checked: dict[int, list[float]]) -> list[dict]:
+        """Held-out accuracy per length and depth with the final weights (reusing the last step's check where it ran)."""
+        out = []
+        for length, wins in self.heldout.items():
+            got = checked.get(length)
+            out += accuracy_table(wins, got if got is not None else
+                                  passkey_hits(self.model, self.loaded.tokenizer, wins, self.loaded.eos_ids, self.cfg["batch_size"]), length)
+        for r in out:
+            if r["depth"] == "all":
+                log.info("gist-%d held-out passkey accuracy at %d tokens: %.3f", self.n, r["length"], r["acc"])
+        return out
+
+    def write_checkpoint(self, out_dir: Path, stopped_by: str, heldout_final: list[dict]) -> None:
+        """The adapter (or model), tokenizer, logs and summary.json, written beside ``out_dir`` and swapped in."""
+        tmp = out_dir.with_name(out_dir.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        if self.cfg["method"] == "lora":
+            self.model.save_pretrained(tmp, save_embedding_layers=False)
+        else:
+            self.model.save_pretrained(tmp)
+        self.loaded.tokenizer.save_pretrained(tmp)
+        _write_csv(tmp / "train_log.csv", self.rows)
+        _write_csv(tmp / "eval_log.csv", self.evals)
+        write_json(tmp / "summary.json", {
+            "n_gist": self.n,
+            "chunk_tokens": list(self.chunk_sizes),  # the chunk-wise layout's chunk sizes it trained on ([] = whole document)
+            "method": self.cfg["method"],
+            "steps": self.step_no,
+            "max_steps": self.cfg["max_steps"],
+            "stopped_by": stopped_by,
+            "first_loss": self.rows[0]["loss"] if self.rows else None,
+            "final_loss": self.rows[-1]["loss"] if self.rows else None,
+            "resumed_from_step": self.start_step,
+            "curriculum": self.curriculum.state(),
+            "heldout_passkey": heldout_final,
+            "training_documents": self.doc_ids,
+            "validation_documents": list(self.val_docs),
+            "pretrained": self.init_info,
+            "passkey_digits": self.passkey_digits,
+            "fingerprint": self.fingerprint,
+            "config": self.cfg,
+            "instruction": self.instruction,
+            "environment": host_environment(),
+        })
+        shutil.rmtree(out_dir, ignore_errors=True)
+        tmp.rename(out_dir)
+
+
 def train_gist(loaded, train_records: list[dict], val_records: list[dict], cfg: dict, instruction: str, seed: int,
                out_dir: Path, state_dir: Path, passkey_digits: int, model_cfg: dict | None = None,
                init_adapter: Path | None = None, warm_start: bool = False, chunk_sizes: tuple[int, ...] = ()) -> TrainResult:
@@ -236,247 +498,47 @@ def train_gist(loaded, train_records: list[dict], val_records: list[dict], cfg: 
     ``init_adapter``: a pre-trained (stage-1) adapter folder to start from, validated by ``pretrained.check``.
     For stage 1 itself, ``val_records`` are held-out training documents (``pretrained.heldout_split``), and
     ``warm_start`` seeds it from another N's stage-1 adapter (its LoRA and its first N gist rows).
-    ``chunk_sizes``: the chunk-wise layout (N gists per chunk), every row's chunk size drawn from these."""
-    tokenizer, gist_ids, eos_ids = loaded.tokenizer, loaded.gist_ids, loaded.eos_ids
-    n = len(gist_ids)
-    template = prompt_template(tokenizer, instruction)
-    docs = group_by_doc(train_records)
-    doc_ids = list(docs)
-    chunk_sizes = tuple(chunk_sizes)
-    doc_rows: dict[tuple[str, int], dict] = {}
+    ``chunk_sizes``: the chunk-wise layout (N gists per chunk), every row's chunk size drawn from these.
 
-    def doc_row(doc_id: str, chunk: int) -> dict:
-        """A training document's tokenised row in one layout (made when first drawn)."""
-        if (doc_id, chunk) not in doc_rows:
-            doc_rows[doc_id, chunk] = doc_example(tokenizer, template, gist_ids, docs[doc_id], chunk_tokens=chunk)
-        return doc_rows[doc_id, chunk]
-
-    val_docs = group_by_doc(val_records)
-    val_rows = [doc_example(tokenizer, template, gist_ids, recs, chunk_tokens=chunk_in_turn(chunk_sizes, i))
-                for i, recs in enumerate(list(val_docs.values())[: cfg["eval_docs"]])]
-    # the passkey stream draws from training documents only; the gate's held-out windows from validation ones
-    pool = TextPool(tokenizer, [strip_passkey(recs[0]) for recs in docs.values()], doc_ids)
-    val_pool = TextPool(tokenizer, [strip_passkey(recs[0]) for recs in val_docs.values()], list(val_docs))
-    stream = PasskeyStream(tokenizer, template, gist_ids, pool, passkey_digits, seed, tuple(cfg["passkey_wordings"]), chunk_sizes)
-    cur_cfg = cfg["curriculum"]
-    max_len = max(r["context_tokens"] for r in train_records)
-    curriculum = Curriculum(effective_stages(cur_cfg["stages"], max_len), cur_cfg["promote_at"])
-    # held-out windows at every stage and at the data's longest length (does a 4k curriculum carry to 8k?)
-    lengths = sorted(set(curriculum.stages) | {max_len})
-    heldout = heldout_windows(tokenizer, template, gist_ids, val_pool, lengths, cur_cfg["heldout_windows"], passkey_digits, seed, chunk_sizes)
-    total_steps = cfg["max_steps"]
-    init_info = None
-    if init_adapter is not None:
-        prov = pretrained.check(init_adapter, loaded, cfg, warm_start=warm_start)
-        init_info = {"path": str(init_adapter), "adapter_sha256": pretrained.file_hash(init_adapter), "steps": prov["steps"],
-                     "commit": prov["commit"], "n_gist": prov["n_gist"], "warm_start": warm_start}
-    fingerprint = stable_hash({"init": init_info,"cfg": cfg, "instruction": instruction, "seed": seed, "n_gist": n, "digits": passkey_digits, "chunks": list(chunk_sizes),
-                               "train": records_hash(train_records), "val": records_hash(val_records), "model": model_cfg,
-                               "template": [template.head, template.q_prefix, template.q_suffix, template.answer_end],
-                               "code": code_hash(TRAIN_CODE)})
-    log.info("gist-%d: %d training documents (%d tokens of passkey-window text), %d optimizer steps, curriculum %s",
-             n, len(doc_ids), pool.n_tokens, total_steps, curriculum.stages)
-
-    torch.manual_seed(seed)
-    # the objectives through the gist bottleneck besides the answers, each with its weight (train.aux): reconstruction of a
-    # context span after a cue (cue_continuation), continuation of the text after a window (continuation), KL to the base
-    # model reading the context (self_distill)
-    w_cue, w_kl, w_next = cfg["aux"]["cue_continuation"], cfg["aux"]["self_distill"], cfg["aux"]["continuation"]
-    teacher = None
-    if w_kl > 0 and cfg["method"] == "full":
-        teacher = copy.deepcopy(loaded.model).eval().requires_grad_(False)  # the untouched base model
-    model = prepare_trainable(loaded.model, gist_ids, cfg)
-    if init_adapter is not None:
-        pretrained.load_weights(model, init_adapter, n if warm_start else None)
-        log.info("gist-%d starts from the pre-trained adapter %s (%d stage-1 steps, commit %s)", n, init_adapter,
-                 init_info["steps"], init_info["commit"])
-    model.train()
-    optimizer = make_optimizer(param_groups(model, cfg), cfg)
-    rows: list[dict] = []
-    evals: list[dict] = []
-    start_step = 0
-    elapsed_before = 0.0  # training seconds of earlier (interrupted) attempts, for train.time_limit_minutes
+    The order, nanoGPT style: setup, resume, then step / check / save until the budget or the time is spent, then
+    the final held-out table and the checkpoint."""
+    t = Trainer(loaded, train_records, val_records, cfg, instruction, seed, passkey_digits, model_cfg, init_adapter, warm_start, chunk_sizes)
+    t.resume(state_dir)
     stop_file = state_dir.with_name(state_dir.name + ".STOP")  # touched while the run goes: end after this step as at the time limit, weights saved
     stop_file.unlink(missing_ok=True)  # a request left from an earlier attempt is not one for this run
-    if (state_dir / "progress.json").exists():
-        progress = json.loads((state_dir / "progress.json").read_text())
-        if progress["fingerprint"] == fingerprint:
-            trainer = torch.load(state_dir / "trainer.pt", weights_only=False)
-            missing = {name for name, p in model.named_parameters() if p.requires_grad} - set(trainer["weights"])
-            if missing:
-                raise RuntimeError(f"resumable state in {state_dir} lacks {sorted(missing)[:3]}: delete it to start over")
-            model.load_state_dict(trainer["weights"], strict=False)
-            optimizer.load_state_dict(trainer["optimizer"])
-            torch.set_rng_state(trainer["rng"])
-            start_step, rows, evals = progress["step"], progress["rows"], progress["evals"]
-            elapsed_before = progress["elapsed_s"]
-            curriculum = Curriculum.from_state(progress["curriculum"])
-            log.info("resuming gist-%d from step %d in curriculum stage %d (%d tokens) (%s)", n, start_step, curriculum.stage, curriculum.length, state_dir)
-        else:
-            log.info("state in %s belongs to another configuration, data or code: starting over", state_dir)
-    collate = GistDataCollator(tokenizer.pad_token_id, teacher_mask=w_kl > 0)
-    base_lrs = [g["lr"] for g in optimizer.param_groups]
-    last_loss = float("nan")
-    bs = cfg["batch_size"]
-    after_gate = cur_cfg["after_gate_steps"]
-
-    def run_end() -> int:
-        """max_steps, or fewer once the last stage has passed its gate and after_gate_steps is set."""
-        if after_gate and curriculum.final_gate_step is not None:
-            return min(total_steps, curriculum.final_gate_step + after_gate)
-        return total_steps
-
+    every_check, every_save = cfg["curriculum"]["check_every_steps"], cfg["checkpoint_every_steps"]
     t_start = time.monotonic()
     stopped_by = "max_steps"
-    step = start_step
     try:
         checked: dict[int, list[float]] = {}
-        while step < run_end():
-            t0 = time.perf_counter()
-            factor = lr_factor(step, cfg["warmup_steps"], run_end(), cfg["lr_schedule"], cfg["decay_fraction"], cfg["min_lr_factor"],
-                               curriculum.final_gate_step)
-            for g, base in zip(optimizer.param_groups, base_lrs):
-                g["lr"] = base * factor
-            sums = {"loss": 0.0, "aux_loss": 0.0, "next_loss": 0.0, "kl": 0.0}
-            n_tokens = n_passkey = 0
-            for m in range(cfg["grad_accum"]):
-                is_pk = stream.is_passkey(step, m, cfg["passkey_share"])
-                next_tokens = cfg["aux"]["next_tokens"] if w_next > 0 else 0
-                batch_rows = (stream.windows(step, m, bs, curriculum.length, next_tokens) if is_pk else
-                              [doc_row(d, stream.chunk(step, m, i)) for i, d in enumerate(stream.documents(step, m, bs, doc_ids))])
-                examples = [to_example(r) for r in batch_rows]
-                for ex, r in zip(examples, batch_rows):
-                    if len(r.get("next_ids", [])) > 1:  # the first token is the cue, the rest is predicted from the gist
-                        ex.next_segments.append((r["next_ids"][:1], r["next_ids"][1:]))
-                if w_cue > 0:
-                    rng = stream.rng(step, m, "cue")
-                    for ex, r in zip(examples, batch_rows):
-                        pair = cue_continuation(rng, r, cfg["aux"]["cue_tokens"], cfg["aux"]["continuation_tokens"])
-                        if pair:
-                            ex.aux_segments.append(pair)
-                batch = collate(examples)
-                out = forward_masked(model, batch)
-                loss = out.loss
-                if out.aux_loss is not None:
-                    loss = loss + w_cue * out.aux_loss
-                    sums["aux_loss"] += float(out.aux_loss.detach())
-                if out.next_loss is not None:
-                    loss = loss + w_next * out.next_loss
-                    sums["next_loss"] += float(out.next_loss.detach())
-                if w_kl > 0 and not is_pk:
-                    kl = distill_kl(model, teacher, batch, out)
-                    loss = loss + w_kl * kl
-                    sums["kl"] += float(kl.detach())
-                if not torch.isfinite(loss):
-                    raise TrainingDiverged(
-                        f"gist-{n}: loss is {float(loss)} at step {step}. Lower train.lr_embed (e.g. 1e-5), "
-                        "raise train.warmup_steps (e.g. 200), keep train.max_grad_norm: 1.0 (design failure mode 2). "
-                        f"The last good state is kept in {state_dir}."
-                    )
-                (loss / cfg["grad_accum"]).backward()
-                sums["loss"] += float(out.loss.detach())
-                n_tokens += int(batch["input_ids"].numel())
-                n_passkey += int(is_pk)
-            grad_norm = float(torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], cfg["max_grad_norm"]))
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            norms = gist_embedding_norms(model, gist_ids)
-            if not torch.isfinite(norms).all() or norms.max() > cfg["max_embed_norm"]:
-                raise TrainingDiverged(
-                    f"gist-{n}: gist embedding norm {float(norms.max()):.1f} exceeds train.max_embed_norm "
-                    f"({cfg['max_embed_norm']}) at step {step}. Lower train.lr_embed / raise warm-up (design failure mode 2). "
-                    f"The last good state is kept in {state_dir}."
-                )
-            dt = time.perf_counter() - t0
-            k = cfg["grad_accum"]
-            last_loss = sums["loss"] / k
-            rows.append({
-                "step": step + 1,
-                "stage_tokens": curriculum.length,
-                "passkey_microbatches": n_passkey,
-                "loss": round(last_loss, 6),
-                "aux_loss": round(sums["aux_loss"] / k, 6),
-                "next_loss": round(sums["next_loss"] / k, 6),
-                "kl": round(sums["kl"] / k, 6),
-                "lr_lora": optimizer.param_groups[0]["lr"],
-                "lr_embed": optimizer.param_groups[-1]["lr"],
-                "grad_norm": round(grad_norm, 6),
-                "gist_norm_mean": round(float(norms.mean()), 5),
-                "gist_norm_max": round(float(norms.max()), 5),
-                "tokens_per_s": round(n_tokens / dt, 1),
-            })
-            log.info("step %d/%d loss %.4f grad %.3f gist-norm %.3f stage %d %.0f tok/s", step + 1, run_end(), last_loss, grad_norm,
-                     float(norms.max()), curriculum.length, n_tokens / dt)
-            done = step + 1
-            step = done
-            elapsed = elapsed_before + time.monotonic() - t_start
+        while t.step_no < t.run_end():
+            t.step(state_dir)
+            done = t.step_no
+            elapsed = t.elapsed_before + time.monotonic() - t_start
             stop_asked = stop_file.exists()
             out_of_time = stop_asked or (bool(cfg["time_limit_minutes"]) and elapsed >= 60 * cfg["time_limit_minutes"])
-            last = done >= run_end() or out_of_time
+            last = done >= t.run_end() or out_of_time
             checked = {}  # held-out hits of this step's check, by length (the weights change with every step)
-            if done % cur_cfg["check_every_steps"] == 0 or last:
-                evals += gate_check(model, tokenizer, curriculum, heldout, eos_ids, bs, done, n, checked)
-                vloss = validation_loss(model, val_rows, tokenizer.pad_token_id)
-                evals.append({"step": done, "kind": "val_loss", "length": None, "value": vloss})
-                log.info("step %d validation loss %.4f", done, vloss)
-            if done % cfg["checkpoint_every_steps"] == 0 or last or done >= run_end():
-                _save_state(state_dir, model, optimizer, done, {"fingerprint": fingerprint, "rows": rows, "evals": evals,
-                                                                 "curriculum": curriculum.state(), "elapsed_s": elapsed})
-            if out_of_time and done < run_end():
+            if done % every_check == 0 or last:
+                t.check(checked)
+            if done % every_save == 0 or last or done >= t.run_end():
+                t.save_state(state_dir, elapsed)
+            if out_of_time and done < t.run_end():
                 stopped_by = "stop_file" if stop_asked else "time_limit"
-                log.warning("gist-%d: %s at step %d of %d", n, f"{stop_file} asks to stop" if stop_asked else
-                            f"train.time_limit_minutes ({cfg['time_limit_minutes']}) reached", done, run_end())
+                log.warning("gist-%d: %s at step %d of %d", t.n, f"{stop_file} asks to stop" if stop_asked else
+                            f"train.time_limit_minutes ({cfg['time_limit_minutes']}) reached", done, t.run_end())
                 break
-        if stopped_by not in ("time_limit", "stop_file") and run_end() < total_steps:
+        if stopped_by not in ("time_limit", "stop_file") and t.run_end() < cfg["max_steps"]:
             stopped_by = "after_gate_steps"
-        heldout_final = []
-        for length, wins in heldout.items():  # the last step's check already scored some lengths with these weights
-            got = checked.get(length)
-            heldout_final += accuracy_table(wins, got if got is not None else passkey_hits(model, tokenizer, wins, eos_ids, bs), length)
+        heldout_final = t.final_heldout(checked)
     except (RuntimeError, MemoryError) as err:
         if is_oom(err):
             kind = "CUDA " if isinstance(err, torch.cuda.OutOfMemoryError) else ""
-            raise RuntimeError(f"gist-{n}: {kind}{OOM_HELP}") from err
+            raise RuntimeError(f"gist-{t.n}: {kind}{OOM_HELP}") from err
         raise
-    for r in heldout_final:
-        if r["depth"] == "all":
-            log.info("gist-%d held-out passkey accuracy at %d tokens: %.3f", n, r["length"], r["acc"])
-
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    if cfg["method"] == "lora":
-        model.save_pretrained(tmp, save_embedding_layers=False)
-    else:
-        model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    _write_csv(tmp / "train_log.csv", rows)
-    _write_csv(tmp / "eval_log.csv", evals)
-    write_json(tmp / "summary.json", {
-        "n_gist": n,
-        "chunk_tokens": list(chunk_sizes),  # the chunk-wise layout's chunk sizes it trained on ([] = whole document)
-        "method": cfg["method"],
-        "steps": step,
-        "max_steps": total_steps,
-        "stopped_by": stopped_by,
-        "first_loss": rows[0]["loss"] if rows else None,
-        "final_loss": rows[-1]["loss"] if rows else None,
-        "resumed_from_step": start_step,
-        "curriculum": curriculum.state(),
-        "heldout_passkey": heldout_final,
-        "training_documents": doc_ids,
-        "validation_documents": list(val_docs),
-        "pretrained": init_info,
-        "passkey_digits": passkey_digits,
-        "fingerprint": fingerprint,
-        "config": cfg,
-        "instruction": instruction,
-        "environment": host_environment(),
-    })
-    shutil.rmtree(out_dir, ignore_errors=True)
-    tmp.rename(out_dir)
+    t.write_checkpoint(out_dir, stopped_by, heldout_final)
     shutil.rmtree(state_dir, ignore_errors=True)
-    return TrainResult(step, last_loss, start_step)
+    return TrainResult(t.step_no, t.rows[-1]["loss"] if t.rows else float("nan"), t.start_step)
 
 
 def gate_check(model, tokenizer, curriculum: Curriculum, heldout: dict[int, list[dict]], eos_ids: list[int], bs: int, step: int, n: int,

@@ -11,6 +11,19 @@ import time
 from tests.conftest import ROOT
 
 
+def _recording_python(tmp_path):
+    """A `python` first on PATH that records `python -m snakemake ...` (its folder, then its arguments) in $SMK_ARGS
+    instead of running it, and is the real interpreter for everything else."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python").write_text(
+        "#!/bin/bash\n"
+        'if [ "$1" = -m ] && [ "$2" = snakemake ]; then shift 2; echo "$PWD $@" >"$SMK_ARGS"; exit 0; fi\n'
+        f'exec {sys.executable} "$@"\n')
+    (bin_dir / "python").chmod(0o755)
+    return bin_dir
+
+
 def test_start_hands_every_target_to_the_detached_run(tmp_path):
     """`device.sh start publish` runs `snakemake ... publish` detached. (It once dropped the first target: bash -c
     took it as $0, and a paper-scale run made the default target instead of `publish`.) Snakemake itself is replaced
@@ -19,13 +32,7 @@ def test_start_hands_every_target_to_the_detached_run(tmp_path):
     shutil.copy(ROOT / "bench/paper_scale/device.sh", tmp_path / "bench/paper_scale/device.sh")
     shutil.copy(ROOT / "config.yaml", tmp_path / "config.yaml")
     (tmp_path / "resources").symlink_to(ROOT / "resources")   # the config's paths are checked when it loads
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "python").write_text(
-        "#!/bin/bash\n"
-        'if [ "$1" = -m ] && [ "$2" = snakemake ]; then shift 2; echo "$@" >"$SMK_ARGS"; exit 0; fi\n'
-        f'exec {sys.executable} "$@"\n')
-    (bin_dir / "python").chmod(0o755)
+    bin_dir = _recording_python(tmp_path)
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "PYTHONPATH": str(ROOT), "CONFIG": "config.yaml",
            "SMK_ARGS": str(tmp_path / "args"), "START_WAIT_S": "0"}
     subprocess.run(["bash", "bench/paper_scale/device.sh", "start", "publish", "stage1"], cwd=tmp_path, env=env, check=True,
@@ -34,7 +41,7 @@ def test_start_hands_every_target_to_the_detached_run(tmp_path):
     while time.time() < deadline and not (tmp_path / "run.done").exists():
         time.sleep(0.2)
     assert (tmp_path / "run.done").read_text().strip() == "0"
-    args = (tmp_path / "args").read_text().split()
+    _, *args = (tmp_path / "args").read_text().split()
     assert args[-2:] == ["publish", "stage1"], args
     assert ["--configfile", "config.yaml"] == args[:2] and "--workflow-profile" in args
 
@@ -63,13 +70,7 @@ def test_second_run_starts_in_a_copy_with_its_own_joined_model(tmp_path):
     (root / "device_in/s1/NAME").write_text("model.gguf\n")
     (root / "device_in/s1/COUNT").write_text("2\n")
     (root / "device_in/s1/SHA256").write_text(hashlib.sha256(blob).hexdigest() + "\n")
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "python").write_text(
-        "#!/bin/bash\n"
-        'if [ "$1" = -m ] && [ "$2" = snakemake ]; then shift 2; echo "$PWD $@" >"$SMK_ARGS"; exit 0; fi\n'
-        f'exec {sys.executable} "$@"\n')
-    (bin_dir / "python").chmod(0o755)
+    bin_dir = _recording_python(tmp_path)
     second = tmp_path / "second"
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "PYTHONPATH": str(ROOT), "CONFIG": "config.yaml",
            "SECOND_CONFIG": "config.yaml", "SECOND_DIR": str(second), "SMK_ARGS": str(tmp_path / "args"), "START_WAIT_S": "0"}

@@ -170,8 +170,14 @@ def test_both_answerers_take_the_same_call_and_give_the_same_answers(tokenizer, 
     assert isinstance(eager, EagerAnswerer) and isinstance(compiled, CompiledAnswerer)
     assert eager.facts == {"engine": "eager"} and compiled.facts == {"engine": "compiled", "fast_kernels": False}   # CPU
     assert eager.per_pass() == 1 and compiled.per_pass(100) == 4 and compiled.per_pass(10**6) == 1
+    # two documents read in full (caches of different sizes: the self-study shape; the shorter row's unused slots
+    # stay masked)
+    docs = [encode_prefix(tokenizer, template, text, []).prefix_ids for text in (real_text[:500], real_text[500:700])]
+    full = [compress_context(model, d, 0, len(d)) for d in docs]
+    assert full[0].n_tokens != full[1].n_tokens
     calls = [(prompts, 0, None), (questions, cache.next_position, cache),
-             (questions[:2], [cache.next_position, other.next_position], [cache, other])]
+             (questions[:2], [cache.next_position, other.next_position], [cache, other]),
+             (questions[1:3], [c.next_position for c in full], full)]
     for rows, start, prefix in calls:
         for e, c in zip(eager.generate(rows, start, 8, prefix=prefix), compiled.generate(rows, start, 8, prefix=prefix), strict=True):
             _same(e, c)
