@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from gistpoc.evaluate.summary import summarize_method
+from gistpoc.methods import parse
 from tests.conftest import ROOT
 from tests.published import runfiles
 from tests.published.test_published_results import recomputes_from_predictions
@@ -145,7 +146,7 @@ def test_the_probe_table_is_the_committed_probe():
 def test_a_chunk_wise_row_holds_16_positions_per_chunk(method):
     """The answers' own record of the layout: KV bytes per document = 16 x chunks x bytes per position, the ratio =
     context tokens / (16 x chunks)."""
-    chunk = int(method.split("per")[1])
+    chunk = parse(method).chunk
     per_position = {r["gist_kv_bytes"] / 25 for r in runfiles.rows(RUN, "gist25")}
     assert len(per_position) == 1
     for r in runfiles.rows(RUN, method):

@@ -6,6 +6,7 @@ import pytest
 import yaml
 
 from gistpoc.config import ConfigError, load_config, validate_config
+from gistpoc.methods import parse
 from tests.conftest import ROOT
 
 
@@ -65,7 +66,7 @@ def test_a_chunk_wise_method_can_have_controls():
     cfg["eval"]["other_doc_control"] = ["16per512"]
     from gistpoc.methods import configured
 
-    assert [m for m in configured(validate_config(cfg)) if "per" in m] == ["gist16per256", "gist16per512"]
+    assert [m for m in configured(validate_config(cfg)) if parse(m).chunk] == ["gist16per256", "gist16per512"]
     cfg["eval"]["scramble_control"] = ["16per1024"]
     with pytest.raises(ConfigError, match=r"nor the chunk-wise methods \['gist16per256', 'gist16per512'\]"):
         validate_config(cfg)
