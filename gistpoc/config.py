@@ -126,6 +126,8 @@ def validate_config(config: dict, schema_path: str | Path = SCHEMA_PATH, _nested
     bad = [n for n in config["eval"]["rag_gist"] if n not in ns]
     if bad:
         raise ConfigError(f"eval.rag_gist: {bad} not in gist.n_tokens {ns} (the hybrid answers from a trained gist-N)")
+    if config["sources"].get("debian_docs") and config["gist"]["pretrained"] != "train":
+        raise ConfigError("sources.debian_docs: the text at volume feeds stage 1 only; set gist.pretrained: train, or remove it")
     data = config["data"]
     if data["min_tokens"] >= data["max_tokens"]:
         raise ConfigError(
@@ -150,6 +152,9 @@ def check_sources(config: dict, root: str | Path = ".") -> None:
             if not full.exists():
                 kind = "folder" if key.endswith("_dirs") else "file"
                 missing.append(f"sources.{key}[{i}]: no such {kind}: {path}")
+    debian = config["sources"].get("debian_docs")
+    if debian and not (Path(debian["lock"]) if Path(debian["lock"]).is_absolute() else Path(root) / debian["lock"]).exists():
+        missing.append(f"sources.debian_docs.lock: no such file: {debian['lock']}")
     pretrained = config["gist"]["pretrained"]
     if pretrained not in ("train", "none"):
         folder = Path(pretrained) if Path(pretrained).is_absolute() else Path(root) / pretrained

@@ -14,6 +14,7 @@ from gistpoc.config import (
     publish_dir,
     validate_config,
 )
+from gistpoc.data.sources.debian import deb_paths
 from gistpoc.methods import checkpoint_key, configured
 from gistpoc.methods import parse as parse_method
 
@@ -143,6 +144,24 @@ def source_kinds():
     if src["hf_datasets"]:
         kinds.append("hf")
     return kinds
+
+
+# sources.debian_docs: stage 1's text at volume (Debian documentation packages), or None
+DEBIAN = config["sources"]["debian_docs"]
+
+
+def debian_debs():
+    """The locked .deb files (fetched by fetch_debian_docs where they are missing)."""
+    return deb_paths(DEBIAN["lock"], DEBIAN["dir"]) if DEBIAN else []
+
+
+def volume_input(wildcards=None):
+    """Stage 1's text at volume, when the config names one."""
+    return ["results/data/volume/train.jsonl"] if DEBIAN else []
+
+
+def volume_arg(wildcards, input):
+    return " ".join(f"--volume {p}" for p in input.volume)
 
 
 def get_extracted(wildcards=None):

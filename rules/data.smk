@@ -106,6 +106,70 @@ rule extract_hf:
         "--out {output.docs} --issues {output.issues} --log {log}"
 
 
+if DEBIAN:
+
+    localrules:
+        fetch_debian_docs,
+
+    rule fetch_debian_docs:
+        input:
+            lock=external(DEBIAN["lock"]),
+        output:
+            debian_debs(),
+        log:
+            "logs/fetch_debian_docs/fetch_debian_docs.log",
+        conda:
+            "../envs/data.yaml"
+        params:
+            dir=DEBIAN["dir"],
+        shell:
+            "python -m gistpoc.data.sources.debian fetch --lock {input.lock} --dir {params.dir:q} > {log} 2>&1"
+
+    rule extract_debian_docs:
+        input:
+            lock=external(DEBIAN["lock"]),
+            debs=debian_debs(),
+        output:
+            docs=ensure("results/data/extracted/debian_docs.jsonl", non_empty=True),
+            issues="results/data/extracted/debian_docs.issues.json",
+        log:
+            "logs/extract_debian_docs/extract_debian_docs.log",
+        conda:
+            "../envs/data.yaml"
+        resources:
+            mem_mb=scaled(4000),
+        params:
+            code=script_code("extract_debian_docs"),
+            # the lock holds every .deb's sha256, and the script checks each file against it
+            sources=ext_hash([DEBIAN["lock"]]),
+            dir=DEBIAN["dir"],
+        shell:
+            "python scripts/extract_debian_docs.py --lock {input.lock} --dir {params.dir:q} "
+            "--out {output.docs} --issues {output.issues} --log {log}"
+
+    rule build_text_volume:
+        input:
+            extracted="results/data/extracted/debian_docs.jsonl",
+            documents="results/data/documents.jsonl",
+            model=MODEL,
+            model_sum=MODEL_SUM,
+        output:
+            texts="results/data/volume/train.jsonl",
+            stats="results/data/volume/stats.json",
+        log:
+            "logs/build_text_volume/build_text_volume.log",
+        conda:
+            "../envs/data.yaml"
+        threads: TORCH_THREADS
+        resources:
+            mem_mb=scaled(6000),
+        params:
+            code=script_code("build_text_volume"),
+        shell:
+            "python scripts/build_text_volume.py --extracted {input.extracted} --documents {input.documents} "
+            "--model-ref {input.model} --out {output.texts} --stats {output.stats} --log {log}"
+
+
 rule build_documents:
     input:
         extracted=get_extracted(),

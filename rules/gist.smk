@@ -26,6 +26,7 @@ rule pretrain_gist:
         model=MODEL,
         model_sum=MODEL_SUM,
         warm=get_warm_start,
+        volume=volume_input,
     output:
         dir=directory("results/pretrained/gist{n}"),
         manifest="results/pretrained/gist{n}.sha256",
@@ -53,11 +54,12 @@ rule pretrain_gist:
         warm=warm_start_arg,
         n=lambda wc: n_of(wc.n),
         chunks=chunk_arg,
+        volume=volume_arg,
     shell:
         "python scripts/pretrain_gist.py --model {params.model:q} --model-ref {input.model} --train-cfg {params.train:q} "
         "--train {input.train} --n-gist {params.n} {params.chunks} --instruction {params.instruction:q} "
         "--seed {params.seed} --passkey-digits {params.digits} --out-dir {output.dir} --state-dir {params.state} "
-        "{params.warm} --manifest {output.manifest} --log {log}"
+        "{params.warm} {params.volume} --manifest {output.manifest} --log {log}"
 
 
 rule self_study:

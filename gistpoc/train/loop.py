@@ -234,7 +234,7 @@ class Trainer:
 
     def __init__(self, loaded, train_records: list[dict], val_records: list[dict], cfg: dict, instruction: str, seed: int,
                  passkey_digits: int, model_cfg: dict | None = None, init_adapter: Path | None = None, warm_start: bool = False,
-                 chunk_sizes: tuple[int, ...] = ()):
+                 chunk_sizes: tuple[int, ...] = (), volume: dict[str, str] | None = None):
         self.loaded, self.cfg, self.instruction, self.seed, self.passkey_digits = loaded, cfg, instruction, seed, passkey_digits
         tokenizer, gist_ids = loaded.tokenizer, loaded.gist_ids
         self.n = n = len(gist_ids)
@@ -246,8 +246,10 @@ class Trainer:
         self.val_docs = val_docs = group_by_doc(val_records)
         self.val_rows = [doc_example(tokenizer, template, gist_ids, recs, chunk_tokens=chunk_in_turn(chunk_sizes, i))
                          for i, recs in enumerate(list(val_docs.values())[: cfg["eval_docs"]])]
-        # the passkey stream draws from training documents only; the gate's held-out windows from validation ones
-        pool = TextPool(tokenizer, [strip_passkey(recs[0]) for recs in self.docs.values()], self.doc_ids)
+        # the passkey stream draws from training documents only (and stage 1's text at volume, never documents with
+        # questions: results/data/volume); the gate's held-out windows from validation ones
+        volume = volume or {}
+        pool = TextPool(tokenizer, [strip_passkey(recs[0]) for recs in self.docs.values()] + list(volume.values()), self.doc_ids + list(volume))
         val_pool = TextPool(tokenizer, [strip_passkey(recs[0]) for recs in val_docs.values()], list(val_docs))
         self.stream = PasskeyStream(tokenizer, template, gist_ids, pool, passkey_digits, seed, tuple(cfg["passkey_wordings"]), chunk_sizes)
         cur_cfg = cfg["curriculum"]
@@ -264,10 +266,10 @@ class Trainer:
                               "commit": prov["commit"], "n_gist": prov["n_gist"], "warm_start": warm_start}
         self.fingerprint = stable_hash({
             "init": self.init_info, "cfg": cfg, "instruction": instruction, "seed": seed, "n_gist": n, "digits": passkey_digits,
-            "chunks": list(chunk_sizes), "train": records_hash(train_records), "val": records_hash(val_records), "model": model_cfg,
+            "chunks": list(chunk_sizes), "train": records_hash(train_records), "volume": stable_hash(volume) if volume else None, "val": records_hash(val_records), "model": model_cfg,
             "template": [template.head, template.q_prefix, template.q_suffix, template.answer_end], "code": code_hash(TRAIN_CODE)})
-        log.info("gist-%d: %d training documents (%d tokens of passkey-window text), %d optimizer steps, curriculum %s",
-                 n, len(self.doc_ids), pool.n_tokens, cfg["max_steps"], self.curriculum.stages)
+        log.info("gist-%d: %d training documents and %d texts at volume (%d tokens of passkey-window text), %d optimizer steps, "
+                 "curriculum %s", n, len(self.doc_ids), len(volume), pool.n_tokens, cfg["max_steps"], self.curriculum.stages)
 
         torch.manual_seed(seed)
         # the objectives through the gist bottleneck besides the answers, each with its weight (train.aux): reconstruction
@@ -490,7 +492,8 @@ class Trainer:
 
 def train_gist(loaded, train_records: list[dict], val_records: list[dict], cfg: dict, instruction: str, seed: int,
                out_dir: Path, state_dir: Path, passkey_digits: int, model_cfg: dict | None = None,
-               init_adapter: Path | None = None, warm_start: bool = False, chunk_sizes: tuple[int, ...] = ()) -> TrainResult:
+               init_adapter: Path | None = None, warm_start: bool = False, chunk_sizes: tuple[int, ...] = (),
+               volume: dict[str, str] | None = None) -> TrainResult:
     """Train one gist-N checkpoint for ``cfg["max_steps"]`` optimizer steps; resumes from ``state_dir`` when
     its fingerprint (config, data contents, code, model, starting adapter) matches, and removes that state once
     the checkpoint is written (a finished run leaves nothing that could stand in for a retrain).
@@ -499,10 +502,12 @@ def train_gist(loaded, train_records: list[dict], val_records: list[dict], cfg: 
     For stage 1 itself, ``val_records`` are held-out training documents (``pretrained.heldout_split``), and
     ``warm_start`` seeds it from another N's stage-1 adapter (its LoRA and its first N gist rows).
     ``chunk_sizes``: the chunk-wise layout (N gists per chunk), every row's chunk size drawn from these.
+    ``volume``: stage 1's text at volume (doc id -> text), joined to the training documents in the window pool only.
 
     The order, nanoGPT style: setup, resume, then step / check / save until the budget or the time is spent, then
     the final held-out table and the checkpoint."""
-    t = Trainer(loaded, train_records, val_records, cfg, instruction, seed, passkey_digits, model_cfg, init_adapter, warm_start, chunk_sizes)
+    t = Trainer(loaded, train_records, val_records, cfg, instruction, seed, passkey_digits, model_cfg, init_adapter, warm_start, chunk_sizes,
+                volume)
     t.resume(state_dir)
     stop_file = state_dir.with_name(state_dir.name + ".STOP")  # touched while the run goes: end after this step as at the time limit, weights saved
     stop_file.unlink(missing_ok=True)  # a request left from an earlier attempt is not one for this run

@@ -14,8 +14,11 @@ from the validation documents (``heldout_windows``).
 
 from __future__ import annotations
 
+import os
 import random
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from gistpoc.data.passkey import WORDINGS, inject_passkey
 from gistpoc.gist.template import encode_answer, encode_prefix, encode_question
@@ -23,7 +26,13 @@ from gistpoc.train.examples import context_spans
 
 
 class TextPool:
-    """Texts joined with blank lines and tokenised once; ``window`` cuts a token-length stretch out of it."""
+    """Texts joined with blank lines and tokenised once; ``window`` cuts a token-length stretch out of it.
+
+    Token offsets are kept as one integer array (a stage-1 pool of text at volume holds tens of millions of tokens). A
+    pool of up to ``PIECE_CHARS`` characters is tokenised in one call; a larger one in pieces of whole texts, so a
+    token never spans two pieces (the join between pieces is a blank line, where tokens end anyway)."""
+
+    PIECE_CHARS = 1 << 23
 
     def __init__(self, tokenizer, texts: list[str], doc_ids: list[str]):
         if not texts:
@@ -34,7 +43,19 @@ class TextPool:
         for t, d in zip(texts, doc_ids):
             self.doc_spans.append((pos, pos + len(t), d))
             pos += len(t) + 2
-        self.offsets = tokenizer(self.text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+        pieces, start = [], 0
+        for s, e, _ in self.doc_spans:
+            if e - start > self.PIECE_CHARS and s > start:
+                pieces.append((start, s - 2))
+                start = s
+        pieces.append((start, len(self.text)))
+        parts = []
+        at_once = max(1, min(8, os.cpu_count() or 1))  # pieces tokenised in parallel; each one's offset list is ~0.5 GB of Python objects
+        for i in range(0, len(pieces), at_once):
+            group = pieces[i : i + at_once]
+            enc = tokenizer([self.text[a:b] for a, b in group], add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+            parts += [np.asarray(o, dtype=np.int64).reshape(-1, 2) + a for (a, _), o in zip(group, enc)]
+        self.offsets = np.concatenate(parts)
 
     @property
     def n_tokens(self) -> int:
@@ -46,10 +67,10 @@ class TextPool:
         start = rng.randrange(self.n_tokens)
         end = start + n
         if end <= self.n_tokens:
-            a, b = self.offsets[start][0], self.offsets[end - 1][1]
+            a, b = int(self.offsets[start, 0]), int(self.offsets[end - 1, 1])
             return self.text[a:b], (a, b)
-        a = self.offsets[start][0]
-        b = self.offsets[end - self.n_tokens - 1][1]
+        a = int(self.offsets[start, 0])
+        b = int(self.offsets[end - self.n_tokens - 1, 1])
         return self.text[a:] + "\n\n" + self.text[:b], (a, b)
 
     def after(self, tokenizer, span: tuple[int, int], n_tokens: int) -> list[int]:

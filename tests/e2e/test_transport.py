@@ -88,3 +88,36 @@ def test_second_run_starts_in_a_copy_with_its_own_joined_model(tmp_path):
     (second / ".dmodel/model.gguf").unlink()
     r = subprocess.run(["bash", "bench/paper_scale/device.sh", "second", "stage1"], cwd=root, env=env, capture_output=True, text=True)
     assert r.returncode != 0 and "checksum mismatch" in r.stderr
+
+
+def test_unpack_joins_the_debian_packages_into_the_configs_folder(tmp_path):
+    """Stage 1's text at volume travels as d-parts of one tar of the locked .deb files (pack.sh); `device.sh unpack`
+    joins and checks them and unpacks them where sources.debian_docs.dir says, once."""
+    import hashlib
+    import tarfile
+
+    root = tmp_path / "tree"
+    (root / "bench/paper_scale").mkdir(parents=True)
+    shutil.copy(ROOT / "bench/paper_scale/device.sh", root / "bench/paper_scale/device.sh")
+    shutil.copy(ROOT / "config.yaml", root / "config.yaml")
+    (root / ".dsite").mkdir()
+    for f in ("WHEELS_OK", "CPU_MADE_OK", "MINILM_OK"):
+        (root / ".dsite" / f).touch()
+    src = tmp_path / "debs"
+    src.mkdir()
+    (src / "a_1_all.deb").write_bytes(os.urandom(2000))
+    with tarfile.open(tmp_path / "debs.tar", "w") as tar:
+        tar.add(src / "a_1_all.deb", arcname="./a_1_all.deb")
+    blob = (tmp_path / "debs.tar").read_bytes()
+    half = len(blob) // 2
+    for i, part in enumerate((blob[:half], blob[half:])):
+        (root / f"device_in/d{i + 1}").mkdir(parents=True)
+        (root / f"device_in/d{i + 1}/d_part_{i:02d}").write_bytes(part)
+    (root / "device_in/d1/NAME").write_text("debs.tar\n")
+    (root / "device_in/d1/COUNT").write_text("2\n")
+    (root / "device_in/d1/SHA256").write_text(hashlib.sha256(blob).hexdigest() + "\n")
+    (root / "device_in/d1/DIR").write_text("resources/volume/debs\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "CONFIG": "config.yaml"}
+    subprocess.run(["bash", "bench/paper_scale/device.sh", "unpack"], cwd=root, env=env, check=True, capture_output=True)
+    assert (root / "resources/volume/debs/a_1_all.deb").read_bytes() == (src / "a_1_all.deb").read_bytes()
+    assert (root / ".dsite/DEBS_OK").exists() and not (root / ".dmodel/debs.tar").exists()

@@ -116,6 +116,30 @@ def test_self_study_prompts_add_the_rule_and_feed_stage_2_only(tmp_path):
     assert "self_study" not in planned_rules(plain.stdout)
 
 
+def test_text_at_volume_is_fetched_extracted_and_fed_to_stage_1_only(tmp_path):
+    """sources.debian_docs (config.qwen-content.yaml): the locked .deb files are fetched where missing, their pages
+    extracted and filtered against the validation and test documents, and only stage 1 reads them."""
+    res = smk("-n", "-p", "publish", "--configfile", "config.qwen-content.yaml")
+    rules = planned_rules(res.stdout + res.stderr)
+    assert {"extract_debian_docs", "build_text_volume", "pretrain_gist"} <= rules
+    extract = next(ln for ln in res.stdout.splitlines() if "scripts/extract_debian_docs.py" in ln)
+    assert "--lock resources/volume/debian-docs.tsv --dir resources/volume/debs " in extract
+    assert "scripts/build_text_volume.py --extracted results/data/extracted/debian_docs.jsonl --documents results/data/documents.jsonl" in res.stdout
+    assert "debian_docs.jsonl" not in next(ln for ln in res.stdout.splitlines() if "scripts/build_documents.py" in ln)  # no questions
+    pretrain = [ln for ln in res.stdout.splitlines() if "scripts/pretrain_gist.py" in ln]
+    assert pretrain and all(" --volume results/data/volume/train.jsonl " in ln for ln in pretrain)
+    assert not any("--volume" in ln for ln in res.stdout.splitlines() if "scripts/train_gist.py" in ln)
+    assert ("fetch_debian_docs" in rules) == any(not (ROOT / p).exists() for p in _debs())
+    plain = smk("-n", "results/report.html", "--configfile", "tests/config.test.yaml")
+    assert not {"fetch_debian_docs", "extract_debian_docs", "build_text_volume"} & planned_rules(plain.stdout)
+
+
+def _debs() -> list[str]:
+    from gistpoc.data.sources.debian import deb_paths
+
+    return deb_paths(ROOT / "resources/volume/debian-docs.tsv", "resources/volume/debs")
+
+
 def test_qwen_config_plans_the_split_model_the_sweep_and_every_method():
     """config.qwen.yaml: the model comes from the split GGUF (its conversion sees the registry key), stage 1 from the
     base model, the learning-rate sweep as ablations, and every method including the budget baselines and rag_gist."""

@@ -49,6 +49,9 @@ def test_paper_config_has_design_values():
         (lambda c: c["eval"].update(other_doc_control=["16per512"]), "eval.other_doc_control: ['16per512'] not in gist.n_tokens"),
         (lambda c: c["eval"].update(scramble_control=["16x512"]), "eval.scramble_control.0"),
         (lambda c: c["eval"]["judge"].update(qtypes=["factual"]), "eval.judge.qtypes.0"),
+        (lambda c: c["sources"].update(debian_docs={"lock": "resources/volume/debian-docs.tsv", "dir": "resources/volume/debs"}),
+         "sources.debian_docs: the text at volume feeds stage 1 only; set gist.pretrained: train"),
+        (lambda c: c["sources"].update(debian_docs={"lock": "x.tsv"}), "sources.debian_docs: 'dir' is a required property"),
     ],
 )
 def test_bad_values_name_the_key(mutate, needle):
@@ -101,6 +104,8 @@ def test_every_source_of_the_shipped_configs_exists():
          "sources.techdocs_dirs[0]: no such folder: resources/raw/techdocs/nowhere"),
         (lambda c: c["gist"].update(pretrained="resources/raw"),
          "gist.pretrained: no such file: resources/raw/gist10/adapter_model.safetensors"),
+        (lambda c: c["sources"].update(debian_docs={"lock": "resources/volume/gone.tsv", "dir": "resources/volume/debs"}),
+         "sources.debian_docs.lock: no such file: resources/volume/gone.tsv"),
     ],
 )
 def test_a_missing_source_names_the_key_and_the_path(mutate, needle):

@@ -13,7 +13,7 @@ from tests.unit.train.test_train import _cfg, tiny_dataset  # noqa: F401  (tiny_
 pytestmark = pytest.mark.slow
 
 
-def _trainer(data, model_dir, **over):
+def _trainer(data, model_dir, volume=None, **over):
     from gistpoc.model import load_model
     from gistpoc.train.loop import Trainer
     from gistpoc.utils import read_jsonl
@@ -21,7 +21,7 @@ def _trainer(data, model_dir, **over):
     loaded = load_model({"device": "cpu", "dtype": "float32", "attn_implementation": "eager", "quantization": "none"}, model_dir,
                         n_gist=4, trainable=True)
     return Trainer(loaded, read_jsonl(data / "train.jsonl"), read_jsonl(data / "val.jsonl"), _cfg(max_steps=4, **over), "Compress the text.",
-                   3, 5)
+                   3, 5, volume=volume)
 
 
 def _trainable(t) -> dict[str, torch.Tensor]:
@@ -33,6 +33,17 @@ def test_setup_fingerprint_follows_config_and_data(tiny_dataset, model_dir):  # 
     assert a.fingerprint == b.fingerprint and a.step_no == 0 and a.run_end() == 4
     assert _trainer(tiny_dataset, model_dir, lr_lora=1e-3).fingerprint != a.fingerprint
     assert a.curriculum.length == 32 and set(a.heldout) >= {32, 64}   # stages and the data's longest length
+
+
+def test_text_at_volume_joins_the_window_pool_only(tiny_dataset, model_dir, real_text):  # noqa: F811
+    """Stage 1's text at volume feeds the passkey / continuation windows, not the documents with questions, and a
+    different volume is a different run (no resume across it)."""
+    plain = _trainer(tiny_dataset, model_dir)
+    t = _trainer(tiny_dataset, model_dir, volume={"debian:demo:a.rst": real_text[:3000], "debian:demo:b.rst": real_text[3000:6000]})
+    assert t.doc_ids == plain.doc_ids and t.fingerprint != plain.fingerprint
+    assert t.stream.pool.n_tokens > plain.stream.pool.n_tokens
+    assert {d for _, _, d in t.stream.pool.doc_spans} == set(plain.doc_ids) | {"debian:demo:a.rst", "debian:demo:b.rst"}
+    assert _trainer(tiny_dataset, model_dir, volume={"debian:demo:a.rst": real_text[:3001]}).fingerprint != t.fingerprint
 
 
 def test_step_updates_the_trainable_weights_and_logs_a_row(tiny_dataset, model_dir):  # noqa: F811

@@ -212,3 +212,21 @@ def test_chunked_rows_draw_every_chunk_size_and_keep_the_key_in_the_context(setu
     assert stream.windows(3, 0, 2, 96) == stream.windows(3, 0, 2, 96)   # still a pure function of (seed, step, micro-batch)
     heldout = heldout_windows(tokenizer, template, gist_ids, pool, [96], 4, 5, seed=1, chunk_sizes=(16, 48))
     assert [r["chunks"][0][1] - r["chunks"][0][0] for r in heldout[96]] == [16, 48, 16, 48]
+
+
+def test_a_large_pool_is_tokenised_in_pieces_of_whole_texts(setup, monkeypatch):
+    """Stage 1's text at volume (tens of millions of tokens) is tokenised in pieces; a small pool in one call, as
+    ever: same offsets as the tokenizer's, and the pieces agree with it but at the joins between texts."""
+    tokenizer, _, _, train, _, pool = setup
+    whole = tokenizer(pool.text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    assert [tuple(map(int, o)) for o in pool.offsets] == [tuple(o) for o in whole]
+    monkeypatch.setattr(TextPool, "PIECE_CHARS", 2 * max(len(t) for _, t in train))
+    pieces = TextPool(tokenizer, [t for _, t in train], [d for d, _ in train])
+    starts = pieces.offsets[:, 0]
+    assert (starts[1:] >= starts[:-1]).all() and abs(pieces.n_tokens - pool.n_tokens) <= len(train)
+    assert pieces.n_tokens != pool.n_tokens or not (pieces.offsets == pool.offsets).all()      # it did cut (joins tokenise apart)
+    rng = random.Random(3)
+    for _ in range(20):
+        text, (a, b) = pieces.window(rng, 64)
+        if a < b:
+            assert text == pieces.text[a:b] and abs(len(tokenizer(text, add_special_tokens=False)["input_ids"]) - 64) <= 2
