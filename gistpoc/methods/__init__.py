@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from dataclasses import asdict, dataclass
 
 BASELINES = ("closed_book", "full_context", "rag")
@@ -96,16 +95,10 @@ def configured(config: dict) -> list[str]:
             + [f"rag_gist{n}" for n in sorted(ev["rag_gist"])])
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = sys.argv[1:] if argv is None else argv
-    if args[:1] == ["--config"]:
-        from gistpoc.config import load_config
-
-        print("\n".join(configured(load_config(args[1]))))
+def main(argv: list[str], load_config) -> None:
+    """The command line (gistpoc/methods/__main__.py); ``load_config`` reads and validates a config file."""
+    if argv[:1] == ["--config"]:
+        print("\n".join(configured(load_config(argv[1]))))
         return
-    for name in args:
+    for name in argv:
         print(json.dumps(asdict(parse(name)) | {"uses_gist": parse(name).uses_gist, "output_dir": parse(name).output_dir}))
-
-
-if __name__ == "__main__":
-    main()
