@@ -195,9 +195,14 @@ def _hashes(root: Path, pattern: str) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory, model_dir):
     """A fresh copy of the repository with the already converted model linked in."""
-    wd = tmp_path_factory.mktemp("wf")
+    return fresh_tree(tmp_path_factory.mktemp("wf"), model_dir)
+
+
+def fresh_tree(wd: Path, model_dir) -> Path:
+    """Copy the repository (as a clone has it: no results, no fetched packages) into ``wd``, the converted model
+    linked in and marked up to date."""
     skip = (".venv", "results", "logs", ".snakemake", ".git", ".pytest_cache", "benchmarks", "device_out", "wheels", "docs",
-            "device_in", ".dsite", ".dmodel")
+            "device_in", ".dsite", ".dmodel", "debs")
     ignore = shutil.ignore_patterns(*skip, "__pycache__")
     for item in ROOT.iterdir():
         if item.name in skip:
@@ -214,6 +219,28 @@ def workdir(tmp_path_factory, model_dir):
     # the converted model is the (cached) output of prepare_model: mark it as up to date
     smk("--touch", "--cores", "1", "results/model/base", "results/model/base.sha256", "--configfile", "tests/config.test.yaml", cwd=wd)
     return wd
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("apt-get") is None, reason="apt-get (Debian's apt) is not installed")
+def test_text_at_volume_runs_from_the_lock_to_stage_1(tmp_path, model_dir):
+    """The real rules on a one-package lock: fetch_debian_docs (apt-get download, sha256 checked), extract_debian_docs,
+    build_text_volume, then stage 1 cuts its windows from the training documents and those pages, and says so in its
+    log and provenance."""
+    (tmp_path / "tree").mkdir()
+    wd = fresh_tree(tmp_path / "tree", model_dir)
+    (wd / "lock.tsv").write_text("package\tversion\tsha256\tbytes\tlicense\tinclude\texclude\n"
+                                 "cmake-doc\t3.25.1-1\t6e805a758ffed87cc7ea234cf0a7a1bb8ae78b93d8b5783e7fb989a6320f8133\t2198792\t"
+                                 "BSD-3-Clause\tusr/share/doc/cmake-data/html/_sources/*.txt\t\n")
+    (wd / "over.yaml").write_text("sources: {debian_docs: {lock: lock.tsv, dir: debs}}\n")
+    smk("results/pretrained/gist2.sha256", "--cores", "2", "--configfile", "tests/config.test.yaml", "over.yaml", cwd=wd)
+    assert (wd / "debs/cmake-doc_3.25.1-1_all.deb").stat().st_size == 2198792
+    stats = json.loads((wd / "results/data/volume/stats.json").read_text())
+    assert stats["packages"]["cmake-doc"]["pages"] > 1000 and stats["tokens"] > 400_000 and stats["dropped_overlap"] == 0
+    log = (wd / "logs/pretrain_gist/gist2.log").read_text()
+    assert re.search(rf"gist-2: \d+ training documents and {stats['pages']} texts at volume", log)
+    prov = json.loads((wd / "results/pretrained/gist2/provenance.json").read_text())
+    assert prov["volume"]["texts"] == stats["pages"] and prov["volume"]["file"] == "results/data/volume/train.jsonl"
 
 
 @pytest.mark.slow

@@ -195,6 +195,29 @@ CONVERTERS = {".rst": rst_to_text, ".txt": rst_to_text, ".html": html_to_text, "
               ".pod": pod_to_text}
 
 
+def _page(deb: Path, member: str, raw: bytes, issues: IssueLog) -> tuple[str, str] | None:
+    """(title, text) of one member page, converted by its format (gunzipped first); None, with the reason logged, for a
+    format without a converter, a corrupt gzip member or a page with no text."""
+    convert = CONVERTERS.get(Path(member.removesuffix(".gz")).suffix.lower())
+    reason = "no converter for this format" if convert is None else ""
+    if convert is not None and member.endswith(".gz"):
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as err:
+            reason = f"corrupt gzip member: {err}"
+    if reason:
+        issues.add(deb, member, reason)
+        return None
+    src = raw.decode("utf-8", errors="replace")
+    if REPLACEMENT in src:
+        issues.add(deb, member, f"non-UTF-8 bytes: {src.count(REPLACEMENT)} replaced")
+    title, text = convert(src)
+    if text.strip():
+        return title, text
+    issues.add(deb, member, "empty page: no text")
+    return None
+
+
 def iter_debian_docs(deb: str | Path, pkg: Package, issues: IssueLog) -> Iterator[dict]:
     """One document per documentation member of a locked .deb (verified first): its text converted by format."""
     deb = Path(deb)
@@ -208,23 +231,11 @@ def iter_debian_docs(deb: str | Path, pkg: Package, issues: IssueLog) -> Iterato
         issues.add(deb, None, f"no member matches include {','.join(pkg.include)}")
     for member, raw in members:
         name = member.removesuffix(".gz")
-        convert = CONVERTERS.get(Path(name).suffix.lower())
-        if convert is None:
-            issues.add(deb, member, "no converter for this format")
+        page = _page(deb, member, raw, issues)
+        if page is None:
             continue
-        try:
-            raw = gzip.decompress(raw) if member.endswith(".gz") else raw
-        except (OSError, EOFError) as err:
-            issues.add(deb, member, f"corrupt gzip member: {err}")
-            continue
-        src = raw.decode("utf-8", errors="replace")
-        if REPLACEMENT in src:
-            issues.add(deb, member, f"non-UTF-8 bytes: {src.count(REPLACEMENT)} replaced")
-        title, text = convert(src)
-        if not text.strip():
-            issues.add(deb, member, "empty page: no text")
-            continue
-        title = title or Path(name).stem
+        title = page[0] or Path(name).stem
+        text = page[1]
         yield document(
             doc_id=f"debian:{pkg.package}:{name}",
             source="debian_docs",
