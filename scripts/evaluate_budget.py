@@ -6,8 +6,9 @@ one answers.jsonl per method (unscored: score_answers scores them)."""
 import logging
 from pathlib import Path
 
-from gistpoc.cli import eval_items, json_arg, parser, run
+from gistpoc.cli import eval_items, run
 from gistpoc.evaluate.runner import run_budget
+from gistpoc.evaluate.script import answer_parser
 from gistpoc.model import load_model
 from gistpoc.utils import host_environment, write_json, write_jsonl
 
@@ -30,19 +31,9 @@ def main(args):
 
 
 if __name__ == "__main__":
-    p = parser(__doc__)
+    p = answer_parser(__doc__)
     p.add_argument("--methods", nargs="+", required=True, help="e.g. truncate_head25 kv_select25")
     p.add_argument("--out-dirs", nargs="+", required=True, help="one folder per method, same order")
-    p.add_argument("--model", type=json_arg, required=True)
-    p.add_argument("--model-ref", required=True)
-    p.add_argument("--dataset", required=True)
-    p.add_argument("--baseline-instruction", required=True)
-    p.add_argument("--max-new-tokens", type=int, required=True)
-    p.add_argument("--warmup-items", type=int, default=1)
-    p.add_argument("--engine", choices=["eager", "compiled"], default="eager")
-    p.add_argument("--engine-batch", type=int, default=16)
     p.add_argument("--window", type=int, default=16, help="kv_select: observation window (last context tokens)")
     p.add_argument("--pool", type=int, default=5, help="kv_select: average-pooling width over positions")
-    p.add_argument("--qtypes", nargs="+", default=None, help="answer only these question types (eval.budget.qtypes)")
-    p.add_argument("--seed", type=int, default=0)
     run(main, p)

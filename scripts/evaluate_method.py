@@ -6,8 +6,9 @@ import logging
 from pathlib import Path
 
 from gistpoc.baselines.rag import Retriever, SentenceEmbedder
-from gistpoc.cli import eval_items, json_arg, parser, run
+from gistpoc.cli import eval_items, run
 from gistpoc.evaluate.runner import run_method
+from gistpoc.evaluate.script import answer_parser
 from gistpoc.methods import gist_n
 from gistpoc.methods import parse as parse_method
 from gistpoc.model import load_model
@@ -42,30 +43,19 @@ def main(args):
 
 
 if __name__ == "__main__":
-    p = parser(__doc__)
+    p = answer_parser(__doc__)
     p.add_argument("--method", required=True)
-    p.add_argument("--model", type=json_arg, required=True)
-    p.add_argument("--model-ref", required=True)
     p.add_argument("--checkpoint", default=None, help="LoRA checkpoint dir (gist methods)")
-    p.add_argument("--dataset", required=True)
     p.add_argument("--gist-instruction", required=True)
-    p.add_argument("--baseline-instruction", required=True)
-    p.add_argument("--max-new-tokens", type=int, required=True)
-    p.add_argument("--warmup-items", type=int, default=1)
-    p.add_argument("--engine", choices=["eager", "compiled"], default="eager",
-                   help="eager: the Hugging Face loop; compiled: gistpoc.engine (static cache, batched, CUDA graphs on GPU)")
-    p.add_argument("--engine-batch", type=int, default=16, help="compiled engine: questions per pass on one gist cache")
     p.add_argument("--embedding-model", required=True, help="the RAG retriever's embedding model (eval.rag.embedding_model)")
     p.add_argument("--rag-manifest", default=None)
     p.add_argument("--top-k", type=int, default=3)
     p.add_argument("--cache-dir", default=None, help="where gist caches are saved (gist methods)")
-    p.add_argument("--qtypes", nargs="+", default=None, help="answer only these question types (e.g. passkey)")
     p.add_argument("--label", default=None, help="method name written into the predictions (an ablation's name)")
     p.add_argument("--scramble-context", action="store_true",
                    help="gist methods: compress each document with its tokens shuffled (the leakage control)")
     p.add_argument("--other-document", action="store_true",
                    help="gist methods: answer each document's questions from another test document's gist (the different-document control)")
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True)
     p.add_argument("--environment-out", required=True, help="where this evaluation ran (host, GPU, versions), for the report")
     run(main, p)
