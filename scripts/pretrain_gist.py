@@ -11,7 +11,7 @@ from gistpoc.model import load_model
 from gistpoc.train import pretrained
 from gistpoc.train.loop import train_gist
 from gistpoc.train.script import finish, stage_parser
-from gistpoc.utils import git_commit, read_jsonl, records_hash, seed_everything, stable_hash, write_json
+from gistpoc.utils import git_commit, read_jsonl, records_hash, seed_everything, write_json
 
 
 def main(args):
@@ -28,8 +28,8 @@ def main(args):
                chunk_sizes=tuple(args.chunk_tokens), volume=volume)
     summary = json.loads((out / "summary.json").read_text())
     prov = pretrained.provenance(loaded, args.train_cfg, summary, records_hash(records), git_commit(), fingerprint_model, args.seed)
-    if volume:  # what stage 1 read besides the training documents (the packages and their tokens: results/data/volume/stats.json)
-        prov["volume"] = {"texts": len(volume), "sha": stable_hash(volume), "file": args.volume}
+    if summary["volume"]:  # what stage 1 read besides the training documents (packages and tokens: results/data/volume/stats.json)
+        prov["volume"] = {**summary["volume"], "file": args.volume}
     write_json(out / pretrained.PROVENANCE, prov)
     finish(args)
 

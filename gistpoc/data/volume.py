@@ -8,14 +8,19 @@ from __future__ import annotations
 
 import re
 from collections import Counter, defaultdict
+from typing import Iterator
 
 _WORD = re.compile(r"\w+")
 
 
-def shingles(text: str, n: int) -> set[int]:
-    """Hashes of every run of ``n`` consecutive words (lower-cased)."""
+def _runs(text: str, n: int) -> Iterator[int]:
+    """Hashes of every run of ``n`` consecutive words (lower-cased), in order."""
     words = _WORD.findall(text.lower())
-    return {hash(tuple(words[i : i + n])) for i in range(len(words) - n + 1)}
+    return (hash(tuple(words[i : i + n])) for i in range(len(words) - n + 1))
+
+
+def shingles(text: str, n: int) -> set[int]:
+    return set(_runs(text, n))
 
 
 def train_only(pages: list[dict], documents: list[dict], n: int = 13) -> tuple[list[dict], list[dict]]:
@@ -28,8 +33,7 @@ def train_only(pages: list[dict], documents: list[dict], n: int = 13) -> tuple[l
                 held.setdefault(h, d["doc_id"])
     kept, dropped = [], []
     for p in pages:
-        words = _WORD.findall(p["text"].lower())
-        hit = next((held[h] for h in (hash(tuple(words[i : i + n])) for i in range(len(words) - n + 1)) if h in held), None)
+        hit = next((held[h] for h in _runs(p["text"], n) if h in held), None)
         if hit is None:
             kept.append(p)
         else:
@@ -40,7 +44,9 @@ def train_only(pages: list[dict], documents: list[dict], n: int = 13) -> tuple[l
 def volume_stats(kept: list[dict], dropped: list[dict], tokens: list[int], n: int) -> dict:
     """Pages, characters and model tokens per package (collection), the drops, and the totals."""
     by: dict[str, Counter] = defaultdict(Counter)
+    licenses: dict[str, str] = {}
     for p, t in zip(kept, tokens):
+        licenses.setdefault(p["collection"], p["license"])
         c = by[p["collection"]]
         c["pages"] += 1
         c["chars"] += len(p["text"])
@@ -48,6 +54,6 @@ def volume_stats(kept: list[dict], dropped: list[dict], tokens: list[int], n: in
     for d in dropped:
         by[d["collection"]]["dropped_overlap"] += 1
     packages = {k: {"pages": v["pages"], "chars": v["chars"], "tokens": v["tokens"], "dropped_overlap": v["dropped_overlap"],
-                    "license": next((p["license"] for p in kept if p["collection"] == k), "")} for k, v in sorted(by.items())}
+                    "license": licenses.get(k, "")} for k, v in sorted(by.items())}
     return {"split": "train (stage 1 windows only)", "overlap_ngram_words": n, "pages": len(kept), "tokens": sum(tokens),
             "chars": sum(len(p["text"]) for p in kept), "dropped_overlap": len(dropped), "dropped": dropped[:200], "packages": packages}

@@ -249,6 +249,8 @@ class Trainer:
         # the passkey stream draws from training documents only (and stage 1's text at volume, never documents with
         # questions: results/data/volume); the gate's held-out windows from validation ones
         volume = volume or {}
+        # what stage 1 read besides the training documents (summary.json; the adapter's provenance repeats it)
+        self.volume_info = {"texts": len(volume), "sha": stable_hash(volume)} if volume else None
         pool = TextPool(tokenizer, [strip_passkey(recs[0]) for recs in self.docs.values()] + list(volume.values()), self.doc_ids + list(volume))
         val_pool = TextPool(tokenizer, [strip_passkey(recs[0]) for recs in val_docs.values()], list(val_docs))
         self.stream = PasskeyStream(tokenizer, template, gist_ids, pool, passkey_digits, seed, tuple(cfg["passkey_wordings"]), chunk_sizes)
@@ -266,7 +268,7 @@ class Trainer:
                               "commit": prov["commit"], "n_gist": prov["n_gist"], "warm_start": warm_start}
         self.fingerprint = stable_hash({
             "init": self.init_info, "cfg": cfg, "instruction": instruction, "seed": seed, "n_gist": n, "digits": passkey_digits,
-            "chunks": list(chunk_sizes), "train": records_hash(train_records), "volume": stable_hash(volume) if volume else None, "val": records_hash(val_records), "model": model_cfg,
+            "chunks": list(chunk_sizes), "train": records_hash(train_records), "volume": self.volume_info, "val": records_hash(val_records), "model": model_cfg,
             "template": [template.head, template.q_prefix, template.q_suffix, template.answer_end], "code": code_hash(TRAIN_CODE)})
         log.info("gist-%d: %d training documents and %d texts at volume (%d tokens of passkey-window text), %d optimizer steps, "
                  "curriculum %s", n, len(self.doc_ids), len(volume), pool.n_tokens, cfg["max_steps"], self.curriculum.stages)
@@ -479,6 +481,7 @@ class Trainer:
             "heldout_passkey": heldout_final,
             "training_documents": self.doc_ids,
             "validation_documents": list(self.val_docs),
+            "volume": self.volume_info,
             "pretrained": self.init_info,
             "passkey_digits": self.passkey_digits,
             "fingerprint": self.fingerprint,

@@ -16,7 +16,6 @@ import argparse
 import csv
 import fnmatch
 import gzip
-import hashlib
 import io
 import re
 import subprocess
@@ -28,7 +27,7 @@ from typing import Iterator
 
 from gistpoc.data.sources.common import REPLACEMENT, _tidy, document
 from gistpoc.data.sources.techdocs import html_to_text, markdown_to_text, rst_to_text
-from gistpoc.utils import IssueLog
+from gistpoc.utils import IssueLog, sha256_file
 
 LOCK_FIELDS = ("package", "version", "sha256", "bytes", "license", "include", "exclude")
 
@@ -83,14 +82,6 @@ def deb_paths(lock: str | Path, folder: str | Path) -> list[str]:
     return [str(Path(folder) / p.deb_name) for p in read_lock(lock)]
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def verify(pkg: Package, path: Path) -> None:
     """ValueError unless ``path`` is the locked .deb, byte for byte."""
     size = path.stat().st_size
@@ -108,12 +99,12 @@ def fetch(lock: str | Path, folder: str | Path) -> list[Path]:
     for pkg in read_lock(lock):
         path = folder / pkg.deb_name
         if not path.exists():
-            for attempt in range(2):
-                res = subprocess.run(["apt-get", "download", f"{pkg.package}={pkg.version}"], cwd=folder, capture_output=True, text=True)
-                if res.returncode == 0 or updated or attempt:
-                    break
+            download = ["apt-get", "download", f"{pkg.package}={pkg.version}"]
+            res = subprocess.run(download, cwd=folder, capture_output=True, text=True)
+            if res.returncode != 0 and not updated:  # apt may not know the version yet: update its lists once, try again
                 subprocess.run(["apt-get", "update", "-qq"], capture_output=True)
                 updated = True
+                res = subprocess.run(download, cwd=folder, capture_output=True, text=True)
             if res.returncode != 0 or not path.exists():
                 raise RuntimeError(f"{lock}: apt-get download {pkg.package}={pkg.version} failed ({res.stderr.strip()[-300:]}); "
                                    "a version replaced by a Debian update is no longer served: update its row in the lock file")
@@ -161,6 +152,11 @@ def read_deb(path: str | Path) -> Iterator[tuple[str, bytes]]:
 _POD_CODES = re.compile(r"[BCEFIJLSXZ]<(?:<+\s(.*?)\s>+|([^<>]*))>")
 
 
+def _code_text(m: re.Match) -> str:
+    """The text a POD formatting code shows (``L<text|target>``: its text)."""
+    return (m.group(1) or m.group(2)).split("|")[0]
+
+
 def pod_to_text(src: str) -> tuple[str, str]:
     """Perl POD -> (title, text): ``=head`` lines become headings, other commands are dropped, formatting codes keep
     their text (``L<text|target>`` its text)."""
@@ -173,18 +169,18 @@ def pod_to_text(src: str) -> tuple[str, str]:
                 skip = False
             elif cmd.startswith("=head"):
                 level = int(cmd[5:] or 1) if cmd[5:].isdigit() else 1
-                head = _POD_CODES.sub(lambda m: (m.group(1) or m.group(2)).split("|")[0], rest).strip()
+                head = _POD_CODES.sub(_code_text, rest).strip()
                 if head == "NAME":
                     continue
                 out.append(f"\n{'#' * min(level + 1, 4)} {head}\n")
             elif cmd == "=item" and rest.strip():
-                out.append(_POD_CODES.sub(lambda m: (m.group(1) or m.group(2)).split("|")[0], rest).strip())
+                out.append(_POD_CODES.sub(_code_text, rest).strip())
             continue
         if skip:
             continue
         text = ln
         for _ in range(3):  # nested codes, innermost first
-            text = _POD_CODES.sub(lambda m: (m.group(1) or m.group(2)).split("|")[0].replace("/", " ").strip('"'), text)
+            text = _POD_CODES.sub(lambda m: _code_text(m).replace("/", " ").strip('"'), text)
         if not title and out and out[-1] == "" and " - " in text:
             title = text.strip()
         out.append(text)
