@@ -19,9 +19,26 @@
 #                                                    without weights ($OUT/results.tar.gz.part_*, cat them here) and the
 #                                                    trained adapters ($OUT/adapters.tar.gz.part_*); run it
 #                                                    in the call that sees the run end: a later call re-syncs the tree
-#   Environment: CONFIG (the run config), GISTPOC_GIT_COMMIT (the commit of the copied tree: it has no .git).
+#   Environment: CONFIG (the run config), GISTPOC_GIT_COMMIT (the commit of the copied tree: it has no .git),
+#   RUN_DIR (start, wait, stop, collect): run in a copy of the tree there, outside the folder every device call
+#   re-syncs, so parts can keep arriving while the run goes (a job that starts during a sync cannot import gistpoc)
 set -euo pipefail
 CONFIG=${CONFIG:?set CONFIG to the run config}
+copy_tree() {  # copy_tree DIR [tar excludes...]: this tree without the transport and this run's state, into DIR
+    local dir=$1; shift
+    mkdir -p "$dir"
+    tar cf - --exclude=./.dsite --exclude=./.dmodel --exclude=./device_in --exclude=./device_out --exclude=./logs \
+        --exclude=./benchmarks --exclude=./.snakemake --exclude=./run.log --exclude=./run.pid --exclude=./run.done "$@" . | tar xf - -C "$dir"
+}
+if [ -n "${RUN_DIR:-}" ] && [ "$(realpath -m "$RUN_DIR")" != "$PWD" ]; then
+    case ${1:-} in
+    start)   # the copy shares the installed wheels, the joined models and the parts (links); results/ (made here) is copied
+        copy_tree "$RUN_DIR"
+        for l in .dsite .dmodel device_in; do ln -sfn "$PWD/$l" "$RUN_DIR/$l"; done
+        cd "$RUN_DIR" ;;
+    wait|stop|collect) cd "$RUN_DIR" ;;
+    esac
+fi
 SITE=$PWD/.dsite
 DEV=$PWD/device_in
 export PYTHONPATH=$SITE:$PWD${PYTHONPATH:+:$PYTHONPATH} PATH=$SITE/bin:$PATH PYTHONUNBUFFERED=1
@@ -134,9 +151,7 @@ second)
     : "${SECOND_CONFIG:?set SECOND_CONFIG to the config of the second run}"
     dir=${SECOND_DIR:-$PWD/../second}
     mkdir -p "$dir/device_in/m1"
-    # the tree without this run's outputs and transport; the copy's own results survive a refresh
-    tar cf - --exclude=./.dsite --exclude=./.dmodel --exclude=./device_in --exclude=./device_out --exclude=./results \
-        --exclude=./logs --exclude=./benchmarks --exclude=./.snakemake --exclude=./run.log --exclude=./run.pid --exclude=./run.done . | tar xf - -C "$dir"
+    copy_tree "$dir" --exclude=./results   # the copy's own results survive a refresh
     ln -sfn "$SITE" "$dir/.dsite"   # the wheels installed here (WHEELS_OK, CPU_MADE_OK and MINILM_OK with them)
     cp "$DEV/s1/NAME" "$dir/device_in/m1/NAME"
     name=$(cat "$DEV/s1/NAME")

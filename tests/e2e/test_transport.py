@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from tests.conftest import ROOT
 
@@ -44,6 +45,40 @@ def test_start_hands_every_target_to_the_detached_run(tmp_path):
     _, *args = (tmp_path / "args").read_text().split()
     assert args[-2:] == ["publish", "stage1"], args
     assert ["--configfile", "config.yaml"] == args[:2] and "--workflow-profile" in args
+
+
+def test_start_in_run_dir_runs_in_a_copy_outside_the_synced_tree(tmp_path):
+    """With RUN_DIR, `device.sh start` copies the tree there (results made on this side included, transport and logs
+    not), links the installed wheels, models and parts, and runs Snakemake in the copy, so a device call that
+    re-syncs the tree while the run goes cannot pull modules from under it; `wait` then reads the copy's progress."""
+    root, run_dir = tmp_path / "tree", tmp_path / "run"
+    (root / "bench/paper_scale").mkdir(parents=True)
+    shutil.copy(ROOT / "bench/paper_scale/device.sh", root / "bench/paper_scale/device.sh")
+    shutil.copy(ROOT / "config.yaml", root / "config.yaml")
+    (root / "resources").symlink_to(ROOT / "resources")
+    (root / "results/report").mkdir(parents=True)
+    (root / "results/report/config.yaml").write_text("made here")
+    for d in (".dsite", ".dmodel", "device_in", "logs"):
+        (root / d).mkdir()
+        (root / d / "marker").write_text(d)
+    bin_dir = _recording_python(tmp_path)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "PYTHONPATH": str(ROOT), "CONFIG": "config.yaml",
+           "SMK_ARGS": str(tmp_path / "args"), "START_WAIT_S": "0", "RUN_DIR": str(run_dir)}
+    subprocess.run(["bash", "bench/paper_scale/device.sh", "start", "publish"], cwd=root, env=env, check=True, capture_output=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and not (run_dir / "run.done").exists():
+        time.sleep(0.2)
+    assert (run_dir / "run.done").read_text().strip() == "0"
+    assert not (root / "run.done").exists()
+    where, *args = (tmp_path / "args").read_text().split()
+    assert Path(where).resolve() == run_dir.resolve() and args[-1] == "publish"
+    assert (run_dir / "results/report/config.yaml").read_text() == "made here"
+    for d in (".dsite", ".dmodel", "device_in"):
+        assert (run_dir / d).is_symlink() and (run_dir / d / "marker").read_text() == d
+    assert not (run_dir / "logs").exists()
+    r = subprocess.run(["bash", "bench/paper_scale/device.sh", "wait", "1"], cwd=root, env=env, check=True,
+                       capture_output=True, text=True)
+    assert "exit: 0" in r.stdout
 
 
 def test_second_run_starts_in_a_copy_with_its_own_joined_model(tmp_path):
