@@ -54,7 +54,7 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model-ref", required=True)
     p.add_argument("--dataset", required=True, help="a run's test records (any gist-N file: the contexts are the same)")
-    p.add_argument("--checkpoint", action="append", default=[], help="METHOD=DIR: a gist method and the checkpoint it reads")
+    p.add_argument("--checkpoint", action="append", default=[], help="METHOD=DIR (or METHOD@LABEL=DIR): a gist method and the checkpoint it reads")
     p.add_argument("--instruction", default="Compress the following text into gist tokens, then answer the question.")
     p.add_argument("--baseline-instruction", default="Read the following text, then answer the question.")
     p.add_argument("--docs", type=int, default=6)
@@ -116,7 +116,7 @@ def main(argv=None) -> None:
     del base
     for spec in args.checkpoint:
         method, ck = spec.split("=", 1)
-        m = parse(method)
+        m = parse(method.split("@", 1)[0])  # METHOD@LABEL: two checkpoints of one method side by side (stage 1, stage 2)
         loaded = load_model(cfg, args.model_ref, n_gist=m.n, adapter_dir=ck)
         tpl = prompt_template(loaded.tokenizer, args.instruction)
         for d, doc_tasks in zip(docs, tasks):

@@ -294,6 +294,7 @@ class Trainer:
         self.evals: list[dict] = []   # held-out checks and validation losses (eval_log.csv)
         self.step_no = self.start_step = 0
         self.elapsed_before = 0.0     # training seconds of earlier (interrupted) attempts, for train.time_limit_minutes
+        self.skipped_in_a_row = self.skipped_total = 0   # steps skipped for a non-finite gradient (train.skip_nonfinite_steps)
 
     def doc_row(self, doc_id: str, chunk: int) -> dict:
         """A training document's tokenised row in one layout (made when first drawn)."""
@@ -395,8 +396,23 @@ class Trainer:
             n_tokens += tokens
             n_passkey += int(is_pk)
         grad_norm = float(torch.nn.utils.clip_grad_norm_([p for g in self.optimizer.param_groups for p in g["params"]], cfg["max_grad_norm"]))
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
+        skipped = not math.isfinite(grad_norm)
+        if skipped:  # every loss was finite, the backward pass was not: leave the weights and the optimizer as they are
+            self.optimizer.zero_grad(set_to_none=True)
+            self.skipped_in_a_row += 1
+            if self.skipped_in_a_row > cfg["skip_nonfinite_steps"]:
+                raise TrainingDiverged(
+                    f"gist-{n}: the gradient is non-finite ({grad_norm}) at step {step}, {self.skipped_in_a_row} steps in a row, with "
+                    f"every micro-batch loss finite (train.skip_nonfinite_steps: {cfg['skip_nonfinite_steps']} may be skipped). Lower "
+                    "train.lr_lora / train.lr_embed, keep train.max_grad_norm: 1.0 (design failure mode 2); bench/nan_probe.py "
+                    f"replays a step from the saved state. The last good state is kept in {state_dir}.")
+            log.warning("gist-%d: step %d skipped: non-finite gradient (%s) with finite losses (%d in a row, %d in all)", n, step + 1,
+                        grad_norm, self.skipped_in_a_row, self.skipped_total + 1)
+            self.skipped_total += 1
+        else:
+            self.skipped_in_a_row = 0
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
         norms = gist_embedding_norms(self.model, self.loaded.gist_ids)
         if not torch.isfinite(norms).all() or norms.max() > cfg["max_embed_norm"]:
             raise TrainingDiverged(
@@ -416,6 +432,7 @@ class Trainer:
             "lr_lora": self.optimizer.param_groups[0]["lr"],
             "lr_embed": self.optimizer.param_groups[-1]["lr"],
             "grad_norm": round(grad_norm, 6),
+            "skipped": int(skipped),  # 1: a non-finite gradient, no update (train.skip_nonfinite_steps)
             "gist_norm_mean": round(float(norms.mean()), 5),
             "gist_norm_max": round(float(norms.max()), 5),
             "tokens_per_s": round(n_tokens / dt, 1),
@@ -474,6 +491,7 @@ class Trainer:
             "steps": self.step_no,
             "max_steps": self.cfg["max_steps"],
             "stopped_by": stopped_by,
+            "skipped_steps": sum(r.get("skipped", 0) for r in self.rows),  # non-finite gradients not applied (train.skip_nonfinite_steps)
             "first_loss": self.rows[0]["loss"] if self.rows else None,
             "final_loss": self.rows[-1]["loss"] if self.rows else None,
             "resumed_from_step": self.start_step,

@@ -64,6 +64,26 @@ def test_step_stops_on_an_exploding_gist_embedding(tiny_dataset, model_dir):  # 
         t.step("results/state/x")
 
 
+def test_a_non_finite_gradient_is_skipped_then_stops_the_run(tiny_dataset, model_dir):  # noqa: F811
+    """Finite losses, a NaN gradient (as the content run's chunked stage 1 had at step 82): the step changes nothing
+    and is logged as skipped; more than train.skip_nonfinite_steps in a row stop the run; a good step resets the count."""
+    from gistpoc.train.loop import TrainingDiverged
+
+    t = _trainer(tiny_dataset, model_dir, skip_nonfinite_steps=1)
+    name, param = next((k, v) for k, v in t.model.named_parameters() if v.requires_grad and "lora_B" in k)
+    hook = param.register_hook(lambda g: g * float("nan"))
+    before = _trainable(t)
+    row = t.step("results/state/x")
+    assert row["skipped"] == 1 and t.step_no == 1 and row["loss"] == row["loss"]   # the loss was finite
+    assert all(torch.equal(before[k], v) for k, v in _trainable(t).items()), "a skipped step must not change the weights"
+    assert not t.optimizer.state, "a skipped step must not touch the optimizer's moments"
+    with pytest.raises(TrainingDiverged, match="non-finite .* 2 steps in a row"):
+        t.step("results/state/x")
+    hook.remove()
+    row = t.step("results/state/x")
+    assert row["skipped"] == 0 and t.skipped_in_a_row == 0 and not torch.equal(before[name], dict(t.model.named_parameters())[name])
+
+
 def test_check_scores_held_out_windows_and_promotes_at_the_gate(tiny_dataset, model_dir):  # noqa: F811
     t = _trainer(tiny_dataset, model_dir)
     t.curriculum.promote_at = 0.0   # any accuracy passes: the gate must promote to the next stage
