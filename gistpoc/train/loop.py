@@ -26,7 +26,7 @@ from gistpoc.gist.collator import GistDataCollator, forward_masked
 from gistpoc.gist.template import prompt_template
 from gistpoc.train import pretrained
 from gistpoc.train.examples import doc_example, group_by_doc, strip_passkey, to_example
-from gistpoc.train.stream import Curriculum, PasskeyStream, TextPool, chunk_in_turn, cue_continuation, effective_stages, heldout_windows
+from gistpoc.train.stream import Curriculum, PasskeyStream, TextPool, chunk_in_turn, cue_spans, effective_stages, heldout_windows
 from gistpoc.utils import host_environment, is_oom, records_hash, stable_hash, write_json
 
 log = logging.getLogger(__name__)
@@ -352,9 +352,8 @@ class Trainer:
         if self.w_cue > 0:
             rng = self.stream.rng(step, micro, "cue")
             for ex, r in zip(examples, batch_rows):
-                pair = cue_continuation(rng, r, self.cfg["aux"]["cue_tokens"], self.cfg["aux"]["continuation_tokens"])
-                if pair:
-                    ex.aux_segments.append(pair)
+                ex.aux_segments += cue_spans(rng, r, self.cfg["aux"]["cue_tokens"], self.cfg["aux"]["continuation_tokens"],
+                                             self.cfg["aux"]["cue_every_tokens"])
         batch = self.collate(examples)
         out = forward_masked(self.model, batch)
         loss, parts = out.loss, {"loss": float(out.loss.detach()), "aux_loss": 0.0, "next_loss": 0.0, "kl": 0.0}

@@ -125,6 +125,28 @@ def cue_continuation(rng: random.Random, row: dict, cue_tokens: int, continuatio
     return ctx[s : s + cue_tokens], ctx[s + cue_tokens : s + need]
 
 
+def cue_spans(rng: random.Random, row: dict, cue_tokens: int, continuation_tokens: int, every_tokens: int = 0) -> list[tuple[list[int], list[int]]]:
+    """The reconstruction pairs of one row. ``every_tokens`` 0: one pair from anywhere in the context
+    (``cue_continuation``). Otherwise one pair per ``every_tokens`` of context: the context is cut into
+    ``max(1, len // every_tokens)`` equal parts and each part gives a pair from inside it, so every stretch of a long
+    window (every chunk's gists, in the chunk-wise layout) is asked for its words at every step, not one in sixteen of
+    them; the pairs never overlap."""
+    if not every_tokens:
+        pair = cue_continuation(rng, row, cue_tokens, continuation_tokens)
+        return [pair] if pair else []
+    ctx = [t for s, e in context_spans(row) for t in row["prefix_ids"][s:e]]
+    need = cue_tokens + continuation_tokens
+    k = max(1, len(ctx) // every_tokens)
+    pairs = []
+    for i in range(k):
+        lo, hi = i * len(ctx) // k, (i + 1) * len(ctx) // k
+        if hi - lo < need:
+            continue
+        s = rng.randrange(lo, hi - need + 1)
+        pairs.append((ctx[s : s + cue_tokens], ctx[s + cue_tokens : s + need]))
+    return pairs
+
+
 @dataclass
 class PasskeyStream:
     """Deterministic micro-batches of passkey windows and training documents (see the module docstring)."""

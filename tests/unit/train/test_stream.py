@@ -10,7 +10,7 @@ import pytest
 from gistpoc.evaluate.metrics import passkey_correct
 from gistpoc.gist.template import prompt_template
 from gistpoc.train.loop import lr_factor
-from gistpoc.train.stream import Curriculum, PasskeyStream, TextPool, cue_continuation, effective_stages, heldout_windows
+from gistpoc.train.stream import Curriculum, PasskeyStream, TextPool, cue_continuation, cue_spans, effective_stages, heldout_windows
 
 
 def _docs(real_text: str, n: int) -> list[tuple[str, str]]:
@@ -84,6 +84,29 @@ def test_cue_continuation_is_context_text(setup):
     assert any(ctx[i : i + 32] == joined for i in range(len(ctx) - 31))
     short = {**row, "context_tokens": 10}
     assert cue_continuation(random.Random(0), short, 8, 24) is None
+
+
+def test_cue_spans_cover_a_long_window_part_by_part(setup):
+    """train.aux.cue_every_tokens: one reconstruction pair per that many context tokens, each from its own part of the
+    context (in order, never overlapping); 0 keeps the single pair from anywhere (the same draw as cue_continuation)."""
+    tokenizer, gist_ids, template, _, _, _ = setup
+    row = PasskeyStream(tokenizer, template, gist_ids, setup[5], 5, seed=3).windows(0, 0, 1, 200)[0]
+    ctx = row["prefix_ids"][row["gist_start"] - row["context_tokens"] : row["gist_start"]]
+    n = len(ctx)
+    assert cue_spans(random.Random(4), row, 4, 8) == [cue_continuation(random.Random(4), row, 4, 8)]
+    pairs = cue_spans(random.Random(4), row, 4, 8, every_tokens=40)
+    assert len(pairs) == n // 40 >= 4
+    starts = []
+    for i, (cue, cont) in enumerate(pairs):
+        assert len(cue) == 4 and len(cont) == 8
+        hits = [j for j in range(n - 11) if ctx[j : j + 12] == cue + cont]
+        lo, hi = i * n // len(pairs), (i + 1) * n // len(pairs)
+        assert any(lo <= j <= hi - 12 for j in hits)      # from inside its own part
+        starts.append(min(j for j in hits if lo <= j))
+    assert starts == sorted(starts) and all(b - a >= 12 for a, b in zip(starts, starts[1:]))
+    assert cue_spans(random.Random(4), row, 4, 8, every_tokens=40) == pairs          # a pure function of the rng
+    assert len(cue_spans(random.Random(4), row, 4, 8, every_tokens=10 * n)) == 1     # a short window still gets one
+    assert cue_spans(random.Random(4), {**row, "context_tokens": 10}, 4, 8, every_tokens=40) == []
 
 
 def test_effective_stages_cap_at_the_data():

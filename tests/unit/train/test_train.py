@@ -146,7 +146,8 @@ def test_full_fine_tuning_with_both_auxiliary_losses(tmp_path, tiny_dataset, mod
     and self-distillation add their terms, each logged."""
     cfg = _cfg(max_steps=4, method="full", lr_lora=1e-5, lr_embed=1e-4)
     cfg["curriculum"]["stages"] = [64]
-    cfg["aux"] = {"cue_continuation": 0.5, "cue_tokens": 8, "continuation_tokens": 24, "self_distill": 0.5, "continuation": 0.5, "next_tokens": 16}
+    cfg["aux"] = {"cue_continuation": 0.5, "cue_tokens": 8, "continuation_tokens": 24, "cue_every_tokens": 32, "self_distill": 0.5,
+                  "continuation": 0.5, "next_tokens": 16}
     subprocess.run(_cmd(tiny_dataset, tmp_path / "ck", tmp_path / "state", cfg), check=True, cwd=ROOT)
     import csv
 
