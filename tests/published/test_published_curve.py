@@ -182,3 +182,37 @@ def test_the_probe_reading_and_the_stage_1_losses():
     gains = [float(g) for what, _, g, _ in runfiles.table(README, "### Gains, paired on the same questions")
              if what.startswith("factual F1: gist16per") and ("gist-25" in what or "gist16per1024" in what.split(" - ")[1])]
     assert len(gains) == 4 and max(abs(x) for x in gains) < 3
+
+
+def test_the_reconstruction_density_a_b_it_quotes():
+    """The paragraph on bench/results/recon_density_ab: its accuracies, steps and passkey come from the A/B's files, and
+    the A/B differs from itself only in train.aux.cue_every_tokens."""
+    ab = ROOT / "bench" / "results" / "recon_density_ab"
+    rows = {r["method"]: r for r in json.loads((ab / "probe.json").read_text())["rows"]}
+    arms = [rows["gist16per512@A"], rows["gist16per512@B"]]
+    assert {round(r["reconstruction_acc"] * 100) for r in arms} == {37}
+    steps = sorted(json.loads((ab / arm / "summary.json").read_text())["steps"] for arm in "AB")
+    assert f"reconstruction at 37 % in both arms after {steps[0]}-{steps[1]} steps, against {rows['none']['reconstruction_acc'] * 100:.0f} % with no context" in FLAT
+    for arm in "AB":
+        assert all(line.endswith(",0.0") for line in (ab / arm / "eval_log.csv").read_text().splitlines() if "passkey_acc" in line)
+    a, b = (json.loads((ab / arm / "train_cfg.json").read_text()) for arm in "AB")
+    assert (a["aux"].pop("cue_every_tokens"), b["aux"].pop("cue_every_tokens")) == (0, 512) and a == b
+    assert a["curriculum"]["stages"] == [2048] and "four pairs per 2,048-token window instead of one" in FLAT
+
+
+def test_the_reconstruction_density_a_b_readme_table():
+    """bench/results/recon_density_ab/README.md: its table is the A/B's probe, steps and the curve run's probe."""
+    ab = ROOT / "bench" / "results" / "recon_density_ab"
+    text = (ab / "README.md").read_text()
+    rows = {r["method"]: r for r in json.loads((ab / "probe.json").read_text())["rows"]}
+    curve = {r["method"]: r for r in json.loads(PROBE.read_text())["rows"]}
+    steps = {arm: json.loads((ab / arm / "summary.json").read_text())["steps"] for arm in "AB"}
+
+    def cells(r):
+        return [f"{r['continuation_gap_closed']:.2f}", f"{r['reconstruction_acc'] * 100:.0f} %", f"{r['reconstruction_gap_closed']:.2f}"]
+
+    table = runfiles.table(text, "# Does a denser reconstruction objective")
+    assert table[0][2:] == cells(rows["none"]) and table[3][2:] == cells(rows["full"])
+    assert table[1][1:] == [str(steps["A"])] + cells(rows["gist16per512@A"])
+    assert table[2][1:] == [str(steps["B"])] + cells(rows["gist16per512@B"])
+    assert table[4][2:] == cells(curve["gist16per512"])
