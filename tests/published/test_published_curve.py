@@ -216,3 +216,16 @@ def test_the_reconstruction_density_a_b_readme_table():
     assert table[1][1:] == [str(steps["A"])] + cells(rows["gist16per512@A"])
     assert table[2][1:] == [str(steps["B"])] + cells(rows["gist16per512@B"])
     assert table[4][2:] == cells(curve["gist16per512"])
+
+
+def test_where_the_curve_run_left_the_plateau():
+    """The A/B README's comparison: the first held-out passkey check above 0 in the curve run's two stage 1s."""
+    import csv
+
+    def first_read(name):
+        rows = csv.DictReader(open(RUN / "training" / f"stage1-{name}_eval_log.csv"))
+        return min(int(r["step"]) for r in rows if r["kind"] == "passkey_acc" and float(r["value"]) > 0)
+
+    text = " ".join((ROOT / "bench" / "results" / "recon_density_ab" / "README.md").read_text().split())
+    assert (f"had left it by step {first_read('gist25')} (gist-25) and step {first_read('gist16chunked')} (the chunk-wise "
+            f"checkpoint; 0 % at step {first_read('gist16chunked') - 50})") in text
