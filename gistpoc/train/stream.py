@@ -116,27 +116,21 @@ def passkey_row(tokenizer, template, gist_ids: list[int], text: str, seed_key: s
 
 
 def cue_continuation(rng: random.Random, row: dict, cue_tokens: int, continuation_tokens: int) -> tuple[list[int], list[int]] | None:
-    """A (cue, continuation) pair of context token ids: from the gist cache, continue the text after the cue."""
-    ctx = [t for s, e in context_spans(row) for t in row["prefix_ids"][s:e]]  # the context alone (no head, no gists)
-    need = cue_tokens + continuation_tokens
-    if len(ctx) < need:
-        return None
-    s = rng.randrange(len(ctx) - need + 1)
-    return ctx[s : s + cue_tokens], ctx[s + cue_tokens : s + need]
+    """A (cue, continuation) pair of context token ids: from the gist cache, continue the text after the cue (None when
+    the context is shorter than both)."""
+    pairs = cue_spans(rng, row, cue_tokens, continuation_tokens)
+    return pairs[0] if pairs else None
 
 
 def cue_spans(rng: random.Random, row: dict, cue_tokens: int, continuation_tokens: int, every_tokens: int = 0) -> list[tuple[list[int], list[int]]]:
-    """The reconstruction pairs of one row. ``every_tokens`` 0: one pair from anywhere in the context
-    (``cue_continuation``). Otherwise one pair per ``every_tokens`` of context: the context is cut into
+    """The reconstruction pairs of one row, (cue, continuation) token ids of its context. ``every_tokens`` 0: one pair
+    from anywhere in the context. Otherwise one pair per ``every_tokens`` of context: the context is cut into
     ``max(1, len // every_tokens)`` equal parts and each part gives a pair from inside it, so every stretch of a long
     window (every chunk's gists, in the chunk-wise layout) is asked for its words at every step, not one in sixteen of
-    them; the pairs never overlap."""
-    if not every_tokens:
-        pair = cue_continuation(rng, row, cue_tokens, continuation_tokens)
-        return [pair] if pair else []
-    ctx = [t for s, e in context_spans(row) for t in row["prefix_ids"][s:e]]
+    them; the pairs never overlap. A part shorter than cue and continuation gives none."""
+    ctx = [t for s, e in context_spans(row) for t in row["prefix_ids"][s:e]]  # the context alone (no head, no gists)
     need = cue_tokens + continuation_tokens
-    k = max(1, len(ctx) // every_tokens)
+    k = max(1, len(ctx) // every_tokens) if every_tokens else 1
     pairs = []
     for i in range(k):
         lo, hi = i * len(ctx) // k, (i + 1) * len(ctx) // k

@@ -93,7 +93,8 @@ def test_cue_spans_cover_a_long_window_part_by_part(setup):
     row = PasskeyStream(tokenizer, template, gist_ids, setup[5], 5, seed=3).windows(0, 0, 1, 200)[0]
     ctx = row["prefix_ids"][row["gist_start"] - row["context_tokens"] : row["gist_start"]]
     n = len(ctx)
-    assert cue_spans(random.Random(4), row, 4, 8) == [cue_continuation(random.Random(4), row, 4, 8)]
+    s0 = random.Random(4).randrange(n - 12 + 1)   # the single pair's draw, as stage 1 made it before cue_every_tokens
+    assert cue_spans(random.Random(4), row, 4, 8) == [(ctx[s0 : s0 + 4], ctx[s0 + 4 : s0 + 12])] == [cue_continuation(random.Random(4), row, 4, 8)]
     pairs = cue_spans(random.Random(4), row, 4, 8, every_tokens=40)
     assert len(pairs) == n // 40 >= 4
     starts = []
