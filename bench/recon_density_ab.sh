@@ -11,7 +11,7 @@
 #
 # Here (repo root):  bash bench/recon_density_ab.sh pack      -> device_in/ab/ (datasets, the two train configs)
 # GPU machine, after the wheels (w1, w2) and the GGUF (m1..) have arrived by device.sh unpack:
-#                    bash bench/recon_density_ab.sh run       -> $OUT/ab.tar.gz (adapters, logs)
+#                    bash bench/recon_density_ab.sh run       -> $OUT/ab.tar.gz.part_* (adapters, logs)
 set -euo pipefail
 CONFIG=${CONFIG:-config.qwen-content.yaml}
 STEPS=${STEPS:-300}; MINUTES=${MINUTES:-4.5}; WINDOW=${WINDOW:-2048}; EVERY=${EVERY:-512}
@@ -67,7 +67,8 @@ sys.exit(max(p.wait() for p in procs))
 PY
     nvidia-smi --query-gpu=name,memory.used --format=csv,noheader || true
     for arm in A B; do grep -E "step [0-9]+/" "device_out/ab/$arm.log" | tail -n 2; done
-    tar czf "$OUT/ab.tar.gz" --exclude='state*' -C device_out ab
+    # two adapters are ~40 MB: parts of <= 15 MB, as a call returns files of at most 16 MiB (cat them here)
+    tar czf device_out/ab.tar.gz --exclude='state*' -C device_out ab && split -b 15M -d device_out/ab.tar.gz "$OUT/ab.tar.gz.part_"
     exit $rc
     ;;
 *) sed -n 2,14p "$0"; exit 2 ;;
