@@ -41,11 +41,11 @@ from gistpoc.utils import read_jsonl  # noqa: E402
 @torch.no_grad()
 def score(model, past, start: int, cue: list[int], target: list[int]) -> tuple[float, float]:
     """Summed NLL and correct-token count of ``target`` after ``cue``, continuing ``past`` at position ``start``."""
-    ids = torch.tensor([cue + target])
-    pos = torch.arange(start, start + ids.shape[1])[None]
+    ids = torch.tensor([cue + target], device=model.device)
+    pos = torch.arange(start, start + ids.shape[1], device=model.device)[None]
     logits = model(input_ids=ids, position_ids=pos, past_key_values=past, use_cache=True).logits[0].float()
     pred = logits[len(cue) - 1 : -1]
-    tgt = torch.tensor(target)
+    tgt = torch.tensor(target, device=pred.device)
     nll = torch.nn.functional.cross_entropy(pred, tgt, reduction="sum")
     return float(nll), float((pred.argmax(-1) == tgt).sum())
 
@@ -64,10 +64,11 @@ def main(argv=None) -> None:
     p.add_argument("--span", type=int, default=64)
     p.add_argument("--cue", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu", help="cpu, or cuda on the GPU machine (fp32 either way)")
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    cfg = {"device": "cpu", "dtype": "float32", "attn_implementation": "sdpa"}
+    cfg = {"device": args.device, "dtype": "float32", "attn_implementation": "sdpa"}
     records, seen = [], set()
     for r in read_jsonl(args.dataset):
         if r["doc_id"] not in seen:
@@ -107,7 +108,7 @@ def main(argv=None) -> None:
         for method, ctx in (("none", ""), ("full", prefix_text(d))):
             enc = encode_prefix(tok, tpl, ctx, [])
             with torch.no_grad():
-                out = base.model(input_ids=torch.tensor([enc.prefix_ids]), use_cache=True)
+                out = base.model(input_ids=torch.tensor([enc.prefix_ids], device=base.model.device), use_cache=True)
             layers = out.past_key_values.layers
             kept = GistCache([la.keys for la in layers], [la.values for la in layers], len(enc.prefix_ids), enc.context_tokens)
             res = [score(base.model, kept.to_dynamic_cache(), kept.next_position, cue, target) for cue, target in doc_tasks]
