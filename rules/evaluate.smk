@@ -296,12 +296,14 @@ rule judge_answers:
         judge_model=config["eval"]["judge"]["model"],
         judge_max_tokens=config["eval"]["judge"]["max_tokens"],
         judge_qtypes=" ".join(config["eval"]["judge"]["qtypes"]),
+        reasoning_protocol=config["eval"]["judge"]["reasoning_protocol"],
         seed=config["seed"],
         embedder=config["eval"]["metric_embedder"],
         threshold=config["eval"]["global_proxy_threshold"],
     shell:
         "python scripts/judge_answers.py --predictions {input.predictions} --endpoint {params.endpoint:q} "
         "--judge-model {params.judge_model:q} --judge-max-tokens {params.judge_max_tokens} --qtypes {params.judge_qtypes} --seed {params.seed} --out {output.judgments} "
+        "--reasoning-protocol {params.reasoning_protocol} "
         "--calibration-fixture {input.fixture} --calibration-out {output.calibration} "
         "--metric-embedder {params.embedder:q} --global-threshold {params.threshold} --log {log}"
 

@@ -23,10 +23,11 @@ def main(args):
     # the judge's replies are short (a verdict or rating and a one-line reason): a batching server answers a batch as
     # long as its longest reply, so the judge's own cap, not the writer's
     client = CachedChatClient({**args.endpoint, "max_tokens": args.judge_max_tokens}, Path(args.cache_dir))
-    write_jsonl(args.out, judge_items(items, client, args.judge_model, args.seed))
+    write_jsonl(args.out, judge_items(items, client, args.judge_model, args.seed, args.reasoning_protocol))
     if args.calibration_fixture:
         embedder = SentenceEmbedder(args.metric_embedder) if args.metric_embedder else None
-        report = calibrate(read_jsonl(args.calibration_fixture), client, args.judge_model, embedder, args.global_threshold)
+        report = calibrate(read_jsonl(args.calibration_fixture), client, args.judge_model, embedder, args.global_threshold,
+                           args.reasoning_protocol)
         write_json(args.calibration_out, {"judge_model": args.judge_model, "fixture": args.calibration_fixture, **report})
 
 
@@ -38,6 +39,8 @@ if __name__ == "__main__":
     p.add_argument("--judge-max-tokens", type=int, default=96, help="eval.judge.max_tokens")
     p.add_argument("--qtypes", nargs="+", choices=["global", "reasoning"], default=["global", "reasoning"],
                    help="eval.judge.qtypes: the question types judged")
+    p.add_argument("--reasoning-protocol", choices=["rating", "two_checks"], default="rating",
+                   help="eval.judge.reasoning_protocol: one 3-point request, or two yes/no checks (correct, complete)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cache-dir", default="results/.cache/judge")
     p.add_argument("--out", required=True)

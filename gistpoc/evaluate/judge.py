@@ -31,6 +31,24 @@ REASONING_SYSTEM = (
     "2 = partly correct or incomplete, 1 = wrong, off-topic or no answer. Reply with JSON only: "
     '{"rating": 1, 2 or 3, "reason": "<one sentence>"}.'
 )
+# reasoning_protocol "two_checks": the rating from two yes/no questions, the form in which a small judge agrees with
+# hand labels on the global theme (one 3-point request from Qwen2.5-Coder-1.5B agreed at chance, 0.30)
+CHECK_SYSTEMS = {
+    "correct": (
+        "You grade answers to a question that needs two parts of a document combined. Given the question, a reference "
+        "answer and a candidate answer, decide whether the candidate is correct: what it says about the parts agrees "
+        "with the reference, without contradicting it, inventing facts or drifting off-topic (a generic answer that "
+        'names nothing from the reference is not correct). Reply with JSON only: {"verdict": "yes" or "no", "reason": '
+        '"<one sentence>"}.'
+    ),
+    "complete": (
+        "You grade answers to a question that needs two parts of a document combined. Given the question, a reference "
+        "answer and a candidate answer, decide whether the candidate is complete: it says something specific about "
+        "each of the two parts, as the reference does, and connects them. Reply with JSON only: "
+        '{"verdict": "yes" or "no", "reason": "<one sentence>"}.'
+    ),
+}
+REASONING_PROTOCOLS = ("rating", "two_checks")
 # a neutral sentence that adds length and no content (the length-bias probe)
 PADDING = " To put it in other words and to be thorough about it, the answer given above is the one stated here."
 
@@ -52,9 +70,10 @@ def validate_rating(obj: dict) -> dict:
     return {"rating": rating, "reason": str(obj.get("reason", ""))[:500]}
 
 
-def judge_messages(item: dict, candidate_first: bool = False) -> list[dict]:
-    """The blinded request: question, reference and candidate (after the reference, or before it)."""
-    system = REASONING_SYSTEM if item.get("qtype") == "reasoning" else GLOBAL_SYSTEM
+def judge_messages(item: dict, candidate_first: bool = False, check: str | None = None) -> list[dict]:
+    """The blinded request: question, reference and candidate (after the reference, or before it); ``check`` (a key of
+    ``CHECK_SYSTEMS``) asks one of the reasoning protocol "two_checks"' yes/no questions instead of the rating."""
+    system = CHECK_SYSTEMS[check] if check else REASONING_SYSTEM if item.get("qtype") == "reasoning" else GLOBAL_SYSTEM
     q = f"Question: {item['question']}"
     ref = f"Reference answer: {item['reference']}"
     cand = f"Candidate answer: {item['prediction'] or '(no answer)'}"
@@ -62,11 +81,28 @@ def judge_messages(item: dict, candidate_first: bool = False) -> list[dict]:
             {"role": "user", "content": "\n".join([q, cand, ref] if candidate_first else [q, ref, cand])}]
 
 
-def judge_one(item: dict, client: CachedChatClient, model: str, candidate_first: bool = False) -> dict:
+def judge_one(item: dict, client: CachedChatClient, model: str, candidate_first: bool = False, protocol: str = "rating") -> dict:
     """One judgment: ``verdict`` (global) or ``rating`` (reasoning), ``reason`` and ``score`` (None if the reply
-    stayed invalid)."""
-    body = client.request(judge_messages(item, candidate_first), model=model)
+    stayed invalid). Reasoning with ``protocol="two_checks"``: two yes/no requests, correct and complete; rating 1 if
+    not correct, 2 if correct and not complete, 3 if both (the reasons joined)."""
     reasoning = item.get("qtype") == "reasoning"
+    if reasoning and protocol == "two_checks":
+        checks, errors = {}, []   # both questions are always asked (an invalid reply to one does not hide the other)
+        for check in CHECK_SYSTEMS:
+            try:
+                checks[check] = client.complete_json(client.request(judge_messages(item, candidate_first, check), model=model),
+                                                     validate_verdict)
+            except ResponseValidationError as err:
+                errors.append(f"{check}: {err}")
+        if errors:
+            return {"verdict": None, "rating": None, "reason": f"invalid judge reply ({'; '.join(errors)})"[:500], "score": None}
+        correct, complete = (checks[c]["verdict"] == "yes" for c in CHECK_SYSTEMS)
+        rating = 1 + correct + (correct and complete)
+        reason = "; ".join(f"{c}: {v['verdict']} ({v['reason']})" for c, v in checks.items())
+        return {"verdict": None, "rating": rating, "reason": reason[:500], "score": (rating - 1) / 2}
+    if protocol not in REASONING_PROTOCOLS:
+        raise ValueError(f"reasoning protocol must be one of {REASONING_PROTOCOLS}, got {protocol!r}")
+    body = client.request(judge_messages(item, candidate_first), model=model)
     try:
         v = client.complete_json(body, validate_rating if reasoning else validate_verdict)
     except ResponseValidationError as err:
@@ -76,13 +112,14 @@ def judge_one(item: dict, client: CachedChatClient, model: str, candidate_first:
     return {"rating": None, **v, "score": float(v["verdict"] == "yes")}
 
 
-def judge_items(items: list[dict], client: CachedChatClient, model: str, seed: int) -> list[dict]:
+def judge_items(items: list[dict], client: CachedChatClient, model: str, seed: int, protocol: str = "rating") -> list[dict]:
     """``items``: dicts with key, qtype, question, reference, prediction (no method). Judged in a seeded shuffle;
     returned sorted by key, with verdict / rating, reason and score."""
     order = items[:]
     random.Random(seed).shuffle(order)
     workers = client.cfg.get("concurrency", 1)
-    out = thread_map(lambda it: {"key": it["key"], "qtype": it.get("qtype", "global"), **judge_one(it, client, model)}, order, workers)
+    out = thread_map(lambda it: {"key": it["key"], "qtype": it.get("qtype", "global"), **judge_one(it, client, model, protocol=protocol)},
+                     order, workers)
     return sorted(out, key=lambda r: r["key"])
 
 
@@ -91,7 +128,8 @@ def _label_score(item: dict) -> float:
     return float(item["label"] == "yes") if item["qtype"] == "global" else (int(item["label"]) - 1) / 2
 
 
-def calibrate(fixture: list[dict], client: CachedChatClient, model: str, embedder=None, proxy_threshold: float = 0.5) -> dict:
+def calibrate(fixture: list[dict], client: CachedChatClient, model: str, embedder=None, proxy_threshold: float = 0.5,
+              protocol: str = "rating") -> dict:
     """The judge against hand labels. Per question type: items, agreement with the labels (exact: same verdict, or
     same rating), position consistency (same score with the candidate before the reference), padding flips (the score
     changes when a neutral sentence is appended), invalid replies; and, for global items, the proxy's agreement with
@@ -103,8 +141,9 @@ def calibrate(fixture: list[dict], client: CachedChatClient, model: str, embedde
             continue
         agree = same_swapped = padded_flips = invalid = 0
         proxy_agree = 0
-        three = thread_map(lambda it: (judge_one(it, client, model), judge_one(it, client, model, candidate_first=True),
-                                       judge_one({**it, "prediction": (it["prediction"] or "") + PADDING}, client, model)),
+        three = thread_map(lambda it: (judge_one(it, client, model, protocol=protocol),
+                                       judge_one(it, client, model, candidate_first=True, protocol=protocol),
+                                       judge_one({**it, "prediction": (it["prediction"] or "") + PADDING}, client, model, protocol=protocol)),
                            items, client.cfg.get("concurrency", 1))
         for it, (base, swapped, padded) in zip(items, three):
             if base["score"] is None:
@@ -119,6 +158,7 @@ def calibrate(fixture: list[dict], client: CachedChatClient, model: str, embedde
                 proxy_agree += (sim >= proxy_threshold) == (it["label"] == "yes")
         valid = len(items) - invalid
         out[qtype] = {"items": len(items), "invalid": invalid, "agreement": agree / valid if valid else None,
+                      **({"protocol": protocol} if qtype == "reasoning" else {}),
                       "position_consistency": same_swapped / valid if valid else None,
                       "padding_flips": padded_flips / valid if valid else None}
         if embedder is not None and qtype == "global":

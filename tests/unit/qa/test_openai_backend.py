@@ -8,6 +8,7 @@ key and an unreachable endpoint (clear errors, cached work kept).
 from __future__ import annotations
 
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -287,6 +288,30 @@ def test_judge_is_blinded_and_validated(server, tmp_path, monkeypatch):
         validate_verdict({"verdict": "maybe"})
     with pytest.raises(ResponseValidationError):
         validate_rating({"rating": 4})
+
+
+def test_reasoning_judge_two_checks_rates_from_its_two_verdicts(server, tmp_path, monkeypatch):
+    """eval.judge.reasoning_protocol two_checks: two yes/no requests per answer (correct, complete) through the real
+    client and model; the rating is 1 + correct + (correct and complete), and the reason carries both verdicts."""
+    from gistpoc.evaluate.judge import CHECK_SYSTEMS, judge_items
+
+    monkeypatch.setenv("GISTPOC_TEST_KEY", KEY)
+    client = CachedChatClient(_cfg(server, max_tokens=32), tmp_path)
+    items = [{"key": f"r{i}", "qtype": "reasoning", "question": "How do the two parts differ?",
+              "reference": "The first is his early life, the second his films.", "prediction": p}
+             for i, p in enumerate(["One is about his youth and one about his films.", "Cooking pasta."])]
+    out = judge_items(items, client, "local-chat", seed=0, protocol="two_checks")
+    sent = [p.read_text() for p in tmp_path.glob("*.json")]
+    for check in CHECK_SYSTEMS.values():   # both questions were asked for every answer
+        assert sum(json.dumps(check)[1:-1] in b for b in sent) >= len(items)   # (>: retries of an invalid reply)
+    assert not any("3 = correct and complete" in b for b in sent)   # never the one-request rating
+    for o in out:
+        if o["score"] is None:
+            assert o["reason"].startswith("invalid judge reply")
+            continue
+        verdicts = dict(re.findall(r"(correct|complete): (yes|no)", o["reason"]))
+        correct, complete = verdicts["correct"] == "yes", verdicts["complete"] == "yes"
+        assert o["rating"] == 1 + correct + (correct and complete) and o["score"] == (o["rating"] - 1) / 2
 
 
 def test_judge_calibration_runs_on_the_hand_labels(server, tmp_path, monkeypatch):
