@@ -11,11 +11,12 @@
 #
 # Other arms: ARMS='{"A": {"train": {...}, "chunks": [512]}, ...}' at pack time (each arm's "train" is merged into the
 # resolved train config, dicts key by key, after the settings above; "chunks" replaces the chunk sizes). Without ARMS:
-# the density pair above. After training, the probe scores every arm at 256 / 512 / 1,024-token chunks on the GPU.
+# the density pair above. After training, the probe scores every arm at its chunk sizes (on the GPU there).
 #
 # Here (repo root):  bash bench/recon_density_ab.sh pack      -> device_in/ab/ (datasets, the train configs)
 # GPU machine, after the wheels (w1, w2) and the GGUF (m1..) have arrived by device.sh unpack:
-#                    bash bench/recon_density_ab.sh run       -> $OUT/ab.tar.gz.part_* (adapters, logs), $OUT/probe.json
+#                    bash bench/recon_density_ab.sh run       -> device_out/ab/ (adapters, logs, probe_s<k>.json)
+#                    OUT=... [ADAPTERS=1] bash bench/recon_density_ab.sh collect   -> $OUT/ab/ (probes, logs, summaries; adapters as parts)
 set -euo pipefail
 CONFIG=${CONFIG:-config.qwen-content.yaml}
 STEPS=${STEPS:-300}; MINUTES=${MINUTES:-4.5}; WINDOW=${WINDOW:-2048}; EVERY=${EVERY:-512}
@@ -63,36 +64,59 @@ print("A/B train configs:", {k: cfg[k] for k in ("max_steps", "time_limit_minute
 PY
     ;;
 run)
-    : "${OUT:?run on the GPU machine (OUT is the folder that comes back)}"
+    # SEGMENTS=k: each arm trains k segments of $MINUTES (cfg time limit), segment i > 1 warm-started from segment i-1's
+    # adapter (a fresh optimizer); each segment's adapters are probed on the GPU while the next segment trains. Long runs
+    # go detached (setsid nohup ... run); everything lands in device_out/ab/, and `collect` copies it to $OUT.
     for f in train test; do [ -f "$AB/$f.gist16.jsonl" ] || gunzip -k "$AB/$f.gist16.jsonl.gz"; done
-    mkdir -p device_out
+    mkdir -p device_out/ab
+    rm -f device_out/ab/DONE
     [ -d results/model/base ] || CONFIG=$CONFIG bash bench/paper_scale/device.sh run results/model/base >device_out/model.log 2>&1 || { tail -20 device_out/model.log; exit 1; }
     export PYTHONPATH=$PWD/.dsite:$PWD PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
-    mkdir -p device_out/ab
     rc=0
-    python - "$AB" <<'PY' || rc=$?
-import json, subprocess, sys
-ab = sys.argv[1]
+    python - "$AB" "${SEGMENTS:-1}" <<'PY' || rc=$?
+import json, os, subprocess, sys
+ab, segments = sys.argv[1], int(sys.argv[2])
 c = json.load(open(f"{ab}/common.json"))
-procs = []
-for arm, chunks in c.get("arm_chunks", {"A": c["chunks"], "B": c["chunks"]}).items():
-    argv = [sys.executable, "scripts/pretrain_gist.py", "--model", json.dumps(c["model"]), "--model-ref", "results/model/base",
-            "--train-cfg", open(f"{ab}/cfg{arm}.json").read(), "--train", f"{ab}/train.gist16.jsonl", "--n-gist", "16",
-            "--chunk-tokens", *chunks, "--instruction", c["instruction"], "--seed", c["seed"], "--passkey-digits", "5",
-            "--out-dir", f"device_out/ab/{arm}", "--state-dir", f"device_out/ab/state{arm}", "--log", f"device_out/ab/{arm}.log"]
-    procs.append(subprocess.Popen(argv))
-sys.exit(max(p.wait() for p in procs))
+arms = c.get("arm_chunks", {"A": c["chunks"], "B": c["chunks"]})
+# the runs are CPU-bound beside each other: each arm gets its share of the cores (3 arms at 16 threads each halved the steps)
+threads = str(max(1, (os.cpu_count() or 2) // (len(arms) + 1)))
+env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+device = "cuda" if subprocess.run([sys.executable, "-c", "import torch; assert torch.cuda.is_available()"]).returncode == 0 else "cpu"
+probes, rc = [], 0
+for seg in range(1, segments + 1):
+    procs = []
+    for arm, chunks in arms.items():
+        argv = [sys.executable, "scripts/pretrain_gist.py", "--model", json.dumps(c["model"]), "--model-ref", "results/model/base",
+                "--train-cfg", open(f"{ab}/cfg{arm}.json").read(), "--train", f"{ab}/train.gist16.jsonl", "--n-gist", "16",
+                "--chunk-tokens", *chunks, "--instruction", c["instruction"], "--seed", str(int(c["seed"]) + seg - 1), "--passkey-digits", "5",
+                "--out-dir", f"device_out/ab/{arm}_s{seg}", "--state-dir", f"device_out/ab/state{arm}_s{seg}", "--log", f"device_out/ab/{arm}_s{seg}.log"]
+        if seg > 1:
+            argv += ["--warm-start", f"device_out/ab/{arm}_s{seg - 1}"]
+        procs.append(subprocess.Popen(argv, env=env))
+    rc = max(rc, *(p.wait() for p in procs))
+    ck = [a for arm, chunks in arms.items() for ch in chunks for a in ("--checkpoint", f"gist16per{ch}@{arm}_s{seg}=device_out/ab/{arm}_s{seg}")]
+    probes.append(subprocess.Popen([sys.executable, "bench/gist_content_probe.py", "--device", device, "--model-ref", "results/model/base",
+                                    "--dataset", f"{ab}/test.gist16.jsonl", *ck, "--docs", "8", "--out", f"device_out/ab/probe_s{seg}.json"],
+                                   stdout=open(f"device_out/ab/probe_s{seg}.log", "w"), stderr=subprocess.STDOUT, env=env))
+    if rc:
+        break
+sys.exit(max(rc, *(p.wait() for p in probes)))
 PY
-    nvidia-smi --query-gpu=name,memory.used --format=csv,noheader || true
-    arms=$(python -c "import json; print(' '.join(json.load(open('$AB/common.json')).get('arm_chunks', {'A': 0, 'B': 0})))")
-    for arm in $arms; do grep -E "step [0-9]+/" "device_out/ab/$arm.log" | tail -n 2; done
-    ck=(); for arm in $arms; do for c in 256 512 1024; do ck+=(--checkpoint "gist16per$c@$arm=device_out/ab/$arm"); done; done
-    python bench/gist_content_probe.py --device "$(python -c 'import torch; print("cuda" if torch.cuda.is_available() else "cpu")')" \
-        --model-ref results/model/base --dataset "$AB/test.gist16.jsonl" "${ck[@]}" --docs 8 --out "$OUT/probe.json" >device_out/probe.log 2>&1 \
-        && tail -n $((3 * $(wc -w <<<"$arms") + 3)) device_out/probe.log || { tail -n 20 device_out/probe.log; rc=1; }
-    # two adapters are ~40 MB: parts of <= 15 MB, as a call returns files of at most 16 MiB (cat them here)
-    tar czf device_out/ab.tar.gz --exclude='state*' -C device_out ab && split -b 15M -d device_out/ab.tar.gz "$OUT/ab.tar.gz.part_"
+    echo "exit: $rc" >device_out/ab/DONE
+    [ -n "${OUT:-}" ] && bash "$0" collect
     exit $rc
+    ;;
+collect)
+    : "${OUT:?on the GPU machine}"
+    [ -f device_out/ab/DONE ] && cat device_out/ab/DONE || echo "still running"
+    for f in device_out/ab/*.log; do echo "== $f"; grep -E "step [0-9]+/|Error|error|held-out" "$f" | tail -n 3; done
+    mkdir -p "$OUT/ab"
+    cp device_out/ab/probe_s*.json device_out/ab/*.log "$OUT/ab/" 2>/dev/null || true
+    for d in device_out/ab/*_s*/; do [ -f "$d/summary.json" ] || continue; n=$(basename "$d"); mkdir -p "$OUT/ab/$n"
+        cp "$d"/summary.json "$d"/train_log.csv "$d"/eval_log.csv "$OUT/ab/$n/" 2>/dev/null || true; done
+    if [ -f device_out/ab/DONE ] && [ -n "${ADAPTERS:-}" ]; then   # the adapters (~20 MB each): parts of <= 15 MB, cat them here
+        tar czf device_out/ab.tar.gz --exclude='state*' --exclude='*.log' -C device_out ab && split -b 15M -d device_out/ab.tar.gz "$OUT/ab.tar.gz.part_"
+    fi
     ;;
 *) sed -n 2,14p "$0"; exit 2 ;;
 esac
