@@ -229,3 +229,38 @@ def test_where_the_curve_run_left_the_plateau():
     text = " ".join((ROOT / "bench" / "results" / "recon_density_ab" / "README.md").read_text().split())
     assert (f"had left it by step {first_read('gist25')} (gist-25) and step {first_read('gist16chunked')} (the chunk-wise "
             f"checkpoint; 0 % at step {first_read('gist16chunked') - 50})") in text
+
+
+def test_the_one_chunk_window_run_readme_table():
+    """bench/results/stage1_one_chunk_windows/README.md: its table is the probe's printed table, the steps and held-out
+    passkey of the arms' logs, and the arms differ in window length and batch split only."""
+    import csv
+
+    d = ROOT / "bench" / "results" / "stage1_one_chunk_windows"
+    text = (d / "README.md").read_text()
+    probe = {line.split()[0]: line.split() for line in (d / "probe_s1.txt").read_text().splitlines()[1:]}
+
+    def cells(name):
+        cont_gap, acc, rec_gap = probe[name][4], probe[name][6], probe[name][7]
+        return [cont_gap, f"{float(acc) * 100:.0f} %", rec_gap]
+
+    a_steps = max(int(m) for m in re.findall(r"step (\d+)/4000", (d / "A" / "train.log").read_text()))
+    b_summary = json.loads((d / "B" / "summary.json").read_text())
+    assert "held-out passkey accuracy 1.000 at 512 tokens" in (d / "A" / "train.log").read_text().splitlines()[-1]
+    assert {r["acc"] for r in b_summary["heldout_passkey"]} == {0.0}
+    table = runfiles.table(text, "# Does stage 1 on one-chunk windows")
+    assert table[0][3:] == cells("none") and table[3][3:] == cells("full")
+    assert table[1][1:] == [f"{a_steps:,}", "100 % (4 of 4)"] + cells("gist16per512@A_s1")
+    assert table[2][1:] == [f"{b_summary['steps']:,}", "0 %"] + cells("gist16per512@B_s1")
+    a, b = (json.loads((d / arm / "train_cfg.json").read_text()) for arm in "AB")
+    assert b == b_summary["config"]
+    assert (a.pop("batch_size"), a.pop("grad_accum"), b.pop("batch_size"), b.pop("grad_accum")) == (8, 1, 4, 2)
+    assert a["curriculum"].pop("stages") == [512] and b["curriculum"].pop("stages") == [2048] and a == b
+    rows = list(csv.DictReader(open(d / "B" / "train_log.csv")))
+
+    def mean(lo, hi, key):
+        return statistics.mean(float(r[key]) for r in rows if lo <= int(r["step"]) <= hi)
+
+    flat = " ".join(text.split())
+    assert f"(answer loss {mean(474, 498, 'loss'):.2f} over steps 474-498" in flat
+    assert f"fell to {mean(474, 498, 'aux_loss'):.2f} nats per token" in flat and f"{mean(76, 100, 'aux_loss'):.2f} at steps 76-100" in flat
