@@ -1,0 +1,96 @@
+"""Group-wise int4 weights for 4-bit answering (issue 29): one quantisation, the layouts of two kernel libraries.
+
+NF4 through bitsandbytes is the design's format, but its 4-bit GEMV reads weights at a fifth of the card's bandwidth
+(``docs/gpu_results.md``). Libraries made for batch-1 decode use a plain affine int4 format instead:
+
+- **tinygemm**, PyTorch's own int4 kernel (``torch.ops.aten._weight_int4pack_mm``, the kernel behind torchao's
+  ``Int4WeightOnlyConfig`` tile-packed layout), on CUDA and, as ``_for_cpu``, on CPU;
+- **gemlite** (Triton GEMV / GEMM kernels for low-bit weights, ``gemlite.helper.A16Wn.from_weights``), CUDA only.
+
+Both read the same numbers: per row and per ``group_size`` input columns, a scale ``s`` and a zero point ``z`` with
+``w = (q - z) * s``, ``q`` in 0..15 (asymmetric min-max, ``z`` fractional). ``quantize`` makes them once;
+``TinyGemmWeight`` and ``gemlite_linear`` pack them; ``dequantize`` is the reference both are checked against.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+GROUP_SIZE = 128  # torchao's default for int4 weight-only; 4 bits + 2 x 16 bits per 128 weights = 4.25 bits a weight
+INNER_K_TILES = 8  # tinygemm's packing (2, 4 or 8); 8 is torchao's default
+
+
+@dataclass
+class Int4Quant:
+    """An ``(out, in)`` weight in group-wise affine int4: ``q`` uint8 0..15, ``scale`` and ``zero`` ``(out, in / group)``."""
+
+    q: torch.Tensor
+    scale: torch.Tensor
+    zero: torch.Tensor
+    group_size: int
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(self.q.shape)
+
+    def nbytes(self) -> int:
+        """Bytes a kernel reads: half a byte a weight, and a bf16 scale and zero per group."""
+        return self.q.numel() // 2 + 2 * 2 * self.scale.numel()
+
+
+def quantize(w: torch.Tensor, group_size: int = GROUP_SIZE) -> Int4Quant:
+    """Min-max affine int4 of each ``group_size`` consecutive input columns of each row (fp32 arithmetic); the scale and
+    zero are kept in bf16, as both kernels read them, and ``q`` is rounded against those bf16 values."""
+    out_f, in_f = w.shape
+    if in_f % group_size:
+        raise ValueError(f"int4: in_features {in_f} is not a multiple of group_size {group_size}")
+    g = w.detach().float().reshape(out_f, in_f // group_size, group_size)
+    lo, hi = g.amin(-1), g.amax(-1)
+    scale = ((hi - lo) / 15).clamp(min=1e-8).to(torch.bfloat16)
+    zero = (-lo / scale.float()).to(torch.bfloat16)
+    q = torch.round(g / scale.float()[..., None] + zero.float()[..., None]).clamp(0, 15).to(torch.uint8)
+    return Int4Quant(q.reshape(out_f, in_f), scale, zero, group_size)
+
+
+def dequantize(qw: Int4Quant, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """The weight the kernels compute with: ``(q - zero) * scale``."""
+    out_f, in_f = qw.shape
+    g = qw.q.reshape(out_f, in_f // qw.group_size, qw.group_size).float()
+    return ((g - qw.zero.float()[..., None]) * qw.scale.float()[..., None]).reshape(out_f, in_f).to(dtype)
+
+
+class TinyGemmWeight:
+    """``qw`` packed for PyTorch's int4 kernel on ``qw``'s device: ``y = x @ W.T`` for bf16 ``x`` (CUDA) or fp32 / bf16
+    ``x`` (CPU). tinygemm's zero is in the weight's domain, ``w = (q - 8) * s + z'``, so ``z' = (8 - z) * s``."""
+
+    def __init__(self, qw: Int4Quant, inner_k_tiles: int = INNER_K_TILES):
+        out_f, in_f = qw.shape
+        self.shape, self.group_size = (out_f, in_f), qw.group_size
+        self.cpu = qw.q.device.type == "cpu"
+        zero_w = (8 - qw.zero.float()) * qw.scale.float()
+        # (in / group, out, 2): scale then zero, as the kernel reads them
+        self.scales_and_zeros = torch.stack([qw.scale.float(), zero_w], -1).transpose(0, 1).contiguous().to(torch.bfloat16)
+        if self.cpu:
+            self.packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(qw.q.to(torch.int32), inner_k_tiles)
+        else:  # CUDA: two weights a byte, the even column in the high nibble
+            packed = (qw.q[:, ::2] << 4 | qw.q[:, 1::2]).to(torch.uint8)
+            self.packed = torch.ops.aten._convert_weight_to_int4pack(packed, inner_k_tiles)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        lead = x.shape[:-1]
+        x2 = x.reshape(-1, x.shape[-1])
+        if self.cpu:
+            y = torch.ops.aten._weight_int4pack_mm_for_cpu(x2, self.packed, self.group_size, self.scales_and_zeros.to(x2.dtype))
+        else:
+            y = torch.ops.aten._weight_int4pack_mm(x2.to(torch.bfloat16), self.packed, self.group_size, self.scales_and_zeros)
+        return y.reshape(*lead, self.shape[0]).to(x.dtype)
+
+
+def gemlite_linear(qw: Int4Quant, dtype: torch.dtype = torch.bfloat16):
+    """``qw`` as a gemlite module (CUDA; ``pip install gemlite``): gemlite reads ``(q - zero) * scale`` as given."""
+    from gemlite.helper import A16Wn
+
+    return A16Wn(device=str(qw.q.device), dtype=dtype).from_weights(qw.q, qw.scale.to(dtype), qw.zero.to(dtype), W_nbits=4,
+                                                                     group_size=qw.group_size)
