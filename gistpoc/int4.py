@@ -65,8 +65,12 @@ class TinyGemmWeight:
     """``qw`` packed for PyTorch's int4 kernel on ``qw``'s device: ``y = x @ W.T`` for bf16 ``x`` (CUDA) or fp32 / bf16
     ``x`` (CPU). tinygemm's zero is in the weight's domain, ``w = (q - 8) * s + z'``, so ``z' = (8 - z) * s``."""
 
-    def __init__(self, qw: Int4Quant, inner_k_tiles: int = INNER_K_TILES):
+    def __init__(self, qw: Int4Quant, inner_k_tiles: int | None = None):
         out_f, in_f = qw.shape
+        if inner_k_tiles is None:  # the widest tiling the input width allows (the CUDA kernel needs in_f % (16 * tiles) == 0)
+            inner_k_tiles = next((t for t in (INNER_K_TILES, 4, 2) if in_f % (16 * t) == 0), None)
+            if inner_k_tiles is None:
+                raise ValueError(f"int4: in_features {in_f} is not a multiple of 32, which tinygemm needs")
         self.shape, self.group_size = (out_f, in_f), qw.group_size
         self.cpu = qw.q.device.type == "cpu"
         zero_w = (8 - qw.zero.float()) * qw.scale.float()
@@ -94,3 +98,35 @@ def gemlite_linear(qw: Int4Quant, dtype: torch.dtype = torch.bfloat16):
 
     return A16Wn(device=str(qw.q.device), dtype=dtype).from_weights(qw.q, qw.scale.to(dtype), qw.zero.to(dtype), W_nbits=4,
                                                                      group_size=qw.group_size)
+
+
+class Int4Linear(torch.nn.Module):
+    """A ``nn.Linear`` replaced by its int4 weight through tinygemm (``eval.quantization: int4-tinygemm``): the layer's
+    (LoRA-merged) weight quantised once, group-wise; the bias, if any, kept in the layer's dtype."""
+
+    def __init__(self, linear: torch.nn.Linear, group_size: int = GROUP_SIZE):
+        super().__init__()
+        self.in_features, self.out_features, self.group_size = linear.in_features, linear.out_features, group_size
+        self.weight_int4 = TinyGemmWeight(quantize(linear.weight.data, group_size))
+        self.bias = None if linear.bias is None else torch.nn.Parameter(linear.bias.data.clone(), requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.weight_int4(x)
+        return y if self.bias is None else y + self.bias.to(y.dtype)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, int4 group {self.group_size} (tinygemm)"
+
+
+def quantize_linears(model: torch.nn.Module, group_size: int = GROUP_SIZE, skip: tuple[str, ...] = ("lm_head",)) -> int:
+    """Replace every ``nn.Linear`` of ``model`` but those named in ``skip`` (the head stays in the model's dtype, as
+    torchao and bitsandbytes leave it) by an ``Int4Linear``; returns how many. Every width must be a multiple of
+    ``group_size``: the error names the first layer that is not."""
+    targets = [(name, m) for name, m in model.named_modules() if type(m) is torch.nn.Linear and name.split(".")[-1] not in skip]
+    for name, m in targets:
+        if m.in_features % group_size:
+            raise ValueError(f"eval.int4_group_size {group_size}: layer {name} has in_features {m.in_features}, not a multiple of it")
+    for name, m in targets:
+        parent_name, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent_name) if parent_name else model, child, Int4Linear(m, group_size))
+    return len(targets)

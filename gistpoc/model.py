@@ -166,13 +166,17 @@ class LoadedModel:
 
 
 def load_model(model_cfg: dict, ref_or_path: str | Path, n_gist: int = 0, adapter_dir: str | Path | None = None, trainable: bool = False) -> LoadedModel:
-    """Load the base model (fp32 CPU / bf16 GPU / NF4), add ``n_gist`` gist tokens, optionally a checkpoint:
+    """Load the base model (fp32 CPU / bf16 GPU / NF4 / int4 after the adapter is merged), add ``n_gist`` gist tokens, optionally a checkpoint:
     a LoRA adapter dir, or a fully fine-tuned model dir (no adapter_config.json) that replaces the base.
 
     ``attn_implementation`` comes from config: eager (default) or sdpa both honour custom 4D masks.
     """
     from transformers import AutoModelForCausalLM
 
+    quant = model_cfg.get("quantization", "none")
+    if quant == "int4-tinygemm" and trainable:
+        raise ValueError("int4-tinygemm (eval.quantization) is for answering: the adapter is merged, then quantised; "
+                         "train with model.quantization none or nf4")
     device = pick_device(model_cfg.get("device", "auto"))
     dtype = pick_dtype(model_cfg.get("dtype", "auto"), device)
     kwargs = {"dtype": dtype, "attn_implementation": model_cfg.get("attn_implementation", "eager")}
@@ -203,6 +207,10 @@ def load_model(model_cfg: dict, ref_or_path: str | Path, n_gist: int = 0, adapte
         model = PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=trainable)
         if not trainable and model_cfg.get("quantization", "none") != "nf4":
             model = model.merge_and_unload()
+    if quant == "int4-tinygemm":  # the merged weights re-quantised: group-wise int4 through PyTorch's tinygemm (gistpoc.int4)
+        from gistpoc.int4 import GROUP_SIZE, quantize_linears
+
+        quantize_linears(model, model_cfg.get("int4_group_size", GROUP_SIZE))
     if not trainable:
         model.eval()
     return LoadedModel(model, tokenizer, device, dtype, gist_ids, end_of_turn_ids(tokenizer, model))

@@ -122,6 +122,16 @@ def section(name):
     return json.dumps(config[name], sort_keys=True)
 
 
+def eval_model_section():
+    """The model section as the answering rules load it: ``eval.quantization`` (unless ``model``) replaces
+    ``model.quantization`` there, so training keeps its own format and only the evaluations rerun."""
+    m = dict(config["model"])
+    if config["eval"].get("quantization", "model") != "model":
+        m["quantization"] = config["eval"]["quantization"]
+        m["int4_group_size"] = config["eval"]["int4_group_size"]
+    return json.dumps(m, sort_keys=True)
+
+
 def get_extract_inputs(kind):
     src = config["sources"]
     return {

@@ -2,7 +2,7 @@
 
 # the params every evaluation rule shares; EVAL_ARGS passes them to scripts/evaluate_method.py
 EVAL_PARAMS = dict(
-    model=section("model"),
+    model=eval_model_section(),
     gist_instruction=config["gist"]["instruction"],
     baseline_instruction=config["eval"]["baseline_instruction"],
     max_new_tokens=config["eval"]["max_new_tokens"],
@@ -136,7 +136,7 @@ if BUDGET_METHODS:
             runtime=scaled(120),
         params:
             code=script_code("evaluate_budget"),
-            model=section("model"),
+            model=eval_model_section(),
             baseline_instruction=config["eval"]["baseline_instruction"],
             max_new_tokens=config["eval"]["max_new_tokens"],
             warmup=config["eval"]["warmup_items"],
@@ -356,7 +356,7 @@ rule evaluate_engine_check:
         runtime=scaled(120),
     params:
         code=script_code("evaluate_method"),
-        model=section("model"),
+        model=eval_model_section(),
         baseline_instruction=config["eval"]["baseline_instruction"],
         max_new_tokens=config["eval"]["max_new_tokens"],
         warmup=config["eval"]["warmup_items"],

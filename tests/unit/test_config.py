@@ -42,6 +42,9 @@ def test_paper_config_has_design_values():
         (lambda c: c["train"].update(lr_lora=-1.0), "train.lr_lora"),
         (lambda c: c["data"]["split"].update(test=0), "data.split.test"),
         (lambda c: c["model"].update(quantization="int3"), "model.quantization"),
+        (lambda c: c["model"].update(quantization="int4-tinygemm"), "model.quantization"),   # answering only: eval.quantization
+        (lambda c: c["eval"].update(quantization="int8"), "eval.quantization"),
+        (lambda c: c["eval"].update(int4_group_size=100), "eval.int4_group_size"),
         (lambda c: c["gist"].update(n_tokens=[10, 10]), "gist.n_tokens"),
         (lambda c: c["data"].update(min_tokens=600), "data.min_tokens (600) must be below data.max_tokens"),
         (lambda c: c["qa"]["openai"].update(api_key_env="not a name"), "qa.openai.api_key_env"),

@@ -40,3 +40,32 @@ def test_tinygemm_on_cpu_computes_with_the_dequantised_weight(rows):
     assert float((y - want).norm() / want.norm()) < 2e-3   # the kernel's bf16 scales, fp32 sums
     assert float((y - x @ w.T).norm() / (x @ w.T).norm()) > 1e-2   # ... and not the unquantised weight
 
+
+
+def test_an_int4_model_answers_through_the_engine_as_it_does_eagerly(model_dir, real_text):
+    """eval.quantization int4-tinygemm on the real SmolLM2: every decoder linear becomes int4 (the head stays), the
+    logits stay close to fp32's without equalling them, and the compiled engine gives the eager path's tokens."""
+    from gistpoc.engine import AnswerEngine
+    from gistpoc.gist.cache import greedy_generate
+    from gistpoc.int4 import Int4Linear
+    from gistpoc.model import load_model
+
+    cfg = {"device": "cpu", "dtype": "float32", "attn_implementation": "eager"}
+    ref = load_model(cfg, model_dir)
+    q = load_model({**cfg, "quantization": "int4-tinygemm", "int4_group_size": 64}, model_dir)
+    layers = q.model.config.num_hidden_layers
+    assert sum(isinstance(m, Int4Linear) for m in q.model.modules()) == 7 * layers
+    assert type(q.model.lm_head) is torch.nn.Linear
+    ids = q.tokenizer(real_text[:1200], return_tensors="pt").input_ids[:, :200]
+    with torch.no_grad():
+        a, b = ref.model(ids).logits[0], q.model(ids).logits[0]
+    agree = float((a.argmax(-1) == b.argmax(-1)).float().mean())
+    assert 0.6 < agree and not torch.equal(a, b)
+    prompt = ids[0, :60].tolist()
+    eager = greedy_generate(q.model, prompt, 0, q.eos_ids, 8)
+    compiled = AnswerEngine(q.model).generate([prompt], 0, q.eos_ids, 8)[0]
+    assert compiled.token_ids == eager.token_ids
+    with pytest.raises(ValueError, match=r"eval.int4_group_size 128: layer model.layers.0.self_attn.q_proj has in_features 576"):
+        load_model({**cfg, "quantization": "int4-tinygemm"}, model_dir)
+    with pytest.raises(ValueError, match="int4-tinygemm .eval.quantization. is for answering"):
+        load_model({**cfg, "quantization": "int4-tinygemm"}, model_dir, trainable=True)
