@@ -78,18 +78,32 @@ class TinyGemmWeight:
         self.scales_and_zeros = torch.stack([qw.scale.float(), zero_w], -1).transpose(0, 1).contiguous().to(torch.bfloat16)
         if self.cpu:
             self.packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(qw.q.to(torch.int32), inner_k_tiles)
-        else:  # CUDA: two weights a byte, the even column in the high nibble
-            packed = (qw.q[:, ::2] << 4 | qw.q[:, 1::2]).to(torch.uint8)
-            self.packed = torch.ops.aten._convert_weight_to_int4pack(packed, inner_k_tiles)
+            return
+        # CUDA: two weights a byte; which column goes in the high nibble has changed between PyTorch versions, so keep
+        # the order that computes the de-quantised weight on a probe (checked once per weight)
+        probe = torch.randn(8, in_f, dtype=torch.bfloat16, device=qw.q.device)
+        want = probe.float() @ dequantize(qw).T
+        for hi_first in (True, False):
+            a, b = (qw.q[:, ::2], qw.q[:, 1::2]) if hi_first else (qw.q[:, 1::2], qw.q[:, ::2])
+            self.packed = torch.ops.aten._convert_weight_to_int4pack((a << 4 | b).to(torch.uint8), inner_k_tiles)
+            err = float((self(probe).float() - want).norm() / want.norm())
+            if err <= 2e-2:
+                return
+        raise RuntimeError(f"int4: tinygemm does not reproduce the quantised {tuple(qw.shape)} weight (relative error {err:.3g})")
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        lead = x.shape[:-1]
-        x2 = x.reshape(-1, x.shape[-1])
-        if self.cpu:
-            y = torch.ops.aten._weight_int4pack_mm_for_cpu(x2, self.packed, self.group_size, self.scales_and_zeros.to(x2.dtype))
-        else:
-            y = torch.ops.aten._weight_int4pack_mm(x2.to(torch.bfloat16), self.packed, self.group_size, self.scales_and_zeros)
-        return y.reshape(*lead, self.shape[0]).to(x.dtype)
+        return tinygemm_mm(x, self.packed, self.group_size, self.scales_and_zeros)
+
+
+def tinygemm_mm(x: torch.Tensor, packed: torch.Tensor, group_size: int, scales_and_zeros: torch.Tensor) -> torch.Tensor:
+    """``x @ W.T`` for a ``TinyGemmWeight``'s packed weight, on the packed weight's device (bf16 on CUDA; CPU: x's dtype)."""
+    lead = x.shape[:-1]
+    x2 = x.reshape(-1, x.shape[-1])
+    if packed.device.type == "cpu":
+        y = torch.ops.aten._weight_int4pack_mm_for_cpu(x2, packed, group_size, scales_and_zeros.to(x2.dtype))
+    else:
+        y = torch.ops.aten._weight_int4pack_mm(x2.to(torch.bfloat16).contiguous(), packed, group_size, scales_and_zeros)
+    return y.reshape(*lead, y.shape[-1]).to(x.dtype)
 
 
 def gemlite_linear(qw: Int4Quant, dtype: torch.dtype = torch.bfloat16):
@@ -104,14 +118,21 @@ class Int4Linear(torch.nn.Module):
     """A ``nn.Linear`` replaced by its int4 weight through tinygemm (``eval.quantization: int4-tinygemm``): the layer's
     (LoRA-merged) weight quantised once, group-wise; the bias, if any, kept in the layer's dtype."""
 
-    def __init__(self, linear: torch.nn.Linear, group_size: int = GROUP_SIZE):
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None, group_size: int = GROUP_SIZE):
         super().__init__()
-        self.in_features, self.out_features, self.group_size = linear.in_features, linear.out_features, group_size
-        self.weight_int4 = TinyGemmWeight(quantize(linear.weight.data, group_size))
-        self.bias = None if linear.bias is None else torch.nn.Parameter(linear.bias.data.clone(), requires_grad=False)
+        self.out_features, self.in_features = weight.shape
+        self.group_size = group_size
+        tw = TinyGemmWeight(quantize(weight, group_size))
+        self.register_buffer("packed", tw.packed)   # buffers: .to() moves them, and they count as the weights read
+        self.register_buffer("scales_and_zeros", tw.scales_and_zeros)
+        self.bias = None if bias is None else torch.nn.Parameter(bias.detach().clone(), requires_grad=False)
+
+    @classmethod
+    def from_linear(cls, linear: torch.nn.Module, group_size: int = GROUP_SIZE) -> "Int4Linear":
+        return cls(linear.weight.data, getattr(linear, "bias", None), group_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.weight_int4(x)
+        y = tinygemm_mm(x, self.packed, self.group_size, self.scales_and_zeros)
         return y if self.bias is None else y + self.bias.to(y.dtype)
 
     def extra_repr(self) -> str:
@@ -128,5 +149,5 @@ def quantize_linears(model: torch.nn.Module, group_size: int = GROUP_SIZE, skip:
             raise ValueError(f"eval.int4_group_size {group_size}: layer {name} has in_features {m.in_features}, not a multiple of it")
     for name, m in targets:
         parent_name, _, child = name.rpartition(".")
-        setattr(model.get_submodule(parent_name) if parent_name else model, child, Int4Linear(m, group_size))
+        setattr(model.get_submodule(parent_name) if parent_name else model, child, Int4Linear.from_linear(m, group_size))
     return len(targets)
