@@ -264,3 +264,9 @@ def test_the_one_chunk_window_run_readme_table():
     flat = " ".join(text.split())
     assert f"(answer loss {mean(474, 498, 'loss'):.2f} over steps 474-498" in flat
     assert f"fell to {mean(474, 498, 'aux_loss'):.2f} nats per token" in flat and f"{mean(76, 100, 'aux_loss'):.2f} at steps 76-100" in flat
+    # the curve run's README quotes the same numbers
+    assert (f"reached 100 % held-out passkey after {a_steps:,} steps, yet its gists reconstruct "
+            f"{float(probe['gist16per512@A_s1'][6]) * 100:.0f} % of held-out spans (gap closed {probe['gist16per512@A_s1'][7]})") in FLAT
+    pool = int(re.search(r"\((\d+) tokens of passkey-window text\)", (d / "A" / "train.log").read_text()).group(1))
+    assert f"read its {pool / 1e6:.2f}M tokens of training documents about ten times over" in FLAT
+    assert 9 < a_steps * 8 * 512 / pool < 12 and 9 < b_summary["steps"] * 8 * 2048 / pool < 12
