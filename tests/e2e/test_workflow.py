@@ -377,6 +377,8 @@ def test_changing_one_value_reruns_only_what_depends_on_it(workdir):
     assert plan("eval: {max_new_tokens: 7}") == {"evaluate_baseline", "evaluate_gist", "evaluate_ablation", "evaluate_control", "evaluate_budget", "evaluate_rag_gist",
                                                  "score_answers", "summarize_eval",
                                                  "write_run_config", "plot_rulegraph", "build_report"}
+    # answering in int4 (the adapters merged, then re-quantised) reruns the answering rules, never training
+    assert plan("eval: {quantization: int4-tinygemm, int4_group_size: 64}") == plan("eval: {max_new_tokens: 7}")
     # the ablation and stage 1 inherit every train value they do not override, so they rerun too
     assert plan("train: {lr_lora: 0.002}") == {"pretrain_gist", "train_gist", "evaluate_gist", "evaluate_control", "evaluate_rag_gist", "score_answers", "plot_gist_attention", "summarize_eval",
                                                 "write_run_config", "build_report", "train_ablation", "evaluate_ablation", "plot_rulegraph"}
