@@ -14,6 +14,11 @@ reported with the bytes each reads, the fraction of the device-to-device copy ba
 the weight-read floor.
 
     python bench/int4_kernels.py --out bench/results/int4_kernels_<card>.json
+
+On the offline GPU machine: here, ``pip download --no-deps gemlite`` and ``pip wheel --no-deps -w device_in/q4
+gemlite-*.tar.gz`` (0.2 MB, pure Python over Triton); there, with ``device_in/q4`` carried,
+``pip install --no-index --no-deps --target .dq4 device_in/q4/*.whl`` and ``PYTHONPATH=$PWD/.dq4:$PWD`` before the
+command above (torch and Triton are on the machine's image).
 """
 
 from __future__ import annotations
