@@ -124,7 +124,8 @@ def section(name):
 
 def eval_model_section():
     """The model section as the answering rules load it: ``eval.quantization`` (unless ``model``) replaces
-    ``model.quantization`` there, so training keeps its own format and only the evaluations rerun."""
+    ``model.quantization`` there, so training keeps its own format and only the evaluations rerun.
+    """
     m = dict(config["model"])
     if config["eval"].get("quantization", "model") != "model":
         m["quantization"] = config["eval"]["quantization"]
