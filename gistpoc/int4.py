@@ -5,11 +5,12 @@ NF4 through bitsandbytes is the design's format, but its 4-bit GEMV reads weight
 
 - **tinygemm**, PyTorch's own int4 kernel (``torch.ops.aten._weight_int4pack_mm``, the kernel behind torchao's
   ``Int4WeightOnlyConfig`` tile-packed layout), on CUDA and, as ``_for_cpu``, on CPU;
-- **gemlite** (Triton GEMV / GEMM kernels for low-bit weights, ``gemlite.helper.A16Wn.from_weights``), CUDA only.
+- **gemlite** (Triton GEMV / GEMM kernels for low-bit weights, ``gemlite.helper.A16Wn.from_weights``), CUDA only;
+  measured in ``bench/int4_kernels.py``, which packs these numbers for it (the engine does not import it).
 
 Both read the same numbers: per row and per ``group_size`` input columns, a scale ``s`` and a zero point ``z`` with
 ``w = (q - z) * s``, ``q`` in 0..15 (asymmetric min-max, ``z`` fractional). ``quantize`` makes them once;
-``TinyGemmWeight`` and ``gemlite_linear`` pack them; ``dequantize`` is the reference both are checked against.
+``TinyGemmWeight`` (and ``bench/int4_kernels.py`` for gemlite) pack them; ``dequantize`` is the reference both are checked against.
 """
 
 from __future__ import annotations
@@ -104,14 +105,6 @@ def tinygemm_mm(x: torch.Tensor, packed: torch.Tensor, group_size: int, scales_a
     else:
         y = torch.ops.aten._weight_int4pack_mm(x2.to(torch.bfloat16).contiguous(), packed, group_size, scales_and_zeros)
     return y.reshape(*lead, y.shape[-1]).to(x.dtype)
-
-
-def gemlite_linear(qw: Int4Quant, dtype: torch.dtype = torch.bfloat16):
-    """``qw`` as a gemlite module (CUDA; ``pip install gemlite``): gemlite reads ``(q - zero) * scale`` as given."""
-    from gemlite.helper import A16Wn
-
-    return A16Wn(device=str(qw.q.device), dtype=dtype).from_weights(qw.q, qw.scale.to(dtype), qw.zero.to(dtype), W_nbits=4,
-                                                                     group_size=qw.group_size)
 
 
 class Int4Linear(torch.nn.Module):
