@@ -271,8 +271,10 @@ rule score_answers:
     params:
         code=script_code("score_answers"),
         embedder=config["eval"]["metric_embedder"],
+        digits=config["data"]["passkey_digits"],
     shell:
-        "python scripts/score_answers.py --answers {input} --metric-embedder {params.embedder:q} --out {output} --log {log}"
+        "python scripts/score_answers.py --answers {input} --metric-embedder {params.embedder:q} "
+        "--passkey-digits {params.digits} --out {output} --log {log}"
 
 
 rule judge_answers:

@@ -111,3 +111,36 @@ def test_paired_difference_keeps_the_pairing_and_resamples_documents():
     shifted = {k: v + 0.25 for k, v in b.items()}
     assert paired_difference(shifted, b, docs, 200, 1)[1:3] == pytest.approx((0.25, 0.25))
     assert paired_difference({}, b, docs)[3] == 0
+
+
+def test_a_key_like_number_is_flagged_only_where_the_reference_lacks_it():
+    """Issue 27's failure mode: a gist that answers a factual question with a five-digit number learned the passkey task
+    only. A number the reference holds, a year, or a longer number is not that."""
+    from gistpoc.evaluate.scoring import keylike_number, score
+
+    assert keylike_number("The 80000 is a 10000,", "The Dvorak technique ...") == 1.0
+    assert keylike_number("70851", "a 1999 American drama film") == 1.0
+    assert keylike_number("It has 70851 residents.", "70851 residents") == 0.0
+    assert keylike_number("In 1948, and 123456 times", "x") == 0.0
+    assert keylike_number("code 1234", "x", digits=4) == 1.0
+    assert score({"answer": "38702", "qtype": "passkey"}, "38702")["keylike"] is None
+    assert score({"answer": "a film", "qtype": "global"}, "38702")["keylike"] == 1.0
+    assert score({"answer": "a film", "qtype": "factual"}, None)["keylike"] is None
+
+
+def test_the_key_like_rate_is_a_summary_column_and_a_failure_mode_check():
+    from gistpoc.evaluate.summary import summarize_method
+    from gistpoc.report.criteria import checks
+
+    def row(i, qtype, keylike):
+        return {"method": "gist50", "id": f"q{i}", "doc_id": f"d{i}", "qtype": qtype, "status": "ok",
+                "scores": {"keylike": keylike, "passkey_correct": 1.0 if qtype == "passkey" else None}}
+
+    rows = [row(0, "passkey", None), row(1, "factual", 1.0), row(2, "global", 0.0), row(3, "reasoning", 0.0), row(4, "factual", 1.0)]
+    s = summarize_method(rows, threshold=0.5, n_boot=50, seed=0)
+    assert s["keylike_rate"] == 0.5 and s["keylike_rate_n"] == 4
+    got = {c["check"]: c for c in checks([s], on_gpu=False)}
+    check = got["gist50 answers to factual / global / reasoning questions holding a passkey-like number"]
+    assert check["verdict"] == "FAIL" and check["measured"] == "50% of 4" and check["section"] == "7"
+    s = summarize_method([r for r in rows if r["scores"]["keylike"] != 1.0], threshold=0.5, n_boot=50, seed=0)
+    assert {c["check"]: c for c in checks([s], on_gpu=False)}[check["check"]]["verdict"] == "PASS"
