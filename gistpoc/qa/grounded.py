@@ -21,15 +21,19 @@ _SENT = re.compile(r"[^.!?\n]+(?:[.!?]|$)")
 
 
 def _paragraphs(text: str) -> list[tuple[int, int]]:
-    """(start, end) character spans of prose paragraphs: blank-line separated, headings excluded."""
+    """(start, end) character spans of prose paragraphs: blank-line separated, headings excluded (a paragraph that
+    starts on the line under its heading, as "## Abstract" does in arXiv documents, is kept without it)."""
     spans = []
     for m in re.finditer(r"[^\n]+(?:\n[^\n#][^\n]*)*", text):
-        chunk = m.group(0)
-        if chunk.lstrip().startswith("#"):
-            continue
+        chunk, at = m.group(0), m.start()
+        if chunk.lstrip().startswith("#"):   # a heading, and the paragraph on the lines right under it if any
+            nl = chunk.find("\n")
+            if nl < 0:
+                continue
+            chunk, at = chunk[nl + 1 :], at + nl + 1
         stripped = chunk.strip()
         if len(stripped) > 40 and re.search(r"[a-z]{3,}.*[.!?:]", stripped):
-            start = m.start() + (len(chunk) - len(chunk.lstrip()))
+            start = at + (len(chunk) - len(chunk.lstrip()))
             spans.append((start, start + len(stripped)))
     return spans
 

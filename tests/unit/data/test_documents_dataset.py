@@ -106,6 +106,22 @@ def test_grounded_qa_evidence_points_at_the_text(wiki_docs):
     assert glob["answer"].startswith("Albedo")   # the article lead
 
 
+def test_a_paragraph_on_the_line_under_its_heading_is_a_paragraph():
+    """An arXiv document is "# Title", a blank line, then "## Abstract" with the abstract on the next line: the
+    abstract is the global reference and the factual question comes from it (it was skipped with its heading, and
+    two of three such documents had no factual or global question)."""
+    abstract = ("We study the polymer representation of quantum mechanics. The paper has two parts. In the first one, we "
+                "derive the polymer description from the ordinary Schroedinger theory and show that it arises as an "
+                "appropriate limit of that theory. In the second part we consider the continuum limit of this theory.")
+    text = f"# Polymer Quantum Mechanics\n\n## Abstract\n{abstract}"
+    qas = {q["qtype"]: q for q in grounded_qa({"text": text})}
+    assert qas["global"]["answer"].startswith("We study the polymer representation")
+    assert "Abstract" not in qas["global"]["answer"] and "#" not in qas["factual"]["answer"]
+    s, e = qas["factual"]["evidence"][0]
+    assert text[s:e] == qas["factual"]["answer"] and s > text.index(abstract)
+    assert not [q for q in grounded_qa({"text": "# Title\n\n## Abstract"})]
+
+
 def test_dataset_records_have_exact_gist_indices(wiki_docs, tokenizer):
     from transformers import AutoTokenizer
 
