@@ -26,6 +26,12 @@ def pct(x: str) -> str:
     return f"{float(x):.0%}".replace("%", " %")
 
 
+def keylike(row: dict) -> str:
+    """"k of n": the summary's keylike_rate as the count of answers it is."""
+    n = int(float(row["keylike_rate_n"]))
+    return f"{round(float(row['keylike_rate']) * n)} of {n}"
+
+
 def default_dag_minutes() -> str:
     text = (ROOT / "bench/results/time_default_dag.txt").read_text()
     seconds = float(re.search(r"full DAG from a fresh clone .*?: ([\d.]+) s", text).group(1))
@@ -56,7 +62,8 @@ def claims() -> list[str]:
         f"on {int(float(d['gist25']['n_documents']))} short test documents",
         f"gist-10/25/50 find the\npasskey in {gist_keys.pop()} of them (full context {pct(d['full_context']['passkey_acc'])}, "
         f"RAG {pct(d['rag']['passkey_acc'])}, closed book {pct(d['closed_book']['passkey_acc'])}) and answer the other questions "
-        f"in words, at factual F1 {gist_f1[0]}-{gist_f1[-1]} % against closed book's {pct(d['closed_book']['factual_f1'])} and their "
+        f"in words (gist-50 holds a five-digit number in {keylike(d['gist50'])} answers), "
+        f"at factual F1 {gist_f1[0]}-{gist_f1[-1]} % against closed book's {pct(d['closed_book']['factual_f1'])} and their "
         f"own shuffled-document control's {pct(sum(control) / len(control))}",
         f"gist tokens carry a planted passkey at {pct(q['gist25']['passkey_acc'])} and",
         f"about {int(float(q['gist25']['n_documents']))} documents of 2k-8k tokens",
