@@ -38,7 +38,7 @@ def table() -> dict[str, list[str]]:
 
 
 def test_the_table_has_every_stored_arm():
-    stored = {p.name for p in DIR.iterdir() if p.is_dir()}
+    stored = {p.name for p in DIR.iterdir() if p.is_dir()} - {"length_probe"}
     assert set(table()) == stored and len(stored) == 7
 
 
@@ -72,3 +72,24 @@ def test_the_closed_book_level_statements_follow_the_cis():
             reach.add(arm)
     assert reach == {"stage1_only", "share0", "share0_lr1e3"}
     assert "`share0` and lr 1e-3 end at closed-book level" in " ".join(README.split())
+
+
+def test_the_length_probe_figures():
+    """The stage-1 adapters on documents cut at 1,024 tokens: each gist's paired difference to closed book and gist-50's
+    F1 and key-like count, as the README states them, from length_probe/'s answers."""
+    flat = " ".join(README.split())
+    closed = [json.loads(line) for line in gzip.open(DIR / "length_probe" / "closed_book_predictions.jsonl.gz", "rt")]
+    probe = {}
+    for n in (10, 25, 50):
+        rs = [json.loads(line) for line in gzip.open(DIR / "length_probe" / f"gist{n}_predictions.jsonl.gz", "rt")]
+        d, lo, hi, k = paired_difference(f1_by_id(rs), f1_by_id(closed), {r["id"]: r["doc_id"] for r in rs})
+        short = rows("stage1_only", f"gist{n}")
+        d0, lo0, hi0, _ = paired_difference(f1_by_id(short), f1_by_id(rows("base", "closed_book")), {r["id"]: r["doc_id"] for r in short})
+        assert k == 15 and d > d0
+        probe[n] = (rs, f"from {d0 * 100:+.0f} % [{lo0 * 100:.0f}, {hi0 * 100:+.0f}] to {d * 100:+.0f} % [{lo * 100:+.0f}, {hi * 100:+.0f}]")
+        assert probe[n][1] in flat, probe[n][1]
+    rs = probe[50][0]
+    other = [r for r in rs if r["qtype"] != "passkey"]
+    keylike = sum(keylike_number(r["prediction"] or "", r["reference"]) for r in other)
+    assert f"answers at {mean(f1_by_id(rs).values()):.0%}".replace("%", " %") in flat
+    assert f"2 of 34 to {keylike:.0f} of {len(other)}" in flat
