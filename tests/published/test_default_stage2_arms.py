@@ -93,3 +93,18 @@ def test_the_length_probe_figures():
     keylike = sum(keylike_number(r["prediction"] or "", r["reference"]) for r in other)
     assert f"answers at {mean(f1_by_id(rs).values()):.0%}".replace("%", " %") in flat
     assert f"2 of 34 to {keylike:.0f} of {len(other)}" in flat
+
+
+def test_where_the_key_like_answers_fall():
+    """README: stage 1 alone gives 2 (both factual); base, share0 and share0_recon mostly global; lr 1e-3 all factual."""
+    def by_type(arm):
+        out = {}
+        for r in rows(arm, "gist50"):
+            if r["qtype"] != "passkey" and keylike_number(r["prediction"] or "", r["reference"]):
+                out[r["qtype"]] = out.get(r["qtype"], 0) + 1
+        return out
+
+    assert by_type("stage1_only") == {"factual": 2} and by_type("share0_lr1e3") == {"factual": 4}
+    for arm in ("base", "share0", "share0_recon"):
+        t = by_type(arm)
+        assert t["global"] > sum(t.values()) / 2, (arm, t)
