@@ -42,8 +42,9 @@ def summarize_method(rows: list[dict], threshold: float, n_boot: int, seed: int,
     out.update(_with_ci("global_rouge_l", *_vals(rows, "global", "rouge_l"), n_boot, seed))
     out.update(_with_ci("reasoning_rouge_l", *_vals(rows, "reasoning", "rouge_l"), n_boot, seed))
     out.update(_with_ci("reasoning_embed_sim", *_vals(rows, "reasoning", "embed_sim"), n_boot, seed))
-    keylike = [r for r in ok if r["qtype"] != "passkey" and r["scores"].get("keylike") is not None]
-    out.update(_with_ci("keylike_rate", [r["scores"]["keylike"] for r in keylike], [r["doc_id"] for r in keylike], n_boot, seed))
+    if any("keylike" in r["scores"] for r in ok):   # answers scored before the metric existed (published runs) have no column
+        keylike = [r for r in ok if r["qtype"] != "passkey" and r["scores"].get("keylike") is not None]
+        out.update(_with_ci("keylike_rate", [r["scores"]["keylike"] for r in keylike], [r["doc_id"] for r in keylike], n_boot, seed))
     for qtype, name in (("global", "global_judge_acc"), ("reasoning", "reasoning_judge_acc")):
         sel = [r for r in ok if r["qtype"] == qtype and judgments and judgments.get(item_key(r), {}).get("score") is not None]
         out.update(_with_ci(name, [judgments[item_key(r)]["score"] for r in sel], [r["doc_id"] for r in sel], n_boot, seed))

@@ -100,7 +100,7 @@ def checks(summary: list[dict], on_gpu: bool) -> list[dict]:
         add("5.2", f"{r['method']} reasoning (human, 3-point)", f"{hm:.2f}" if hm is not None else "not rated yet", ">= 2.5 mean", None if hm is None else hm >= 2.5,
             "" if hm is not None else "fill results/eval/reasoning_rating_sheet.csv and save it at eval.ratings_csv")
     # 7 failure modes: a gist that answers a non-passkey question with a key-like number learned the passkey task only
-    for r in gists:
+    for r in (r for r in gists if "keylike_rate" in r):   # a summary made before the metric has no column
         kr, n = r.get("keylike_rate"), r.get("keylike_rate_n") or 0
         add("7", f"{r['method']} answers to factual / global / reasoning questions holding a passkey-like number",
             f"{kr:.0%} of {n}" if kr is not None else "-", "< 5 %", None if kr is None else kr < 0.05,

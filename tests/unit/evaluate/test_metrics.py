@@ -144,3 +144,7 @@ def test_the_key_like_rate_is_a_summary_column_and_a_failure_mode_check():
     assert check["verdict"] == "FAIL" and check["measured"] == "50% of 4" and check["section"] == "7"
     s = summarize_method([r for r in rows if r["scores"]["keylike"] != 1.0], threshold=0.5, n_boot=50, seed=0)
     assert {c["check"]: c for c in checks([s], on_gpu=False)}[check["check"]]["verdict"] == "PASS"
+    for r in rows:   # answers scored before the metric existed: no column, and no check
+        r["scores"].pop("keylike")
+    s = summarize_method(rows, threshold=0.5, n_boot=50, seed=0)
+    assert "keylike_rate" not in s and check["check"] not in {c["check"] for c in checks([s], on_gpu=False)}
