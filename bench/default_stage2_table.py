@@ -12,21 +12,20 @@ import json
 from pathlib import Path
 from statistics import mean
 
+import yaml
+
 from gistpoc.evaluate.metrics import bootstrap_ci, paired_difference
-from gistpoc.evaluate.scoring import keylike_number
 from gistpoc.utils import read_jsonl
 
-THRESHOLD = 0.5   # config.yaml's eval.global_proxy_threshold
 
-
-def method_row(path: Path) -> dict:
+def method_row(path: Path, threshold: float) -> dict:
     rows = [r for r in read_jsonl(path) if r["status"] == "ok"]
     fact = [r for r in rows if r["qtype"] == "factual"]
     f1 = [r["scores"]["f1"] for r in fact]
     lo, hi = bootstrap_ci(f1, [r["doc_id"] for r in fact], 2000, 0)
     other = [r for r in rows if r["qtype"] != "passkey"]
-    keylike = [int(keylike_number(r["prediction"] or "", r["reference"])) for r in other]
-    glob = [r["scores"]["embed_sim"] >= THRESHOLD for r in rows if r["qtype"] == "global"]
+    keylike = [int(r["scores"]["keylike"]) for r in other]   # score_answers' own score (scoring.keylike_number)
+    glob = [r["scores"]["embed_sim"] >= threshold for r in rows if r["qtype"] == "global"]
     pk = [r["scores"]["passkey_correct"] for r in rows if r["qtype"] == "passkey"]
     return {"factual_f1": mean(f1), "factual_f1_ci": [lo, hi], "n_factual": len(f1),
             "f1_by_id": {r["id"]: r["scores"]["f1"] for r in fact}, "docs": {r["id"]: r["doc_id"] for r in fact},
@@ -43,7 +42,8 @@ def main() -> None:
     args = p.parse_args()
     arms = [a.split("=", 1) for a in args.arms]
     first = Path(arms[0][1])
-    ref = {m: method_row(first / f"results/eval/{m}/predictions.jsonl") for m in ("closed_book", "full_context")}
+    threshold = yaml.safe_load((first / "config.yaml").read_text())["eval"]["global_proxy_threshold"]
+    ref = {m: method_row(first / f"results/eval/{m}/predictions.jsonl", threshold) for m in ("closed_book", "full_context")}
     out = {"reference": {m: {k: v for k, v in r.items() if k not in ("f1_by_id", "docs")} for m, r in ref.items()}, "arms": {}}
     print("| arm | method | factual F1 [95 % CI] | minus closed book, paired [95 % CI] | key-like answers | passkey | global (proxy) |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
@@ -52,7 +52,7 @@ def main() -> None:
               f"{r['keylike']} of {r['n_nonpasskey']} | {r['passkey_acc']:.0%} | {r['global_proxy']:.0%} |")
     for name, tree in arms:
         for n in args.ns:
-            r = method_row(Path(tree) / f"results/eval/gist{n}/predictions.jsonl")
+            r = method_row(Path(tree) / f"results/eval/gist{n}/predictions.jsonl", threshold)
             d, lo, hi, k = paired_difference(r["f1_by_id"], ref["closed_book"]["f1_by_id"], r["docs"])
             out["arms"].setdefault(name, {})[f"gist{n}"] = {**{k_: v for k_, v in r.items() if k_ not in ("f1_by_id", "docs")},
                                                           "minus_closed_book": [d, lo, hi, k]}
