@@ -166,6 +166,7 @@ second)
     ;;
 collect)  # the published folder alone (a few MB), then the run's results without weights, in parts of <= 15 MB
     keep_published
+    mkdir -p device_out   # also for a run with no published folder (e.g. the stage1 target)
     [ -d device_out/published ] && tar czf "$OUT/published.tar.gz" -C device_out published
     # GNU tar exits 1 when a file changed while it was read (a run still going): what it read is kept
     tar czf device_out/results.tar.gz --exclude='*.safetensors' --exclude='*.pt' --exclude='results/eval/*/caches' \

@@ -156,3 +156,30 @@ def test_unpack_joins_the_debian_packages_into_the_configs_folder(tmp_path):
     subprocess.run(["bash", "bench/paper_scale/device.sh", "unpack"], cwd=root, env=env, check=True, capture_output=True)
     assert (root / "resources/volume/debs/a_1_all.deb").read_bytes() == (src / "a_1_all.deb").read_bytes()
     assert (root / ".dsite/DEBS_OK").exists() and not (root / ".dmodel/debs.tar").exists()
+
+
+def test_collect_returns_the_adapters_of_a_run_that_published_nothing(tmp_path):
+    """`device.sh collect` after a `stage1` run (no published folder, no device_out/ yet) returns the trained adapters
+    and the results without weights. (It once failed at the first tar: device_out/ was made only for a published run,
+    and a stage-1 run's adapters were nearly lost.)"""
+    (tmp_path / "bench/paper_scale").mkdir(parents=True)
+    shutil.copy(ROOT / "bench/paper_scale/device.sh", tmp_path / "bench/paper_scale/device.sh")
+    shutil.copy(ROOT / "config.yaml", tmp_path / "config.yaml")
+    (tmp_path / "resources").symlink_to(ROOT / "resources")
+    (tmp_path / "results/pretrained/gist10").mkdir(parents=True)
+    (tmp_path / "results/pretrained/gist10/adapter_model.safetensors").write_bytes(b"weights")
+    (tmp_path / "results/pretrained/gist10/train_log.csv").write_text("step,loss\n1,2.0\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "CONFIG": "config.yaml", "OUT": str(out)}
+    subprocess.run(["bash", "bench/paper_scale/device.sh", "collect"], cwd=tmp_path, env=env, check=True, capture_output=True)
+    assert not (out / "published.tar.gz").exists()
+    back = tmp_path / "back"
+    back.mkdir()
+    for name in ("adapters", "results"):
+        parts = sorted(out.glob(f"{name}.tar.gz.part_*"))
+        assert parts, name
+        (back / f"{name}.tar.gz").write_bytes(b"".join(p.read_bytes() for p in parts))
+        subprocess.run(["tar", "xzf", f"{name}.tar.gz", "-C", str(back)], cwd=back, check=True)
+    assert (back / "results/pretrained/gist10/adapter_model.safetensors").read_bytes() == b"weights"
+    assert (back / "results/pretrained/gist10/train_log.csv").exists()
