@@ -46,3 +46,23 @@ def test_the_targets_hold_as_the_doc_says():
             agreement = row.get("agreement") if isinstance(row, dict) else None
             if agreement and not agreement.get("equal"):
                 assert agreement["eager_top2_gap"] <= 0.25, (kind, method)
+
+
+def test_int4_library_table_comes_from_the_kernel_json():
+    """docs/gpu_results.md's 4-bit library table (issue 29): every layer time and its ratio to the weight-read floor
+    recomputed from bench/results/int4_kernels_h100.json (floor: the layer's bytes for that format at copy bandwidth);
+    the checks' relative errors as the doc states them."""
+    k = json.loads((ROOT / "bench/results/int4_kernels_h100.json").read_text())
+    assert k["device"].startswith("NVIDIA H100") and k["libraries"] == ["tinygemm", "gemlite"] and k["group_size"] == 128
+    section = DOC[DOC.index("### 4-bit kernel libraries"):DOC.index("The rest of this file")]
+    for rows in (1, 16, 32, 64):
+        cells = []
+        for lib in ("bf16", "tinygemm", "gemlite"):
+            us = k["layer"][lib][str(rows)]
+            floor_us = sum(s["bytes"][lib] for s in k["shapes"].values()) / (k["copy_bandwidth_GBps"] * 1e3)
+            cells.append(f"{us:.1f} ({us / floor_us:.2f}x)")
+        row = next(line for line in section.splitlines() if line.startswith(f"| {rows} |"))
+        assert [c.strip("* ") for c in row.strip("|").split("|")[1:]] == cells, (row, cells)
+    for lib in ("tinygemm", "gemlite"):
+        err = max(c[lib] for c in k["checks"].values())
+        assert f"{err:.4f} ({lib})" in section, lib
