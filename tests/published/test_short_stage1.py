@@ -101,3 +101,29 @@ def test_training_figures_come_from_the_shipped_logs():
         assert f"{first:.2f} -> {last:.2f}" == [c.strip() for c in cells.strip("|").split("|")][1 + col]
         steps = next(line for line in README.splitlines() if line.startswith("| steps in 5 minutes"))
         assert [c.strip() for c in steps.strip("|").split("|")][1 + col] == f"{len(log):,}"
+
+
+def test_the_controls_table_recomputes_from_the_stored_answers():
+    """The shuffled-document and other-document controls on the default: each row's F1 and global-proxy levels and the
+    paired gist-minus-control differences, from the stored answers; both controls find no passkey."""
+    def glob(rs):
+        return {r["id"]: float(r["scores"]["embed_sim"] >= 0.5) for r in rs if r["qtype"] == "global"}
+
+    def diff(a, b, by, docs):
+        d, lo, hi, _ = paired_difference(by(a), by(b), docs)
+        return f"{pct(d, True)} % [{pct(lo, True)}, {pct(hi, True)}]"
+
+    lines = {line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")][1:]
+             for line in README.splitlines() if re.match(r"\| gist-\d+ \| \d+ % / ", line)}
+    assert set(lines) == {"gist-10", "gist-25", "gist-50"}
+    for n in (10, 25, 50):
+        g = arm("with_stage2", f"gist{n}")
+        s, o = (rows(DIR / "default_eval/controls" / f"gist{n}_{c}_predictions.jsonl.gz") for c in ("scrambled", "otherdoc"))
+        docs = {r["id"]: r["doc_id"] for r in g}
+        assert lines[f"gist-{n}"] == [
+            " / ".join(f"{pct(mean(f1_by_id(x).values()))} %" for x in (g, s, o)),
+            diff(g, s, f1_by_id, docs), diff(g, o, f1_by_id, docs),
+            " / ".join(f"{pct(mean(glob(x).values()))} %" for x in (g, s, o)),
+            diff(g, s, glob, docs), diff(g, o, glob, docs)]
+        for x in (s, o):
+            assert [r["scores"]["passkey_correct"] for r in x if r["qtype"] == "passkey"] == [0.0] * 16
