@@ -11,6 +11,7 @@ import re
 from statistics import mean
 
 import pytest
+import yaml
 
 from gistpoc.evaluate.metrics import bootstrap_ci, paired_difference
 from tests.conftest import ROOT
@@ -20,6 +21,7 @@ README = (DIR / "README.md").read_text()
 TEXT = " ".join(README.split())
 OLD = ROOT / "bench/results/default_stage2_arms"
 SHIPPED = ROOT / "resources/pretrained/smollm2-135m"
+THRESHOLD = yaml.safe_load((ROOT / "config.yaml").read_text())["eval"]["global_proxy_threshold"]
 
 
 def rows(path) -> list[dict]:
@@ -35,12 +37,17 @@ def f1_by_id(rs):
     return {r["id"]: r["scores"]["f1"] for r in rs if r["qtype"] == "factual"}
 
 
+def global_by_id(rs):
+    return {r["id"]: float(r["scores"]["embed_sim"] >= THRESHOLD) for r in rs if r["qtype"] == "global"}
+
+
 def pct(x: float, sign: bool = False) -> str:
     return f"{x * 100:+.0f}" if sign else f"{x * 100:.0f}"
 
 
-def paired(a: list[dict], b: list[dict]) -> str:
-    d, lo, hi, _ = paired_difference(f1_by_id(a), f1_by_id(b), {r["id"]: r["doc_id"] for r in a})
+def paired(a: list[dict], b: list[dict], by=f1_by_id) -> str:
+    """``+8 % [+3, +14]``: a minus b by question (factual F1, or ``by`` another per-question score), paired by document."""
+    d, lo, hi, _ = paired_difference(by(a), by(b), {r["id"]: r["doc_id"] for r in a})
     return f"{pct(d, True)} % [{pct(lo, True)}, {pct(hi, True)}]"
 
 
@@ -65,7 +72,7 @@ def test_each_row_recomputes_from_the_stored_answers(key):
     lo, hi = bootstrap_ci([r["scores"]["f1"] for r in fact], [r["doc_id"] for r in fact], 2000, 0)
     other = [r for r in rs if r["qtype"] != "passkey"]
     keys = [r["scores"]["passkey_correct"] for r in rs if r["qtype"] == "passkey"]
-    glob = [r["scores"]["embed_sim"] >= 0.5 for r in rs if r["qtype"] == "global"]
+    glob = global_by_id(rs).values()
     assert table_rows()[key] == [
         f"{pct(mean(f1_by_id(rs).values()))} % [{pct(lo)}, {pct(hi)}]", paired(rs, closed),
         f"{sum(int(r['scores']['keylike']) for r in other)} of {len(other)}", f"{pct(mean(keys))} %", f"{pct(mean(glob))} %"]
@@ -90,40 +97,31 @@ def test_the_comparisons_in_the_text_recompute():
 
 
 def test_training_figures_come_from_the_shipped_logs():
-    for n, col in zip((10, 25, 50), range(3)):
+    losses = next(line for line in README.splitlines() if line.startswith("| answer loss on documents"))
+    steps = next(line for line in README.splitlines() if line.startswith("| steps in 5 minutes"))
+    for col, n in enumerate((10, 25, 50)):
         log = list(csv.DictReader(open(SHIPPED / f"gist{n}/train_log.csv")))
         prov = json.loads((SHIPPED / f"gist{n}/provenance.json").read_text())
         assert prov["steps"] == len(log) and "config.smollm2-short.yaml" in prov["source_run"]
         assert prov["config"]["curriculum"]["stages"] == [512] and all(h["acc"] == 1.0 for h in prov["heldout_passkey"])
         doc = [r for r in log if r["passkey_microbatches"] == "0"]
         first, last = mean(float(r["loss"]) for r in doc[:50]), mean(float(r["loss"]) for r in doc[-50:])
-        cells = next(line for line in README.splitlines() if line.startswith("| answer loss on documents"))
-        assert f"{first:.2f} -> {last:.2f}" == [c.strip() for c in cells.strip("|").split("|")][1 + col]
-        steps = next(line for line in README.splitlines() if line.startswith("| steps in 5 minutes"))
+        assert f"{first:.2f} -> {last:.2f}" == [c.strip() for c in losses.strip("|").split("|")][1 + col]
         assert [c.strip() for c in steps.strip("|").split("|")][1 + col] == f"{len(log):,}"
 
 
 def test_the_controls_table_recomputes_from_the_stored_answers():
     """The shuffled-document and other-document controls on the default: each row's F1 and global-proxy levels and the
     paired gist-minus-control differences, from the stored answers; both controls find no passkey."""
-    def glob(rs):
-        return {r["id"]: float(r["scores"]["embed_sim"] >= 0.5) for r in rs if r["qtype"] == "global"}
-
-    def diff(a, b, by, docs):
-        d, lo, hi, _ = paired_difference(by(a), by(b), docs)
-        return f"{pct(d, True)} % [{pct(lo, True)}, {pct(hi, True)}]"
-
     lines = {line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")][1:]
              for line in README.splitlines() if re.match(r"\| gist-\d+ \| \d+ % / ", line)}
     assert set(lines) == {"gist-10", "gist-25", "gist-50"}
     for n in (10, 25, 50):
         g = arm("with_stage2", f"gist{n}")
         s, o = (rows(DIR / "default_eval/controls" / f"gist{n}_{c}_predictions.jsonl.gz") for c in ("scrambled", "otherdoc"))
-        docs = {r["id"]: r["doc_id"] for r in g}
         assert lines[f"gist-{n}"] == [
-            " / ".join(f"{pct(mean(f1_by_id(x).values()))} %" for x in (g, s, o)),
-            diff(g, s, f1_by_id, docs), diff(g, o, f1_by_id, docs),
-            " / ".join(f"{pct(mean(glob(x).values()))} %" for x in (g, s, o)),
-            diff(g, s, glob, docs), diff(g, o, glob, docs)]
+            " / ".join(f"{pct(mean(f1_by_id(x).values()))} %" for x in (g, s, o)), paired(g, s), paired(g, o),
+            " / ".join(f"{pct(mean(global_by_id(x).values()))} %" for x in (g, s, o)),
+            paired(g, s, global_by_id), paired(g, o, global_by_id)]
         for x in (s, o):
             assert [r["scores"]["passkey_correct"] for r in x if r["qtype"] == "passkey"] == [0.0] * 16
