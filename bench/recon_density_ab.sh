@@ -10,8 +10,11 @@
 # bench/gist_content_probe.py then scores both on the same test documents (CPU is fine).
 #
 # Other arms: ARMS='{"A": {"train": {...}, "chunks": [512]}, ...}' at pack time (each arm's "train" is merged into the
-# resolved train config, dicts key by key, after the settings above; "chunks" replaces the chunk sizes). Without ARMS:
-# the density pair above. After training, the probe scores every arm at its chunk sizes (on the GPU there).
+# resolved train config, dicts key by key, after the settings above; "chunks" replaces the chunk sizes; "volume": true
+# adds stage 1's text at volume, results/data/volume/train.jsonl as the config's workflow builds it, cut to its first
+# VOLUME_TOKENS tokens (pages in a seeded random order, counted by the model's tokenizer), to the arm's window pool). Without ARMS: the
+# density pair above. After training, the probe scores every arm at its chunk sizes (on the GPU there), on the first
+# test documents and, for the gap between memory and skill, on the first training documents (probe_train_s<k>.json).
 #
 # Here (repo root):  bash bench/recon_density_ab.sh pack      -> device_in/ab/ (datasets, the train configs)
 # GPU machine, after the wheels (w1, w2) and the GGUF (m1..) have arrived by device.sh unpack:
@@ -29,6 +32,25 @@ pack)
     "$PY" -m snakemake --configfile "$CONFIG" --cores 2 --quiet all -- results/dataset/train.gist16.jsonl results/dataset/test.gist16.jsonl
     gzip -c results/dataset/train.gist16.jsonl >"$AB/train.gist16.jsonl.gz"   # 15 MB -> 4: it travels beside a wheel part
     gzip -c results/dataset/test.gist16.jsonl >"$AB/test.gist16.jsonl.gz"     # the probe's documents
+    rm -f "$AB/volume.jsonl.gz"
+    if grep -q '"volume": *true' <<<"${ARMS:-}"; then   # the text at volume, as the workflow builds it, cut to VOLUME_TOKENS
+        "$PY" -m snakemake --configfile "$CONFIG" --cores 2 --quiet all -- results/data/volume/train.jsonl
+        "$PY" - results/data/volume/train.jsonl "${VOLUME_TOKENS:-8000000}" <<'PY' | gzip >"$AB/volume.jsonl.gz"
+import json, random, sys
+from gistpoc.model import load_tokenizer
+pages = [json.loads(line) for line in open(sys.argv[1])]
+random.Random(0).shuffle(pages)   # pages of every package, not the first packages' only
+tok, budget, kept = load_tokenizer("results/model/base"), int(sys.argv[2]), []
+n = 0
+for p in pages:
+    if n >= budget:
+        break
+    n += len(tok(p["text"], add_special_tokens=False)["input_ids"])
+    kept.append(p)
+    sys.stdout.write(json.dumps(p) + "\n")
+print(f"volume: {len(kept)} of {len(pages)} pages, {n} tokens, from {len({p['collection'] for p in kept})} packages", file=sys.stderr)
+PY
+    fi
     # the rule's own command line, as Snakemake resolves it for this config
     cmd=$("$PY" -m snakemake --configfile "$CONFIG" --cores 1 -n -p -f results/pretrained/gist16chunked 2>/dev/null)
     cmd=$(grep -m1 "python scripts/pretrain_gist.py" <<<"$cmd")
@@ -58,6 +80,7 @@ for arm, spec in arms.items():
     c = merge(json.loads(json.dumps(cfg)), spec.get("train", {}))
     json.dump(c, open(f"{ab}/cfg{arm}.json", "w"), indent=1, sort_keys=True)
 json.dump({"model": model, "chunks": chunks, "arm_chunks": {a: [str(x) for x in spec.get("chunks", chunks)] for a, spec in arms.items()},
+           "volume": {a: bool(spec.get("volume")) for a, spec in arms.items()},
            "instruction": argv[argv.index("--instruction") + 1], "seed": argv[argv.index("--seed") + 1]},
           open(f"{ab}/common.json", "w"), indent=1)
 print("A/B train configs:", {k: cfg[k] for k in ("max_steps", "time_limit_minutes", "batch_size", "grad_accum")}, cfg["curriculum"]["stages"])
@@ -67,7 +90,7 @@ run)
     # SEGMENTS=k: each arm trains k segments of $MINUTES (cfg time limit), segment i > 1 warm-started from segment i-1's
     # adapter (a fresh optimizer); each segment's adapters are probed on the GPU while the next segment trains. Long runs
     # go detached (setsid nohup ... run); everything lands in device_out/ab/, and `collect` copies it to $OUT.
-    for f in train test; do [ -f "$AB/$f.gist16.jsonl" ] || gunzip -k "$AB/$f.gist16.jsonl.gz"; done
+    for f in train.gist16 test.gist16 volume; do [ -f "$AB/$f.jsonl" ] || [ ! -f "$AB/$f.jsonl.gz" ] || gunzip -k "$AB/$f.jsonl.gz"; done
     mkdir -p device_out/ab
     rm -f device_out/ab/DONE
     [ -d results/model/base ] || CONFIG=$CONFIG bash bench/paper_scale/device.sh run results/model/base >device_out/model.log 2>&1 || { tail -20 device_out/model.log; exit 1; }
@@ -92,12 +115,15 @@ for seg in range(1, segments + 1):
                 "--out-dir", f"device_out/ab/{arm}_s{seg}", "--state-dir", f"device_out/ab/state{arm}_s{seg}", "--log", f"device_out/ab/{arm}_s{seg}.log"]
         if seg > 1:
             argv += ["--warm-start", f"device_out/ab/{arm}_s{seg - 1}"]
+        if c.get("volume", {}).get(arm):
+            argv += ["--volume", f"{ab}/volume.jsonl"]
         procs.append(subprocess.Popen(argv, env=env))
     rc = max(rc, *(p.wait() for p in procs))
     ck = [a for arm, chunks in arms.items() for ch in chunks for a in ("--checkpoint", f"gist16per{ch}@{arm}_s{seg}=device_out/ab/{arm}_s{seg}")]
-    probes.append(subprocess.Popen([sys.executable, "bench/gist_content_probe.py", "--device", device, "--model-ref", "results/model/base",
-                                    "--dataset", f"{ab}/test.gist16.jsonl", *ck, "--docs", "8", "--out", f"device_out/ab/probe_s{seg}.json"],
-                                   stdout=open(f"device_out/ab/probe_s{seg}.log", "w"), stderr=subprocess.STDOUT, env=env))
+    for split, name in (("test", "probe"), ("train", "probe_train")):   # held-out documents, then documents it trained on
+        probes.append(subprocess.Popen([sys.executable, "bench/gist_content_probe.py", "--device", device, "--model-ref", "results/model/base",
+                                        "--dataset", f"{ab}/{split}.gist16.jsonl", *ck, "--docs", "8", "--out", f"device_out/ab/{name}_s{seg}.json"],
+                                       stdout=open(f"device_out/ab/{name}_s{seg}.log", "w"), stderr=subprocess.STDOUT, env=env))
     if rc:
         break
 sys.exit(max(rc, *(p.wait() for p in probes)))
@@ -111,7 +137,7 @@ collect)
     [ -f device_out/ab/DONE ] && cat device_out/ab/DONE || echo "still running"
     for f in device_out/ab/*.log; do echo "== $f"; grep -E "step [0-9]+/|Error|error|held-out" "$f" | tail -n 3; done
     mkdir -p "$OUT/ab"
-    cp device_out/ab/probe_s*.json device_out/ab/*.log "$OUT/ab/" 2>/dev/null || true
+    cp device_out/ab/probe_*s*.json device_out/ab/*.log "$OUT/ab/" 2>/dev/null || true
     for d in device_out/ab/*_s*/; do [ -f "$d/summary.json" ] || continue; n=$(basename "$d"); mkdir -p "$OUT/ab/$n"
         cp "$d"/summary.json "$d"/train_log.csv "$d"/eval_log.csv "$OUT/ab/$n/" 2>/dev/null || true; done
     if [ -f device_out/ab/DONE ] && [ -n "${ADAPTERS:-}" ]; then   # the adapters (~20 MB each): parts of <= 15 MB, cat them here
