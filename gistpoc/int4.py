@@ -5,8 +5,8 @@ NF4 through bitsandbytes is the design's format, but its 4-bit GEMV reads weight
 
 - **tinygemm**, PyTorch's own int4 kernel (``torch.ops.aten._weight_int4pack_mm``, the kernel behind torchao's
   ``Int4WeightOnlyConfig`` tile-packed layout), on CUDA and, as ``_for_cpu``, on CPU;
-- **gemlite** (Triton GEMV / GEMM kernels for low-bit weights, ``gemlite.helper.A16Wn.from_weights``), CUDA only;
-  measured in ``bench/int4_kernels.py``, which packs these numbers for it (the engine does not import it).
+- **gemlite** (Triton GEMV / GEMM kernels for low-bit weights, ``gemlite.helper.A16Wn.from_weights``), CUDA only
+  (``eval.quantization: int4-gemlite``; ``bench/int4_kernels.py`` measures both libraries at 1-64 rows).
 
 Both read the same numbers: per row and per ``group_size`` input columns, a scale ``s`` and a zero point ``z`` with
 ``w = (q - z) * s``, ``q`` in 0..15 (asymmetric min-max, ``z`` fractional). ``quantize`` makes them once;
@@ -107,6 +107,45 @@ def tinygemm_mm(x: torch.Tensor, packed: torch.Tensor, group_size: int, scales_a
     return y.reshape(*lead, y.shape[-1]).to(x.dtype)
 
 
+def gemlite_module(qw: Int4Quant, dtype: torch.dtype = torch.bfloat16) -> torch.nn.Module:
+    """``qw`` as a gemlite layer on ``qw``'s (CUDA) device: gemlite reads ``(q - zero) * scale`` as given, so both
+    libraries compute with the same numbers. gemlite picks its kernel (GEMV, split-K, GEMM) by the number of rows."""
+    if qw.q.device.type != "cuda":
+        raise ValueError("int4-gemlite (eval.quantization) runs gemlite's Triton kernels, which need a CUDA device: "
+                         "use int4-tinygemm on CPU")
+    try:
+        from gemlite.helper import A16Wn
+    except ImportError as err:
+        raise ImportError(f"int4-gemlite (eval.quantization) needs the gemlite package (pip install gemlite): {err}") from err
+    return A16Wn(device=str(qw.q.device), dtype=dtype).from_weights(qw.q, qw.scale.to(dtype), qw.zero.to(dtype), W_nbits=4,
+                                                                     group_size=qw.group_size)
+
+
+class GemliteLinear(torch.nn.Module):
+    """A ``nn.Linear`` replaced by its int4 weight through gemlite (``eval.quantization: int4-gemlite``, CUDA): the same
+    ``quantize`` numbers as ``Int4Linear``; the bias, if any, kept in the layer's dtype."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None, group_size: int = GROUP_SIZE):
+        super().__init__()
+        self.out_features, self.in_features = weight.shape
+        self.group_size = group_size
+        self.kernel = gemlite_module(quantize(weight, group_size), torch.bfloat16)
+        self.bias = None if bias is None else torch.nn.Parameter(bias.detach().clone(), requires_grad=False)
+
+    @classmethod
+    def from_linear(cls, linear: torch.nn.Module, group_size: int = GROUP_SIZE) -> "GemliteLinear":
+        return cls(linear.weight.data, getattr(linear, "bias", None), group_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        lead = x.shape[:-1]
+        y = self.kernel(x.reshape(-1, x.shape[-1]).to(torch.bfloat16).contiguous())
+        y = y.reshape(*lead, y.shape[-1]).to(x.dtype)
+        return y if self.bias is None else y + self.bias.to(y.dtype)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, int4 group {self.group_size} (gemlite)"
+
+
 class Int4Linear(torch.nn.Module):
     """A ``nn.Linear`` replaced by its int4 weight through tinygemm (``eval.quantization: int4-tinygemm``): the layer's
     (LoRA-merged) weight quantised once, group-wise; the bias, if any, kept in the layer's dtype."""
@@ -132,15 +171,22 @@ class Int4Linear(torch.nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, int4 group {self.group_size} (tinygemm)"
 
 
-def quantize_linears(model: torch.nn.Module, group_size: int = GROUP_SIZE, skip: tuple[str, ...] = ("lm_head",)) -> int:
+LIBRARIES = {"tinygemm": Int4Linear, "gemlite": GemliteLinear}
+
+
+def quantize_linears(model: torch.nn.Module, group_size: int = GROUP_SIZE, skip: tuple[str, ...] = ("lm_head",),
+                     library: str = "tinygemm") -> int:
     """Replace every ``nn.Linear`` of ``model`` but those named in ``skip`` (the head stays in the model's dtype, as
-    torchao and bitsandbytes leave it) by an ``Int4Linear``; returns how many. Every width must be a multiple of
-    ``group_size``: the error names the first layer that is not."""
+    torchao and bitsandbytes leave it) by ``library``'s int4 linear (``Int4Linear``: tinygemm, CPU or CUDA;
+    ``GemliteLinear``: gemlite, CUDA); returns how many. Every width must be a multiple of ``group_size``: the error
+    names the first layer that is not."""
+    if library not in LIBRARIES:
+        raise ValueError(f"int4: unknown kernel library {library!r} (one of {sorted(LIBRARIES)})")
     targets = [(name, m) for name, m in model.named_modules() if type(m) is torch.nn.Linear and name.split(".")[-1] not in skip]
     for name, m in targets:
         if m.in_features % group_size:
             raise ValueError(f"eval.int4_group_size {group_size}: layer {name} has in_features {m.in_features}, not a multiple of it")
     for name, m in targets:
         parent_name, _, child = name.rpartition(".")
-        setattr(model.get_submodule(parent_name) if parent_name else model, child, Int4Linear.from_linear(m, group_size))
+        setattr(model.get_submodule(parent_name) if parent_name else model, child, LIBRARIES[library].from_linear(m, group_size))
     return len(targets)

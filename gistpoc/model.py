@@ -174,8 +174,8 @@ def load_model(model_cfg: dict, ref_or_path: str | Path, n_gist: int = 0, adapte
     from transformers import AutoModelForCausalLM
 
     quant = model_cfg.get("quantization", "none")
-    if quant == "int4-tinygemm" and trainable:
-        raise ValueError("int4-tinygemm (eval.quantization) is for answering: the adapter is merged, then quantised; "
+    if quant.startswith("int4-") and trainable:
+        raise ValueError(f"{quant} (eval.quantization) is for answering: the adapter is merged, then quantised; "
                          "train with model.quantization none or nf4")
     device = pick_device(model_cfg.get("device", "auto"))
     dtype = pick_dtype(model_cfg.get("dtype", "auto"), device)
@@ -207,10 +207,10 @@ def load_model(model_cfg: dict, ref_or_path: str | Path, n_gist: int = 0, adapte
         model = PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=trainable)
         if not trainable and model_cfg.get("quantization", "none") != "nf4":
             model = model.merge_and_unload()
-    if quant == "int4-tinygemm":  # the merged weights re-quantised: group-wise int4 through PyTorch's tinygemm (gistpoc.int4)
+    if quant.startswith("int4-"):  # the merged weights re-quantised: group-wise int4 through tinygemm or gemlite (gistpoc.int4)
         from gistpoc.int4 import GROUP_SIZE, quantize_linears
 
-        quantize_linears(model, model_cfg.get("int4_group_size", GROUP_SIZE))
+        quantize_linears(model, model_cfg.get("int4_group_size", GROUP_SIZE), library=quant.removeprefix("int4-"))
     if not trainable:
         model.eval()
     return LoadedModel(model, tokenizer, device, dtype, gist_ids, end_of_turn_ids(tokenizer, model))
