@@ -3,7 +3,8 @@
 
 A Llama-3-8B-shaped model (real architecture and vocabulary, random weights: no hub access needed) in three
 weight formats: bf16, 4-bit NF4 (bitsandbytes, the design's setup) and int4 weight-only (PyPTorch's fused
-tinygemm kernel, ``bench/int4.py``'s ``Int4Linear``, groups of 128). Every method runs on two engines:
+tinygemm kernel, ``bench/int4.py``'s ``Int4Linear``, groups of 128; ``int4-gemlite``: the same numbers read by gemlite).
+Every method runs on two engines:
   eager:    the Hugging Face loop the pipeline used so far (``greedy_generate``, a DynamicCache, one question);
   compiled: ``gistpoc.engine.AnswerEngine`` (static KV cache, prompt pass and decode step replayed as CUDA graphs).
 Per method and engine: time to first token (median of repeats, CUDA-synchronised, after warm-up), decode
@@ -65,9 +66,9 @@ def build(kind: str, save_dir: Path, layers: int = 32):
     if kind == "nf4":
         kw["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=torch.bfloat16)
     model = AutoModelForCausalLM.from_pretrained(save_dir, **kw).eval()
-    if kind == "int4":
+    if kind in ("int4", "int4-gemlite"):   # the same int4 numbers, read by tinygemm or by gemlite
         with torch.no_grad():
-            quantize_int4(model)
+            quantize_int4(model, library="gemlite" if kind == "int4-gemlite" else "tinygemm")
         gc.collect()
         torch.cuda.empty_cache()
     return model
@@ -363,7 +364,7 @@ def main():
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--new-tokens", type=int, default=32)
     p.add_argument("--train-steps", type=int, default=3)
-    p.add_argument("--kinds", default="bf16,nf4", help="bf16, nf4 (eager, compiled over bitsandbytes, compiled with int4 short passes), int4")
+    p.add_argument("--kinds", default="bf16,nf4", help="bf16, nf4 (eager, compiled over bitsandbytes, compiled with int4 short passes), int4 (tinygemm), int4-gemlite")
     p.add_argument("--model-dir", default="/tmp/llama3-8b-random")
     p.add_argument("--suites", default="inference,train", help="which parts to run: inference, train, int4 (NF4 with int4 short-pass copies)")
     p.add_argument("--layers", type=int, default=32, help="decoder layers (fewer: a quick check of the code paths)")
