@@ -11,7 +11,7 @@ and two things are scored teacher-forced after the gist span, exactly where a qu
 Methods: ``none`` (the base model, head + cue only), ``full`` (the base model reading the prefix), and every gist method
 named (``gist16per256``: the chunk-wise checkpoint at 256-token chunks; ``gist25``: the whole-prefix checkpoint).
 Prints mean NLL per token, teacher-forced token accuracy and "gap closed" = (none - method) / (none - full) per method,
-and writes them as JSON. Usage (repo root, CPU is fine for a few documents):
+and writes them as JSON, with each document's NLL and accuracy per method (``per_document``, in ``documents`` order). Usage (repo root, CPU is fine for a few documents):
 
     python bench/gist_content_probe.py --model-ref results/model/base --dataset <test.gist16.jsonl> \\
         --checkpoint gist16per256=<dir>/gist16chunked --checkpoint gist16per1024=<dir>/gist16chunked \\
@@ -91,13 +91,17 @@ def main(argv=None) -> None:
              + [(d["ids"][s : s + args.cue], d["ids"][s + args.cue : s + args.cue + args.span]) for s in d["spans"]] for d in docs]
     kinds = ["continuation"] + ["reconstruction"] * args.spans
     totals: dict[str, dict[str, list[float]]] = {}
+    per_doc: dict[str, list[dict]] = {}   # method -> one row per document (for intervals over documents)
 
     def add(method: str, doc_tasks, results) -> None:
         t = totals.setdefault(method, {k: [0.0, 0.0, 0] for k in ("continuation", "reconstruction")})
+        d = {k: [0.0, 0.0, 0] for k in ("continuation", "reconstruction")}
         for kind, (_cue, target), (nll, hit) in zip(kinds, doc_tasks, results):
-            t[kind][0] += nll
-            t[kind][1] += hit
-            t[kind][2] += len(target)
+            for acc in (t[kind], d[kind]):
+                acc[0] += nll
+                acc[1] += hit
+                acc[2] += len(target)
+        per_doc.setdefault(method, []).append({f"{k}_{m}": v[i] / v[2] for k, v in d.items() for i, m in ((0, "nll"), (1, "acc"))})
 
     def prefix_text(d) -> str:
         return tok.decode(d["ids"][: args.prefix])
@@ -147,7 +151,8 @@ def main(argv=None) -> None:
         print(f"{r['method']:<16}{r.get('ratio', 0):>7.1f}  {r['continuation_nll']:>9.3f}{r['continuation_acc']:>6.2f}{r['continuation_gap_closed']:>6.2f}"
               f"   {r['reconstruction_nll']:>9.3f}{r['reconstruction_acc']:>6.2f}{r['reconstruction_gap_closed']:>6.2f}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"args": vars(args), "documents": [d["doc_id"] for d in docs], "rows": rows}, indent=1) + "\n")
+    Path(args.out).write_text(json.dumps({"args": vars(args), "documents": [d["doc_id"] for d in docs], "rows": rows, "per_document": per_doc},
+                                         indent=1) + "\n")
 
 
 if __name__ == "__main__":

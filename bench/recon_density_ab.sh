@@ -122,7 +122,7 @@ for seg in range(1, segments + 1):
     ck = [a for arm, chunks in arms.items() for ch in chunks for a in ("--checkpoint", f"gist16per{ch}@{arm}_s{seg}=device_out/ab/{arm}_s{seg}")]
     for split, name in (("test", "probe"), ("train", "probe_train")):   # held-out documents, then documents it trained on
         probes.append(subprocess.Popen([sys.executable, "bench/gist_content_probe.py", "--device", device, "--model-ref", "results/model/base",
-                                        "--dataset", f"{ab}/{split}.gist16.jsonl", *ck, "--docs", "8", "--out", f"device_out/ab/{name}_s{seg}.json"],
+                                        "--dataset", f"{ab}/{split}.gist16.jsonl", *ck, "--docs", os.environ.get("PROBE_DOCS", "16"), "--out", f"device_out/ab/{name}_s{seg}.json"],
                                        stdout=open(f"device_out/ab/{name}_s{seg}.log", "w"), stderr=subprocess.STDOUT, env=env))
     if rc:
         break
