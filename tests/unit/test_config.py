@@ -43,6 +43,8 @@ def test_paper_config_has_design_values():
         (lambda c: c["data"]["split"].update(test=0), "data.split.test"),
         (lambda c: c["model"].update(quantization="int3"), "model.quantization"),
         (lambda c: c["model"].update(quantization="int4-tinygemm"), "model.quantization"),   # answering only: eval.quantization
+        (lambda c: c["model"].update(quantization="int4-gemlite"), "model.quantization"),
+        (lambda c: c["eval"].update(quantization="int4-marlin"), "eval.quantization"),
         (lambda c: c["eval"].update(quantization="int8"), "eval.quantization"),
         (lambda c: c["eval"].update(int4_group_size=100), "eval.int4_group_size"),
         (lambda c: c["gist"].update(n_tokens=[10, 10]), "gist.n_tokens"),
@@ -63,6 +65,16 @@ def test_bad_values_name_the_key(mutate, needle):
     with pytest.raises(ConfigError) as info:
         validate_config(cfg)
     assert needle in str(info.value)
+
+
+@pytest.mark.parametrize("library", ["tinygemm", "gemlite"])
+def test_either_int4_library_is_an_answering_format(library):
+    """eval.quantization names int4-tinygemm or int4-gemlite (gistpoc.int4.LIBRARIES); model.quantization names neither."""
+    from gistpoc.int4 import LIBRARIES
+
+    cfg = _default()
+    cfg["eval"]["quantization"] = f"int4-{library}"
+    assert validate_config(cfg)["eval"]["quantization"] == f"int4-{library}" and library in LIBRARIES
 
 
 def test_a_chunk_wise_method_can_have_controls():
