@@ -35,19 +35,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from gpu_systems import copy_bandwidth, graph_us  # noqa: E402
 
-from gistpoc.int4 import Int4Quant, TinyGemmWeight, dequantize, quantize  # noqa: E402
+from gistpoc.int4 import TinyGemmWeight, dequantize, gemlite_module, quantize  # noqa: E402
 
 SHAPES = {"qkv": (6144, 4096), "o": (4096, 4096), "gate_up": (28672, 4096), "down": (4096, 14336)}
 ROWS = (1, 16, 32, 64)
 COPIES = 8
-
-
-def gemlite_linear(qw: Int4Quant, dtype: torch.dtype = torch.bfloat16):
-    """``qw`` as a gemlite module (CUDA; ``pip install gemlite``): gemlite reads ``(q - zero) * scale`` as given."""
-    from gemlite.helper import A16Wn
-
-    return A16Wn(device=str(qw.q.device), dtype=dtype).from_weights(qw.q, qw.scale.to(dtype), qw.zero.to(dtype), W_nbits=4,
-                                                                     group_size=qw.group_size)
 
 
 def rel(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -80,7 +72,7 @@ def main() -> None:
         kernels["tinygemm"] = [TinyGemmWeight(q) for q in qws]
         if "gemlite" in libs:
             try:
-                kernels["gemlite"] = [gemlite_linear(q) for q in qws]
+                kernels["gemlite"] = [gemlite_module(q) for q in qws]
                 kernels["gemlite"][0](torch.randn(1, k, device=dev, dtype=torch.bfloat16))
             except Exception as err:  # noqa: BLE001 - a library that fails here is reported, the others still measured
                 print(f"gemlite failed on {name}: {type(err).__name__}: {err}")

@@ -10,7 +10,7 @@ NF4 through bitsandbytes is the design's format, but its 4-bit GEMV reads weight
 
 Both read the same numbers: per row and per ``group_size`` input columns, a scale ``s`` and a zero point ``z`` with
 ``w = (q - z) * s``, ``q`` in 0..15 (asymmetric min-max, ``z`` fractional). ``quantize`` makes them once;
-``TinyGemmWeight`` (and ``bench/int4_kernels.py`` for gemlite) pack them; ``dequantize`` is the reference both are checked against.
+``TinyGemmWeight`` and ``gemlite_module`` pack them; ``dequantize`` is the reference both are checked against.
 """
 
 from __future__ import annotations
@@ -121,54 +121,62 @@ def gemlite_module(qw: Int4Quant, dtype: torch.dtype = torch.bfloat16) -> torch.
                                                                      group_size=qw.group_size)
 
 
-class GemliteLinear(torch.nn.Module):
-    """A ``nn.Linear`` replaced by its int4 weight through gemlite (``eval.quantization: int4-gemlite``, CUDA): the same
-    ``quantize`` numbers as ``Int4Linear``; the bias, if any, kept in the layer's dtype."""
+class _Int4LinearBase(torch.nn.Module):
+    """What both libraries' linears share: the shape, the group size, the bias (if any, kept in the layer's dtype) and
+    the construction from an ``nn.Linear``; a subclass packs ``quantize(weight)`` for its kernel in ``_pack`` and names
+    the library in ``library``."""
+
+    library = ""
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None, group_size: int = GROUP_SIZE):
         super().__init__()
         self.out_features, self.in_features = weight.shape
         self.group_size = group_size
-        self.kernel = gemlite_module(quantize(weight, group_size), torch.bfloat16)
+        self._pack(quantize(weight, group_size))
         self.bias = None if bias is None else torch.nn.Parameter(bias.detach().clone(), requires_grad=False)
 
+    def _pack(self, qw: Int4Quant) -> None:
+        raise NotImplementedError
+
     @classmethod
-    def from_linear(cls, linear: torch.nn.Module, group_size: int = GROUP_SIZE) -> "GemliteLinear":
+    def from_linear(cls, linear: torch.nn.Module, group_size: int = GROUP_SIZE) -> "_Int4LinearBase":
         return cls(linear.weight.data, getattr(linear, "bias", None), group_size)
+
+    def _with_bias(self, y: torch.Tensor) -> torch.Tensor:
+        return y if self.bias is None else y + self.bias.to(y.dtype)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, int4 group {self.group_size} ({self.library})"
+
+
+class GemliteLinear(_Int4LinearBase):
+    """A ``nn.Linear`` replaced by its int4 weight through gemlite (``eval.quantization: int4-gemlite``, CUDA): the same
+    ``quantize`` numbers as ``Int4Linear``."""
+
+    library = "gemlite"
+
+    def _pack(self, qw: Int4Quant) -> None:
+        self.kernel = gemlite_module(qw, torch.bfloat16)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         lead = x.shape[:-1]
         y = self.kernel(x.reshape(-1, x.shape[-1]).to(torch.bfloat16).contiguous())
-        y = y.reshape(*lead, y.shape[-1]).to(x.dtype)
-        return y if self.bias is None else y + self.bias.to(y.dtype)
-
-    def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, int4 group {self.group_size} (gemlite)"
+        return self._with_bias(y.reshape(*lead, y.shape[-1]).to(x.dtype))
 
 
-class Int4Linear(torch.nn.Module):
+class Int4Linear(_Int4LinearBase):
     """A ``nn.Linear`` replaced by its int4 weight through tinygemm (``eval.quantization: int4-tinygemm``): the layer's
-    (LoRA-merged) weight quantised once, group-wise; the bias, if any, kept in the layer's dtype."""
+    (LoRA-merged) weight quantised once, group-wise."""
 
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None, group_size: int = GROUP_SIZE):
-        super().__init__()
-        self.out_features, self.in_features = weight.shape
-        self.group_size = group_size
-        tw = TinyGemmWeight(quantize(weight, group_size))
+    library = "tinygemm"
+
+    def _pack(self, qw: Int4Quant) -> None:
+        tw = TinyGemmWeight(qw)
         self.register_buffer("packed", tw.packed)   # buffers: .to() moves them, and they count as the weights read
         self.register_buffer("scales_and_zeros", tw.scales_and_zeros)
-        self.bias = None if bias is None else torch.nn.Parameter(bias.detach().clone(), requires_grad=False)
-
-    @classmethod
-    def from_linear(cls, linear: torch.nn.Module, group_size: int = GROUP_SIZE) -> "Int4Linear":
-        return cls(linear.weight.data, getattr(linear, "bias", None), group_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = tinygemm_mm(x, self.packed, self.group_size, self.scales_and_zeros)
-        return y if self.bias is None else y + self.bias.to(y.dtype)
-
-    def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, int4 group {self.group_size} (tinygemm)"
+        return self._with_bias(tinygemm_mm(x, self.packed, self.group_size, self.scales_and_zeros))
 
 
 LIBRARIES = {"tinygemm": Int4Linear, "gemlite": GemliteLinear}

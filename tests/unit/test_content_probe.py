@@ -27,10 +27,10 @@ def test_per_document_rows_add_up_to_the_means(model_dir, real_text, tmp_path):
     per = res["per_document"]
     assert set(per) == {"none", "full"} and all(len(v) == 2 for v in per.values())
     for method in ("none", "full"):
-        for kind, n in (("continuation", 8), ("reconstruction", 16)):   # equal tokens per document: the plain mean
+        for kind in ("continuation", "reconstruction"):   # every document scores as many tokens: the plain mean
             for stat in ("nll", "acc"):
                 mean = sum(d[f"{kind}_{stat}"] for d in per[method]) / 2
-                assert abs(mean - rows[method][f"{kind}_{stat}"]) < 1e-9, (method, kind, stat, n)
+                assert abs(mean - rows[method][f"{kind}_{stat}"]) < 1e-9, (method, kind, stat)
     # reading the prefix reconstructs its own spans better than no context, document by document
     assert all(f["reconstruction_nll"] < z["reconstruction_nll"] for f, z in zip(per["full"], per["none"]))
     assert rows["full"]["reconstruction_gap_closed"] == 1.0 and rows["none"]["reconstruction_gap_closed"] == 0.0
