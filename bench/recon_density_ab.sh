@@ -105,6 +105,8 @@ arms = c.get("arm_chunks", {"A": c["chunks"], "B": c["chunks"]})
 threads = str(max(1, (os.cpu_count() or 2) // (len(arms) + 1)))
 env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
 device = "cuda" if subprocess.run([sys.executable, "-c", "import torch; assert torch.cuda.is_available()"]).returncode == 0 else "cpu"
+if device == "cpu":   # a dry run of the code path here: the packed model section is the GPU's (cuda, bfloat16)
+    c["model"].update(device="cpu", dtype="float32")
 probes, rc = [], 0
 for seg in range(1, segments + 1):
     procs = []
