@@ -20,7 +20,7 @@ start)
     rm -rf "$D/tree" && mkdir -p "$D/tree" && cp -r gistpoc bench tests pyproject.toml "$D/tree/"
     setsid nohup bash -c '
         cd '"$D"'/tree
-        export PYTHONPATH=$PWD/../../dq4:$PWD PYTHONUNBUFFERED=1
+        export PYTHONPATH=$PWD/../../dq4:$PWD:$PWD/../../../.dsite PYTHONUNBUFFERED=1   # .dsite: the wheels of device.sh unpack, if any
         for s in '"${STEPS:-1 2 3}"'; do
             case $s in
             1) python -m pytest -q -p no:cacheprovider tests/unit/test_int4.py -rs -k "quantize or tinygemm" >../test_int4.log 2>&1 || true ;;
