@@ -17,7 +17,8 @@ out)
     [ ! -e "$STASH" ] || { echo "$STASH exists: 'slim.sh back' first" >&2; exit 1; }
     git diff --quiet HEAD -- $DIRS || { echo "uncommitted changes under $DIRS: commit them first" >&2; exit 1; }
     for d in $DIRS; do mkdir -p "$STASH/$(dirname "$d")" && mv "$d" "$STASH/$d"; done
-    bytes=$(git ls-files -z --cached --others --exclude-standard | xargs -0 cat 2>/dev/null | wc -c)
+    # the moved files still list as tracked (deleted): count the files that are here
+    bytes=$(git ls-files -z --cached --others --exclude-standard | xargs -0 stat -c %s 2>/dev/null | awk '{s += $1} END {print s + 0}' || true)
     echo "tree: $((bytes / 1000000)) MB; a part of up to $(( (64 * 1048576 - bytes) / 1000000 - 1 )) MB fits a call beside it"
     ;;
 recut)
