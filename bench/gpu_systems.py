@@ -423,7 +423,9 @@ def main():
         result["runs"][kind] = res
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(result, indent=2))  # after every kind: a later failure keeps this one
-        del model, suites
+        # the loop's variables hold the model too (suite_args): without dropping them the next kind runs beside this one's
+        # weights (2026-12-07, H100: int4 after int4-gemlite held 10.2 GiB for 5.1 of its own, and ran out of its cap)
+        del model, suites, suite_args
         gc.collect()
         torch.cuda.empty_cache()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
