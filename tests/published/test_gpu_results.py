@@ -66,3 +66,43 @@ def test_int4_library_table_comes_from_the_kernel_json():
     for lib in ("tinygemm", "gemlite"):
         err = max(c[lib] for c in k["checks"].values())
         assert f"{err:.4f} ({lib})" in section, lib
+
+
+def test_int4_engine_rows_and_targets_come_from_the_h100_run():
+    """docs/gpu_results.md's "int4 in the compiled engine" section (issue 29): each kind's gist-25 TTFT, its ratio to the
+    kind's weight-read floor, decode tokens/s and its share of the floor's, peak memory and the RAG / 8k TTFTs are those
+    of bench/results/int4_gpu_h100/gpu_systems.json; the target table's ratios and the explanation's layer arithmetic
+    are recomputed from it and from the same run's int4_kernels.json."""
+    run = ROOT / "bench/results/int4_gpu_h100"
+    g = json.loads((run / "gpu_systems.json").read_text())
+    k = json.loads((run / "int4_kernels.json").read_text())
+    assert g["device"].startswith("NVIDIA H100") and g["cap_gb"] == 24.0 and g["layers"] == 32
+    section = DOC[DOC.index("### int4 in the compiled engine"):DOC.index("The rest of this file")]
+    rows = {"bf16": "| bf16 |", "int4-gemlite": "| int4-gemlite", "int4": "| int4-tinygemm"}
+    c = {kind: g["runs"][kind]["gist25_from_saved_cache"]["compiled"] for kind in rows}
+    floor = {kind: g["runs"][kind]["weight_read_floor_ms"] for kind in rows}
+    for kind, start in rows.items():
+        line = next(x for x in section.splitlines() if x.startswith(start))
+        ratio = c[kind]["ttft_ms_median"] / floor[kind]
+        assert f"{floor[kind]:.2f} ms" in line and f"{ratio:.{1 if kind == 'int4' else 2}f}x)" in line, (kind, line)
+        assert f"{c[kind]['ttft_ms_median']:.{1 if kind == 'int4' else 2}f} ms" in line, (kind, line)
+        tok = c[kind]["decode_tok_s_median"]
+        assert f"{tok:.0f} ({tok * floor[kind] / 1000:.2f})" in line and f"| {c[kind]['peak_mem_gib']:.1f} |" in line, (kind, line)
+    for kind in ("bf16", "int4-gemlite"):
+        for method in ("rag_3x500", "full_context_8k"):
+            assert f"{g['runs'][kind][method]['compiled']['ttft_ms_median']:.1f} ms" in section, (kind, method)
+    gem = c["int4-gemlite"]["ttft_ms_median"]
+    rag4 = g["runs"]["int4-gemlite"]["rag_3x500"]["compiled"]["ttft_ms_median"]
+    rag_fastest = min(g["runs"][kind]["rag_3x500"][e]["ttft_ms_median"] for kind in ("bf16", "int4-gemlite") for e in ("eager", "compiled"))
+    assert f"{gem / rag4:.3f}x RAG in the same format" in section and f"{gem / rag_fastest:.3f}x the fastest RAG" in section
+    assert gem > 3 * floor["int4-gemlite"] and c["bf16"]["ttft_ms_median"] > 1.2 * floor["bf16"]   # the "no" rows
+    assert c["bf16"]["decode_tok_s_median"] * floor["bf16"] / 1000 < 0.85
+    # the explanation: 32 layers of gemlite at 32 rows, the rest of the pass, bf16's rest
+    layer = {lib: k["layer"][lib] for lib in ("bf16", "gemlite")}
+    gemm = 32 * layer["gemlite"]["32"] / 1000
+    assert f"{layer['gemlite']['32']:.1f} us" in section and f"{gemm:.2f} ms of the {gem:.2f} ms pass" in section
+    assert f"{gemm / floor['int4-gemlite']:.1f}x the whole model's floor" in section
+    assert f"{c['bf16']['ttft_ms_median'] - 32 * layer['bf16']['32'] / 1000:.2f} ms)" in section
+    one_row = 32 * layer["gemlite"]["1"] / 1000
+    assert f"({layer['gemlite']['1']:.1f} us a layer)" in section
+    assert f"{(one_row + gem - gemm) / floor['int4-gemlite']:.1f}x" in section
