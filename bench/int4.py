@@ -13,11 +13,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from gistpoc.int4 import GROUP_SIZE, Int4Linear, quantize_linears  # noqa: E402  (the kernel: one implementation)
 
 
-def quantize_int4(model, group_size: int = GROUP_SIZE, library: str = "tinygemm") -> int:
+def quantize_int4(model, group_size: int = GROUP_SIZE, library: str = "tinygemm", fuse: bool = True) -> int:
     """Replace every ``nn.Linear`` of the decoder layers and the head with ``library``'s int4 linear
     (``gistpoc.int4.Int4Linear`` for tinygemm, ``GemliteLinear`` for gemlite; CUDA, bf16 model); returns how many were
-    replaced. The embedding stays bf16 (rows are gathered, not multiplied)."""
-    return quantize_linears(model, group_size, skip=(), library=library)
+    replaced; ``fuse``: q/k/v and gate/up as one stacked weight each (``gistpoc.int4.Int4Fused``). The embedding stays
+    bf16 (rows are gathered, not multiplied)."""
+    return quantize_linears(model, group_size, skip=(), library=library, fuse=fuse)
 
 
 class SmallPassInt4(torch.nn.Module):

@@ -7,6 +7,8 @@
 #   2. bench/int4_kernels.py                          -> device_out/int4/int4_kernels.json
 #   3. bench/gpu_systems.py --suites inference --kinds $KINDS (default bf16,int4,int4-gemlite; the file is written
 #      after every kind)                              -> device_out/int4/gpu_systems.json
+#   4. bench/int4_kernels.py --shapes q k v o gate up down: the layer unfused, as the engine ran int4 before its
+#      projections were fused                        -> device_out/int4/int4_kernels_unfused.json
 # Each step's log beside its output; device_out/int4/DONE when all have run. Steps 2-3 are timings: run them while
 # nothing else uses the card (STEPS="1" runs the test alone, e.g. beside a training).
 #   bash bench/int4_device.sh start        (repo root, GPU machine)
@@ -25,6 +27,8 @@ start)
             case $s in
             1) python -m pytest -q -p no:cacheprovider tests/unit/test_int4.py -rs -k "quantize or tinygemm" >../test_int4.log 2>&1 || true ;;
             2) python bench/int4_kernels.py --out ../int4_kernels.json >../int4_kernels.log 2>&1 || true ;;
+            4) python bench/int4_kernels.py --shapes q k v o gate up down --out ../int4_kernels_unfused.json \
+                   >../int4_kernels_unfused.log 2>&1 || true ;;
             3) python bench/gpu_systems.py --kinds '"${KINDS:-bf16,int4,int4-gemlite}"' --suites inference \
                    --repeats '"${REPEATS:-3}"' --out ../gpu_systems.json >../gpu_systems.log 2>&1 || true ;;
             esac

@@ -181,20 +181,116 @@ class Int4Linear(_Int4LinearBase):
 
 LIBRARIES = {"tinygemm": Int4Linear, "gemlite": GemliteLinear}
 
+# Linears of one parent that read the same input: one int4 weight for each group (q/k/v of Llama / Qwen2 attention,
+# gate/up of their MLP), as the engine fuses bf16 weights (gistpoc.engine.projections._fuse)
+FUSE_GROUPS = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"))
+
+
+class Int4Fused(torch.nn.Module):
+    """Several linears that read one input, quantised as one int4 weight (their weights stacked along the outputs):
+    one kernel call where there were several. Groups run along the inputs, so each row's scale and zero, and with
+    them every output, are those of the linear quantised alone. ``kernel`` is the library's int4 linear of the stacked
+    weight; ``sizes`` the parts' widths. The parts (``Int4Part``) stand where the linears stood."""
+
+    def __init__(self, kernel: _Int4LinearBase, sizes: list[int]):
+        super().__init__()
+        self.kernel = kernel
+        self.sizes = list(sizes)
+        self.bounds = [sum(self.sizes[:i]) for i in range(len(self.sizes) + 1)]
+        self._last = None   # (input, its version, output, parts served): see part()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.kernel(x)
+
+    def part(self, x: torch.Tensor, i: int) -> torch.Tensor:
+        """Part ``i``'s outputs for ``x``. An eager forward calls q_proj, k_proj, v_proj one after another on the same
+        tensor: the first call runs the stacked kernel and keeps its output until every part has taken its slice (or
+        another input comes), so the eager forward also runs one kernel, and holds no output beyond the group."""
+        try:
+            version = x._version
+        except RuntimeError:   # inference-mode tensors keep no version counter
+            version = None
+        last = self._last
+        if last is None or last[0]() is not x or last[1] != version or i in last[3]:
+            import weakref
+
+            last = self._last = (weakref.ref(x), version, self.kernel(x), set())
+        last[3].add(i)
+        y = last[2]
+        if len(last[3]) == len(self.sizes):
+            self._last = None
+        return y[..., self.bounds[i]:self.bounds[i + 1]]
+
+    def extra_repr(self) -> str:
+        return f"parts={self.sizes}"
+
+
+class Int4Part(torch.nn.Module):
+    """Where a fused linear stood (``q_proj`` ...): its slice of the ``Int4Fused`` outputs. The fused module is
+    registered once, on the parent (``<first part>_<last part>_int4``: ``q_proj_v_proj_int4``), not here."""
+
+    def __init__(self, fused: Int4Fused, index: int):
+        super().__init__()
+        self._fused = [fused]   # a list: not a submodule of the part (its weights would count once per part)
+        self.index = index
+        self.out_features = fused.sizes[index]
+        self.in_features = fused.kernel.in_features
+
+    @property
+    def fused(self) -> Int4Fused:
+        return self._fused[0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fused.part(x, self.index)
+
+    def extra_repr(self) -> str:
+        return f"part {self.index} of {self.fused.sizes}, int4 ({self.fused.kernel.library})"
+
+
+def _fusable(parent: torch.nn.Module, names: tuple[str, ...], skip: tuple[str, ...]) -> list | None:
+    """The group's linears if all are plain ``nn.Linear`` of one input width, dtype and device, with biases all
+    present or all absent, none skipped; None otherwise."""
+    mods = [getattr(parent, n, None) for n in names]
+    if any(type(m) is not torch.nn.Linear for m in mods) or any(n in skip for n in names):
+        return None
+    if len({(m.in_features, m.weight.dtype, m.weight.device, m.bias is None) for m in mods}) != 1:
+        return None
+    return mods
+
 
 def quantize_linears(model: torch.nn.Module, group_size: int = GROUP_SIZE, skip: tuple[str, ...] = ("lm_head",),
-                     library: str = "tinygemm") -> int:
+                     library: str = "tinygemm", fuse: bool = True) -> int:
     """Replace every ``nn.Linear`` of ``model`` but those named in ``skip`` (the head stays in the model's dtype, as
     torchao and bitsandbytes leave it) by ``library``'s int4 linear (``Int4Linear``: tinygemm, CPU or CUDA;
-    ``GemliteLinear``: gemlite, CUDA); returns how many. Every width must be a multiple of ``group_size``: the error
-    names the first layer that is not."""
+    ``GemliteLinear``: gemlite, CUDA); returns how many linears were replaced. With ``fuse``, each group of
+    ``FUSE_GROUPS`` becomes one stacked int4 weight (``Int4Fused``, its parts ``Int4Part``): the same numbers, one
+    kernel call where there were two or three. Every width must be a multiple of ``group_size``: the error names the
+    first layer that is not."""
     if library not in LIBRARIES:
         raise ValueError(f"int4: unknown kernel library {library!r} (one of {sorted(LIBRARIES)})")
     targets = [(name, m) for name, m in model.named_modules() if type(m) is torch.nn.Linear and name.split(".")[-1] not in skip]
     for name, m in targets:
         if m.in_features % group_size:
             raise ValueError(f"eval.int4_group_size {group_size}: layer {name} has in_features {m.in_features}, not a multiple of it")
+    cls = LIBRARIES[library]
+    done = set()
+    if fuse:
+        for parent in [m for _, m in model.named_modules()]:
+            for names in FUSE_GROUPS:
+                mods = _fusable(parent, names, skip)
+                if mods is None:
+                    continue
+                weight = torch.cat([m.weight.data for m in mods])
+                bias = torch.cat([m.bias.data for m in mods]) if mods[0].bias is not None else None
+                fused = Int4Fused(cls(weight, bias, group_size), [m.out_features for m in mods])
+                del weight, bias
+                parent.add_module(f"{names[0]}_{names[-1]}_int4", fused)
+                for i, (n, m) in enumerate(zip(names, mods)):
+                    setattr(parent, n, Int4Part(fused, i))
+                    done.add(id(m))
     for name, m in targets:
+        if id(m) in done:
+            continue
         parent_name, _, child = name.rpartition(".")
-        setattr(model.get_submodule(parent_name) if parent_name else model, child, LIBRARIES[library].from_linear(m, group_size))
+        setattr(model.get_submodule(parent_name) if parent_name else model, child, cls.from_linear(m, group_size))
     return len(targets)

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from gistpoc.engine.graphs import CapturedPasses, _Static
-from gistpoc.engine.projections import _decoder, _fuse
+from gistpoc.engine.projections import _decoder, _fuse, _linear
 from gistpoc.engine.short_pass import ShortPass, fast_kernels_wanted
 from gistpoc.gist.cache import Generation, GistCache
 from gistpoc.model import rotate_half
@@ -71,7 +71,7 @@ class AnswerEngine(ShortPass, CapturedPasses):
         fused = self.qkv[i]
         if fused is None:
             return attn.q_proj(h), attn.k_proj(h), attn.v_proj(h)
-        return F.linear(h, fused[0], fused[1]).split(fused[2], dim=-1)
+        return _linear(fused, h).split(fused[2], dim=-1)
 
     def _project(self, i: int, layer, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
         """Layer ``i``'s queries, keys and values of ``x`` (B, T, hidden) as (B, heads, T, D), RoPE applied."""
@@ -86,7 +86,7 @@ class AnswerEngine(ShortPass, CapturedPasses):
         fused = self.gate_up[i]
         if fused is None:
             return mlp(h)
-        gate, up = F.linear(h, fused[0], fused[1]).split(fused[2], dim=-1)
+        gate, up = _linear(fused, h).split(fused[2], dim=-1)
         return mlp.down_proj(mlp.act_fn(gate) * up)
 
     def _mask(self, b: int, t: int, slots: torch.Tensor, span: int, dtype: torch.dtype) -> torch.Tensor:

@@ -18,10 +18,15 @@ def _decoder(model):
     return inner, m.lm_head
 
 
-def _fuse(linears: list) -> tuple[torch.Tensor, torch.Tensor | None, list[int]] | None:
+def _fuse(linears: list) -> tuple | None:
     """One weight for several plain ``nn.Linear`` that read the same input (q/k/v; gate/up): one GEMM instead of
     three small ones. The modules keep working: their weights become views of the fused tensor (no copy kept).
-    None when any of them is not a plain float linear (LoRA layers, bitsandbytes, int4)."""
+    ``(weight, bias, sizes)``; for the parts of one int4 stacked weight (``gistpoc.int4.Int4Part``, in order)
+    ``(the Int4Fused module, None, sizes)``: its kernel, called once (``_linear``). None when any of them is not a
+    plain float linear (LoRA layers, bitsandbytes) and they are not one int4 group."""
+    int4 = _int4_group(linears)
+    if int4 is not None:
+        return int4
     if not all(type(m) is torch.nn.Linear for m in linears) or len({(m.weight.dtype, m.weight.device) for m in linears}) != 1:
         return None
     if len({m.bias is None for m in linears}) != 1:
@@ -42,6 +47,24 @@ def _fuse(linears: list) -> tuple[torch.Tensor, torch.Tensor | None, list[int]] 
     for m in linears:
         m._gistpoc_fused = fused
     return fused
+
+
+def _int4_group(linears: list) -> tuple | None:
+    """``(fused, None, sizes)`` when ``linears`` are all the parts, in order, of one ``gistpoc.int4.Int4Fused``."""
+    from gistpoc.int4 import Int4Part
+
+    if not all(type(m) is Int4Part for m in linears):
+        return None
+    fused = linears[0].fused
+    if any(m.fused is not fused for m in linears) or [m.index for m in linears] != list(range(len(fused.sizes))):
+        return None
+    return (fused, None, list(fused.sizes))
+
+
+def _linear(fused: tuple, x: torch.Tensor) -> torch.Tensor:
+    """The fused projection of ``x`` (``_fuse``'s result): one bf16 GEMM, or the int4 group's one kernel call."""
+    w, b, _ = fused
+    return F.linear(x, w, b) if isinstance(w, torch.Tensor) else w.kernel(x)
 
 
 def _is_nf4(module) -> bool:
@@ -87,9 +110,11 @@ class _Proj:
 
     def __init__(self, modules: list, fused: tuple | None = None):
         self.modules = modules
-        self.weight = self.bias = None
+        self.weight = self.bias = self.int4 = None
         self.flat = [_flat_nf4_state(m) for m in modules]
-        if fused is not None:
+        if fused is not None and not isinstance(fused[0], torch.Tensor):
+            self.int4 = fused   # one int4 kernel for the group
+        elif fused is not None:
             self.weight, self.bias = fused[0], fused[1]
         elif len(modules) == 1 and type(modules[0]) is torch.nn.Linear:
             self.weight, self.bias = modules[0].weight, modules[0].bias
@@ -97,6 +122,8 @@ class _Proj:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.weight is not None:
             return F.linear(x, self.weight, self.bias)
+        if self.int4 is not None:
+            return _linear(self.int4, x)
         outs = [m(x) if flat is None else _nf4_matmul(m, flat, x) for m, flat in zip(self.modules, self.flat)]
         return outs[0] if len(outs) == 1 else torch.cat(outs, dim=-1)
 

@@ -76,9 +76,11 @@ class TextPool:
     def after(self, tokenizer, span: tuple[int, int], n_tokens: int) -> list[int]:
         """The ``n_tokens`` token ids of the pool's text right after a window (its character span), wrapping around
         the end: what the continuation objective predicts from the window's gist."""
-        b = span[1]
-        text = self.text[b:] + "\n\n" + self.text  # enough text either way: tokens are rarely under one character
-        ids = tokenizer(text[: 16 * n_tokens], add_special_tokens=False)["input_ids"]
+        b, need = span[1], 16 * n_tokens  # enough text either way: tokens are rarely under one character
+        text = self.text[b : b + need]   # only what is read: copying the whole pool per window cost a text-at-volume
+        if len(text) < need:             # stage 1 half its speed (H100, 8.7M-token pool: 13k tokens/s against 36k)
+            text = (text + "\n\n" + self.text[:need])[:need]
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
         return ids[:n_tokens]
 
     def sources(self, span: tuple[int, int]) -> set[str]:

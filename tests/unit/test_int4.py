@@ -47,14 +47,16 @@ def test_an_int4_model_answers_through_the_engine_as_it_does_eagerly(model_dir, 
     logits stay close to fp32's without equalling them, and the compiled engine gives the eager path's tokens."""
     from gistpoc.engine import AnswerEngine
     from gistpoc.gist.cache import greedy_generate
-    from gistpoc.int4 import Int4Linear
+    from gistpoc.int4 import Int4Linear, Int4Part
     from gistpoc.model import load_model
 
     cfg = {"device": "cpu", "dtype": "float32", "attn_implementation": "eager"}
     ref = load_model(cfg, model_dir)
     q = load_model({**cfg, "quantization": "int4-tinygemm", "int4_group_size": 64}, model_dir)
     layers = q.model.config.num_hidden_layers
-    assert sum(isinstance(m, Int4Linear) for m in q.model.modules()) == 7 * layers
+    # seven linears a layer, four int4 weights: q/k/v and gate/up each stacked into one (Int4Fused)
+    assert sum(isinstance(m, Int4Linear) for m in q.model.modules()) == 4 * layers
+    assert sum(isinstance(m, Int4Part) for m in q.model.modules()) == 5 * layers
     assert type(q.model.lm_head) is torch.nn.Linear
     ids = q.tokenizer(real_text[:1200], return_tensors="pt").input_ids[:, :200]
     with torch.no_grad():
@@ -69,6 +71,58 @@ def test_an_int4_model_answers_through_the_engine_as_it_does_eagerly(model_dir, 
         load_model({**cfg, "quantization": "int4-tinygemm"}, model_dir)
     with pytest.raises(ValueError, match="int4-tinygemm .eval.quantization. is for answering"):
         load_model({**cfg, "quantization": "int4-tinygemm"}, model_dir, trainable=True)
+
+
+def _tiny_llama(dtype=torch.float32, device="cpu"):
+    from transformers import AutoModelForCausalLM, LlamaConfig
+
+    cfg = LlamaConfig(vocab_size=512, hidden_size=256, intermediate_size=512, num_hidden_layers=2, num_attention_heads=4,
+                      num_key_value_heads=2, max_position_embeddings=512, initializer_range=0.05)
+    torch.manual_seed(0)
+    return AutoModelForCausalLM.from_config(cfg, dtype=dtype, attn_implementation="sdpa").to(device).eval()
+
+
+def test_fused_int4_groups_compute_what_the_linears_quantised_alone_compute():
+    """q/k/v and gate/up stacked into one int4 weight each: the model's logits equal those of the same linears
+    quantised one by one (groups run along the inputs, so every row keeps its scale and zero), an eager forward runs
+    one stacked kernel per group and layer and keeps no output after it, and the engine calls that kernel once."""
+    import copy
+
+    from gistpoc.engine import AnswerEngine
+    from gistpoc.gist.cache import greedy_generate
+    from gistpoc.int4 import Int4Fused, Int4Linear, Int4Part, quantize_linears
+
+    base = _tiny_llama()
+    sep, fused = copy.deepcopy(base), copy.deepcopy(base)
+    assert quantize_linears(sep, 128, fuse=False) == quantize_linears(fused, 128) == 14
+    assert sum(type(m) is Int4Linear for m in sep.modules()) == 14
+    groups = [m for m in fused.modules() if isinstance(m, Int4Fused)]
+    assert len(groups) == 4 and sum(type(m) is Int4Linear for m in fused.modules()) == 8
+    attn = fused.model.layers[0].self_attn
+    assert type(attn.q_proj) is Int4Part and attn.q_proj.fused is attn.q_proj_v_proj_int4 and attn.v_proj.index == 2
+    assert attn.q_proj_v_proj_int4.sizes == [256, 128, 128]
+    # the weights are held once: the parts do not register the stacked module
+    assert sum(p.numel() for p in fused.buffers()) == sum(p.numel() for p in sep.buffers())
+    calls = []
+    for g in groups:
+        g.kernel.register_forward_hook(lambda mod, inp, out: calls.append(mod))
+    ids = torch.randint(5, 500, (2, 40), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        a, b = sep(ids).logits, fused(ids).logits
+    assert torch.allclose(a, b, rtol=1e-4, atol=1e-4) and not torch.equal(a, base(ids).logits)
+    assert len(calls) == 4 and all(g._last is None for g in groups)   # one kernel call per group, nothing held
+    engine = AnswerEngine(fused)
+    assert engine.qkv[0][0] is attn.q_proj_v_proj_int4 and engine.gate_up[1][2] == [512, 512]
+    prompt = ids[0, :24].tolist()
+    assert engine.generate([prompt], 0, [], 6)[0].token_ids == greedy_generate(fused, prompt, 0, [], 6).token_ids
+    # an input changed in place between two parts is not served from the kept output
+    x = torch.randn(1, 3, 256)
+    with torch.no_grad():
+        q1 = attn.q_proj(x).clone()
+        x.mul_(2)
+        k2 = attn.k_proj(x)
+        assert torch.allclose(k2, attn.q_proj_v_proj_int4(x)[..., 256:384], rtol=1e-5, atol=1e-5)
+        assert not torch.allclose(q1, attn.q_proj(x))
 
 
 def test_int4_gemlite_names_what_it_needs_on_cpu(model_dir):
@@ -116,11 +170,17 @@ def test_gemlite_and_tinygemm_compute_the_same_int4_model_and_the_engine_keeps_i
     base = AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16, attn_implementation="sdpa").cuda().eval()
     tiny, gem = copy.deepcopy(base), copy.deepcopy(base)
     assert quantize_linears(tiny, 128, library="tinygemm") == quantize_linears(gem, 128, library="gemlite") == 14
-    assert sum(isinstance(m, GemliteLinear) for m in gem.modules()) == 14 and sum(isinstance(m, Int4Linear) for m in tiny.modules()) == 14
+    # 14 linears, 8 int4 weights: q/k/v and gate/up stacked (gistpoc.int4.Int4Fused)
+    assert sum(isinstance(m, GemliteLinear) for m in gem.modules()) == 8 and sum(isinstance(m, Int4Linear) for m in tiny.modules()) == 8
     ids = torch.randint(5, 500, (2, 48), device="cuda", generator=torch.Generator("cuda").manual_seed(1))
     with torch.no_grad():
         lb, lt, lg = (m(ids).logits.float() for m in (base, tiny, gem))
     assert float((lg - lt).norm() / lt.norm()) < 2e-2 < float((lg - lb).norm() / lb.norm())
+    sep = copy.deepcopy(base)   # the same linears through gemlite one by one: the stacked weights compute the same
+    quantize_linears(sep, 128, library="gemlite", fuse=False)
+    with torch.no_grad():
+        ls = sep(ids).logits.float()
+    assert float((lg - ls).norm() / ls.norm()) < 1e-2
     for rows in (1, 16, 64):   # gemlite's GEMV, split-K and GEMM paths
         x = torch.randn(rows, 256, device="cuda", dtype=torch.bfloat16)
         a, b = gem.model.layers[0].mlp.up_proj(x).float(), tiny.model.layers[0].mlp.up_proj(x).float()
