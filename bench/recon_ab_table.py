@@ -96,15 +96,17 @@ def main(argv=None) -> dict:
 
             every = list(range(n))
             vals = sorted(paired(bt, "reconstruction_acc") for bt in boots)
-            gaps = sorted(gap(per, ma, "reconstruction", bt) - gap(per, mb, "reconstruction", bt) for bt in boots)
-            diffs[d] = {"recon_acc": [paired(every, "reconstruction_acc"), vals[int(0.025 * len(vals))], vals[int(0.975 * len(vals)) - 1]],
-                        "reconstruction_gap": [gap(per, ma, "reconstruction", every) - gap(per, mb, "reconstruction", every),
-                                               gaps[int(0.025 * len(gaps))], gaps[int(0.975 * len(gaps)) - 1]]}
-            print(f"{d} (paired): reconstruction accuracy {fmt(diffs[d]['recon_acc'], True)}, gap closed {fmt(diffs[d]['reconstruction_gap'], False)}")
+            diffs[d] = {"recon_acc": [paired(every, "reconstruction_acc"), vals[int(0.025 * len(vals))], vals[int(0.975 * len(vals)) - 1]]}
+            for kind in ("reconstruction", "continuation"):
+                gaps = sorted(gap(per, ma, kind, bt) - gap(per, mb, kind, bt) for bt in boots)
+                diffs[d][f"{kind}_gap"] = [gap(per, ma, kind, every) - gap(per, mb, kind, every),
+                                           gaps[int(0.025 * len(gaps))], gaps[int(0.975 * len(gaps)) - 1]]
+            print(f"{d} (paired): reconstruction accuracy {fmt(diffs[d]['recon_acc'], True)}, gap closed "
+                  f"{fmt(diffs[d]['reconstruction_gap'], False)}; continuation gap closed {fmt(diffs[d]['continuation_gap'], False)}")
         result[name] = {"n": n, "methods": s, "diffs": diffs}
     if args.train:
         held, train = result["held-out"]["methods"], result["training"]["methods"]
-        print("\nmemory (training minus held-out reconstruction accuracy, documents resampled apart):")
+        print("\nmemory (training minus held-out: reconstruction accuracy; continuation gap closed; documents resampled apart):")
         rng = random.Random(1)
         ph, pt = probes["held-out"], probes["training"]
         result["memory"] = {}
@@ -116,7 +118,12 @@ def main(argv=None) -> dict:
                           - mean([ph[method][rng.randrange(nh)]["reconstruction_acc"] for _ in range(nh)]) for _ in range(args.resamples))
             v = [train[method]["recon_acc"][0] - held[method]["recon_acc"][0], vals[int(0.025 * len(vals))], vals[int(0.975 * len(vals)) - 1]]
             result["memory"][method] = v
-            print(f"  {method}: {fmt(v, True)}")
+            cont = sorted(gap(pt, method, "continuation", [rng.randrange(nt) for _ in range(nt)])
+                          - gap(ph, method, "continuation", [rng.randrange(nh) for _ in range(nh)]) for _ in range(args.resamples))
+            c = [train[method]["continuation_gap"][0] - held[method]["continuation_gap"][0], cont[int(0.025 * len(cont))],
+                 cont[int(0.975 * len(cont)) - 1]]
+            result.setdefault("memory_continuation", {})[method] = c
+            print(f"  {method}: {fmt(v, True)}; continuation gap closed {fmt(c, False)}")
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
     return result

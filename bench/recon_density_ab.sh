@@ -137,7 +137,9 @@ PY
 collect)
     : "${OUT:?on the GPU machine}"
     [ -f device_out/ab/DONE ] && cat device_out/ab/DONE || echo "still running"
-    for f in device_out/ab/*.log; do echo "== $f"; grep -E "step [0-9]+/|Error|error|held-out" "$f" | tail -n 3; done
+    # (a log without a match, e.g. a probe's, must not end the script under pipefail before anything is copied:
+    # session 28's first collect copied nothing for that reason)
+    for f in device_out/ab/*.log; do echo "== $f"; { grep -E "step [0-9]+/|Error|error|held-out" "$f" || true; } | tail -n 3; done
     mkdir -p "$OUT/ab"
     cp device_out/ab/probe_*s*.json device_out/ab/*.log "$OUT/ab/" 2>/dev/null || true
     for d in device_out/ab/*_s*/; do [ -f "$d/summary.json" ] || continue; n=$(basename "$d"); mkdir -p "$OUT/ab/$n"

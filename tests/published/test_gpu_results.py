@@ -103,6 +103,23 @@ def test_int4_engine_rows_and_targets_come_from_the_h100_run():
     assert f"{layer['gemlite']['32']:.1f} us" in section and f"{gemm:.2f} ms of the {gem:.2f} ms pass" in section
     assert f"{gemm / floor['int4-gemlite']:.1f}x the whole model's floor" in section
     assert f"{c['bf16']['ttft_ms_median'] - 32 * layer['bf16']['32'] / 1000:.2f} ms)" in section
-    one_row = 32 * layer["gemlite"]["1"] / 1000
-    assert f"({layer['gemlite']['1']:.1f} us a layer)" in section
-    assert f"{(one_row + gem - gemm) / floor['int4-gemlite']:.1f}x" in section
+    # session 28: the unfused layer (as the engine ran it) and the fused one, timed side by side on an H100
+    s28 = run / "session28"
+    fused, unfused = (json.loads((s28 / f).read_text()) for f in ("int4_kernels.json", "int4_kernels_unfused.json"))
+    assert fused["device"].startswith("NVIDIA H100") and unfused["device"].startswith("NVIDIA H100")
+    assert set(unfused["shapes"]) == {"q", "k", "v", "o", "gate", "up", "down"} and set(fused["shapes"]) == {"qkv", "o", "gate_up", "down"}
+    f32, u32 = fused["layer"]["gemlite"]["32"], unfused["layer"]["gemlite"]["32"]
+    f1, u1 = fused["layer"]["gemlite"]["1"], unfused["layer"]["gemlite"]["1"]
+    flat = " ".join(section.split())
+    assert abs(f32 / layer["gemlite"]["32"] - 1) < 0.01 and f"({f32:.1f} against {layer['gemlite']['32']:.1f} us at 32 rows)" in flat
+    assert f"takes {u32:.1f} us at 32 rows and {u1:.1f} us at one row, against {f32:.1f} and {f1:.1f} fused" in flat
+    rest = gem - 32 * u32 / 1000
+    bf16_rest = c["bf16"]["ttft_ms_median"] - 32 * layer["bf16"]["32"] / 1000
+    assert f"32 x {u32:.1f} us = {32 * u32 / 1000:.2f} ms of GEMMs, and the rest ({rest:.2f} ms)" in flat and f"({bf16_rest:.2f} ms)" in flat
+    proj = gem - 32 * (u32 - f32) / 1000
+    decode = 1000 / (1000 / c["int4-gemlite"]["decode_tok_s_median"] - 32 * (u1 - f1) / 1000)
+    assert f"a gist-25 pass of {proj:.2f} ms ({proj / floor['int4-gemlite']:.2f}x the floor, still above 3x) and about {decode:.0f} tokens/s" in flat
+    one_row = 32 * layer["gemlite"]["1"] / 1000   # this section's run (session 27), as the prose says
+    assert f"({layer['gemlite']['1']:.1f} us a layer, this run) would bring the pass to {one_row:.2f} + {rest:.2f} = {one_row + rest:.2f} ms, " \
+           f"{(one_row + rest) / floor['int4-gemlite']:.2f}x" in flat
+    assert "session28/test_int4.log" in flat and "6 passed" in (s28 / "test_int4.log").read_text()

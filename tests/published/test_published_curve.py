@@ -271,3 +271,25 @@ def test_the_one_chunk_window_run_readme_table():
     passes = [round(a_steps * 8 * 512 / pool), round(b_summary["steps"] * 8 * 2048 / pool)]
     assert passes == [9, 11] and f"read its {pool / 1e6:.2f}M tokens of training documents nine to eleven times over" in FLAT
     assert "about nine and eleven passes over the same text" in " ".join(text.split())
+
+
+def test_the_volume_and_ratio_a_b_it_quotes(bench_module):
+    """The paragraph on bench/results/stage1_volume_ab: every number is that A/B's table (its own README is checked in
+    tests/published/test_stage1_volume_ab.py)."""
+    ab = ROOT / "bench" / "results" / "stage1_volume_ab"
+    t = bench_module("recon_ab_table").main(["--heldout", str(ab / "probe_heldout.json"), "--train", str(ab / "probe_train.json"),
+                                             "--diff", "V-A", "--diff", "C-V"])
+    held, train = t["held-out"], t["training"]
+    A, V, C = "gist16per512@A_s1", "gist16per512@V_s1", "gist16per128@C_s1"
+    assert (f"On documents it trained on it closes {train['methods'][A]['continuation_gap'][0]:.2f} of the continuation gap, "
+            f"on held-out ones {held['methods'][A]['continuation_gap'][0]:.2f}") in FLAT
+    assert f"({train['methods'][V]['continuation_gap'][0]:.2f} against {held['methods'][V]['continuation_gap'][0]:.2f})" in FLAT
+    va = held["diffs"]["V-A"]["continuation_gap"]
+    assert f"rises by {va[0]:.2f} [{va[1]:.2f}, {va[2]:.2f}]" in FLAT
+    acc = {m: round(held["methods"][m]["recon_acc"][0] * 100) for m in (V, C)}
+    gap = {m: held["methods"][m]["reconstruction_gap"][0] for m in (V, C)}
+    cv = held["diffs"]["C-V"]["reconstruction_gap"]
+    assert f"from {acc[V]} to {acc[C]} % of a span's tokens" in FLAT
+    assert f"from {gap[V]:.2f} to {gap[C]:.2f} (paired +{cv[0]:.2f} [{cv[1]:.2f}, {cv[2]:.2f}])" in FLAT
+    steps = sorted(json.loads((ab / arm / "summary.json").read_text())["steps"] for arm in "AVC")
+    assert f"after {round(steps[0], -1):.0f}-{round(steps[-1], -2):,.0f} steps" in FLAT

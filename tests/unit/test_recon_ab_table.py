@@ -28,6 +28,9 @@ def test_gaps_and_paired_differences(bench_module, tmp_path, capsys):
     # V is A + 10 points on every document: the paired difference has no spread
     assert h["diffs"]["V-A"]["recon_acc"] == pytest.approx([0.1, 0.1, 0.1])
     assert h["diffs"]["V-A"]["reconstruction_gap"][0] == pytest.approx(0.5 - 1 / 3)
+    assert h["diffs"]["V-A"]["continuation_gap"][0] == pytest.approx(0.5 - 1 / 3)   # the probe's NLLs are both kinds'
+    # training documents: A's continuation gap (4 - 2) / 3 against 1/3 held out
+    assert res["memory_continuation"]["gist16per512@A_s1"][0] == pytest.approx(2 / 3 - 1 / 3)
     assert res["memory"]["gist16per512@A_s1"][0] == pytest.approx(0.2)   # 70 % on training documents, 50 % held out
     assert res["memory"]["gist16per128@V_s1"][0] == pytest.approx(0.0)
     assert "| gist16per512@A_s1 | 50 % [" in capsys.readouterr().out
