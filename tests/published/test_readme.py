@@ -73,7 +73,7 @@ def claims() -> list[str]:
         f"{pct(q['closed_book']['factual_f1'])} and full context's {pct(q['full_context']['factual_f1'])}, and state the global theme "
         f"for {pct(q['gist16per256']['global_judge_acc'])} of documents by the LLM judge (RAG {pct(q['rag']['global_judge_acc'])}, "
         f"full context {pct(q['full_context']['global_judge_acc'])})",
-        f"they restore {acc[0]}-{acc[-1]} % of the tokens of a span they were made from, against "
+        f"the gists restore {acc[0]}-{acc[-1]} % of the tokens of a span they were made from, against "
         f"{none['reconstruction_acc'] * 100:.0f} % with no context",
     ]
 
