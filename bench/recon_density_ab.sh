@@ -88,7 +88,9 @@ PY
     ;;
 run)
     # SEGMENTS=k: each arm trains k segments of $MINUTES (cfg time limit), segment i > 1 warm-started from segment i-1's
-    # adapter (a fresh optimizer); each segment's adapters are probed on the GPU while the next segment trains. Long runs
+    # adapter (a fresh optimizer); each segment's adapters are probed on the GPU while the next segment trains.
+    # WARM_FROM=dir: segment 1 of each arm starts from dir/<arm> (an adapter collected with ADAPTERS=1 in an earlier
+    # session and carried back), so a stage 1 longer than one session's GPU time goes on where it stopped. Long runs
     # go detached (setsid nohup ... run); everything lands in device_out/ab/, and `collect` copies it to $OUT.
     for f in train.gist16 test.gist16 volume; do [ -f "$AB/$f.jsonl" ] || [ ! -f "$AB/$f.jsonl.gz" ] || gunzip -k "$AB/$f.jsonl.gz"; done
     mkdir -p device_out/ab
@@ -117,6 +119,11 @@ for seg in range(1, segments + 1):
                 "--out-dir", f"device_out/ab/{arm}_s{seg}", "--state-dir", f"device_out/ab/state{arm}_s{seg}", "--log", f"device_out/ab/{arm}_s{seg}.log"]
         if seg > 1:
             argv += ["--warm-start", f"device_out/ab/{arm}_s{seg - 1}"]
+        elif os.environ.get("WARM_FROM"):   # a stage 1 continued across sessions: WARM_FROM/<arm> is an adapter brought back
+            warm = os.path.join(os.environ["WARM_FROM"], arm)
+            if not os.path.isfile(os.path.join(warm, "adapter_config.json")):
+                sys.exit(f"WARM_FROM: no adapter for arm {arm} in {warm}")
+            argv += ["--warm-start", warm]
         if c.get("volume", {}).get(arm):
             argv += ["--volume", f"{ab}/volume.jsonl"]
         procs.append(subprocess.Popen(argv, env=env))
