@@ -151,8 +151,14 @@ collect)
     cp device_out/ab/probe_*s*.json device_out/ab/*.log "$OUT/ab/" 2>/dev/null || true
     for d in device_out/ab/*_s*/; do [ -f "$d/summary.json" ] || continue; n=$(basename "$d"); mkdir -p "$OUT/ab/$n"
         cp "$d"/summary.json "$d"/train_log.csv "$d"/eval_log.csv "$OUT/ab/$n/" 2>/dev/null || true; done
-    if [ -f device_out/ab/DONE ] && [ -n "${ADAPTERS:-}" ]; then   # the adapters (~20 MB each): parts of <= 15 MB, cat them here
-        tar czf device_out/ab.tar.gz --exclude='state*' --exclude='*.log' -C device_out ab && split -b 15M -d device_out/ab.tar.gz "$OUT/ab.tar.gz.part_"
+    if [ -n "${ADAPTERS:-}" ]; then   # the finished segments' adapters (~20 MB each): parts of <= 15 MB, cat them here
+        # (a segment is finished once its folder holds the adapter; later segments may still be training)
+        done_dirs=$(for d in device_out/ab/*_s*/; do n=$(basename "$d"); case $n in state*) continue ;; esac
+                    [ -f "$d/adapter_config.json" ] && echo "$n"; done || true)
+        if [ -n "$done_dirs" ]; then
+            tar czf device_out/ab.tar.gz --exclude='*.log' -C device_out/ab $done_dirs && split -b 15M -d device_out/ab.tar.gz "$OUT/ab.tar.gz.part_"
+            echo "adapters: $(echo $done_dirs)"
+        fi
     fi
     ;;
 *) sed -n 2,14p "$0"; exit 2 ;;
