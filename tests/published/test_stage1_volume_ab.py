@@ -95,6 +95,8 @@ def test_steps_speeds_losses_and_passkey_come_from_the_logs():
         assert "held-out passkey accuracy at 512 tokens: 1.000" in lines[arm]
         assert f"held-out passkey accuracy at 8012 tokens: {at_8k}" in lines[arm], arm
     cfg = {arm: json.loads((AB / arm / "train_cfg.json").read_text()) for arm in "AVC"}
+    read = steps["V"] * cfg["V"]["batch_size"] * cfg["V"]["curriculum"]["stages"][0]   # window tokens V read
+    assert f"V and C read about {read / 1e6:.1f}M window tokens, {read / 8744267:.1f} of one pass over their pool" in FLAT
     assert {c_["time_limit_minutes"] for c_ in cfg.values()} == {7.5} and "7.5 minutes each" in FLAT
     assert all(summary_stop == "time_limit" for summary_stop in
                (json.loads((AB / arm / "summary.json").read_text())["stopped_by"] for arm in "AVC"))
