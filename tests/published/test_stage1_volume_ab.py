@@ -95,6 +95,7 @@ def test_steps_speeds_losses_and_passkey_come_from_the_logs():
         assert "held-out passkey accuracy at 512 tokens: 1.000" in lines[arm]
         assert f"held-out passkey accuracy at 8012 tokens: {at_8k}" in lines[arm], arm
     cfg = {arm: json.loads((AB / arm / "train_cfg.json").read_text()) for arm in "AVC"}
+    assert {c_["curriculum"]["heldout_windows"] for c_ in cfg.values()} == {4} and "all 4 held-out windows" in FLAT
     read = steps["V"] * cfg["V"]["batch_size"] * cfg["V"]["curriculum"]["stages"][0]   # window tokens V read
     assert f"V and C read about {read / 1e6:.1f}M window tokens, {read / 8744267:.1f} of one pass over their pool" in FLAT
     assert {c_["time_limit_minutes"] for c_ in cfg.values()} == {7.5} and "7.5 minutes each" in FLAT
