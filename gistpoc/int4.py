@@ -15,6 +15,7 @@ Both read the same numbers: per row and per ``group_size`` input columns, a scal
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import torch
@@ -212,8 +213,6 @@ class Int4Fused(torch.nn.Module):
             version = None
         last = self._last
         if last is None or last[0]() is not x or last[1] != version or i in last[3]:
-            import weakref
-
             last = self._last = (weakref.ref(x), version, self.kernel(x), set())
         last[3].add(i)
         y = last[2]

@@ -78,7 +78,7 @@ class TextPool:
         the end: what the continuation objective predicts from the window's gist."""
         b, need = span[1], 16 * n_tokens  # enough text either way: tokens are rarely under one character
         text = self.text[b : b + need]   # only what is read: copying the whole pool per window cost a text-at-volume
-        if len(text) < need:             # stage 1 half its speed (H100, 8.7M-token pool: 13k tokens/s against 36k)
+        if len(text) < need:             # stage 1 half its speed (H100, 8.7M-token pool: 14-15k tokens/s against 29k)
             text = (text + "\n\n" + self.text[:need])[:need]
         ids = tokenizer(text, add_special_tokens=False)["input_ids"]
         return ids[:n_tokens]
