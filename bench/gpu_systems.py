@@ -68,11 +68,20 @@ def build(kind: str, save_dir: Path, layers: int = 32):
     model = AutoModelForCausalLM.from_pretrained(save_dir, **kw).eval()
     if kind.startswith("int4"):   # the same int4 numbers, read by tinygemm or by gemlite; "-unfused": q/k/v and gate/up
         with torch.no_grad():     # quantised one by one (seven kernel calls a layer instead of four, as before 2026-12-07)
-            quantize_int4(model, library="gemlite" if kind.startswith("int4-gemlite") else "tinygemm",
-                          fuse=not kind.endswith("-unfused"))
+            quantize_int4(model, library=int4_library(kind), fuse=not kind.endswith("-unfused"))
         gc.collect()
         torch.cuda.empty_cache()
     return model
+
+
+def int4_library(kind: str) -> str:
+    """The kernel library of an int4 kind: ``int4`` is tinygemm, ``int4-<library>[-unfused]`` names it."""
+    lib = kind.removesuffix("-unfused").removeprefix("int4").removeprefix("-") or "tinygemm"
+    from gistpoc.int4 import LIBRARIES
+
+    if lib not in LIBRARIES:
+        raise SystemExit(f"--kinds: {kind!r} names no int4 library (one of {sorted(LIBRARIES)})")
+    return lib
 
 
 def copy_bandwidth() -> float:
@@ -365,7 +374,7 @@ def main():
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--new-tokens", type=int, default=32)
     p.add_argument("--train-steps", type=int, default=3)
-    p.add_argument("--kinds", default="bf16,nf4", help="bf16, nf4 (eager, compiled over bitsandbytes, compiled with int4 short passes), int4 (tinygemm), int4-gemlite; '-unfused' after an int4 kind: q/k/v and gate/up quantised one by one")
+    p.add_argument("--kinds", default="bf16,nf4", help="bf16, nf4 (eager, compiled over bitsandbytes, compiled with int4 short passes), int4 (tinygemm), int4-gemlite, int4-fbgemm; '-unfused' after an int4 kind: q/k/v and gate/up quantised one by one")
     p.add_argument("--model-dir", default="/tmp/llama3-8b-random")
     p.add_argument("--suites", default="inference,train", help="which parts to run: inference, train, int4 (NF4 with int4 short-pass copies)")
     p.add_argument("--layers", type=int, default=32, help="decoder layers (fewer: a quick check of the code paths)")

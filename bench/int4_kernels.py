@@ -7,7 +7,9 @@ For each weight of one Llama-3-8B layer (fused q/k/v 6144 x 4096, o 4096 x 4096,
   bf16       cuBLAS (``F.linear``) on the bf16 weight
   tinygemm   PyTorch's int4 kernel (``torch.ops.aten._weight_int4pack_mm``; torchao's int4 weight-only layout)
   gemlite    gemlite's Triton kernels (``gemlite.helper.A16Wn``), when ``gemlite`` imports
-both 4-bit rows reading the same ``gistpoc.int4.quantize`` weight (asymmetric int4, group 128, bf16 scale and zero).
+  fbgemm     FBGEMM's CUTLASS mixed-input GEMM (``torch.ops.fbgemm.bf16i4bf16_shuffled``, ``gistpoc.int4.FbgemmWeight``),
+             when ``fbgemm_gpu.experimental.gen_ai`` imports
+the 4-bit rows reading the same ``gistpoc.int4.quantize`` weight (asymmetric int4, group 128, bf16 scale and zero).
 Correctness: each 4-bit kernel against an fp32 matmul with ``gistpoc.int4.dequantize`` (relative error). Time: a CUDA
 graph of 8 calls over 8 weight copies (the L2 cache holds none), 20 replays, median (``gpu_systems.graph_us``);
 reported with the bytes each reads, the fraction of the device-to-device copy bandwidth that is, and the time over
@@ -18,7 +20,9 @@ the weight-read floor.
 On the offline GPU machine: here, ``pip download --no-deps gemlite`` and ``pip wheel --no-deps -w device_in/q4
 gemlite-*.tar.gz`` (0.2 MB, pure Python over Triton); there, with ``device_in/q4`` carried,
 ``pip install --no-index --no-deps --target .dq4 device_in/q4/*.whl`` and ``PYTHONPATH=$PWD/.dq4:$PWD`` before the
-command above (torch and Triton are on the machine's image).
+command above (torch and Triton are on the machine's image). FBGEMM the same way: ``pip download --no-deps
+--only-binary=:all: --python-version 3.12 --platform manylinux_2_28_x86_64 fbgemm-gpu-genai==1.6.0`` (35 MB; 1.6 is
+the release built for torch 2.11 and CUDA 13, as the machine has) into ``device_in/fb``.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from gpu_systems import copy_bandwidth, graph_us  # noqa: E402
 
-from gistpoc.int4 import TinyGemmWeight, dequantize, gemlite_module, quantize  # noqa: E402
+from gistpoc.int4 import FbgemmWeight, TinyGemmWeight, _fbgemm_ops, dequantize, gemlite_module, quantize  # noqa: E402
 
 SHAPES = {"qkv": (6144, 4096), "o": (4096, 4096), "gate_up": (28672, 4096), "down": (4096, 14336),
           # the same layer unfused, as the compiled engine runs int4 projections today (it fuses plain nn.Linear only):
@@ -64,25 +68,33 @@ def main() -> None:
     except ImportError as err:
         print(f"gemlite not importable ({err}): tinygemm only")
         libs = ["tinygemm"]
+    try:
+        _fbgemm_ops()
+        libs.append("fbgemm")
+    except ImportError as err:
+        print(f"fbgemm not importable ({err})")
     out = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "copy_bandwidth_GBps": bw / 1e9,
            "group_size": 128, "libraries": libs, "rows": list(ROWS), "shapes": {}, "checks": {}}
-    if "gemlite" in libs:
-        out["gemlite"] = getattr(sys.modules["gemlite"], "__version__", "?")
+    for lib, mod in (("gemlite", "gemlite"), ("fbgemm", "fbgemm_gpu")):
+        if lib in libs:
+            out[lib] = getattr(sys.modules[mod], "__version__", "?")
     for name in args.shapes:
         n, k = SHAPES[name]
         ws = [torch.randn(n, k, device=dev, dtype=torch.bfloat16) * 0.02 for _ in range(COPIES)]
         qws = [quantize(w) for w in ws]
         kernels = {"bf16": [lambda x, w=w: F.linear(x, w) for w in ws]}
         kernels["tinygemm"] = [TinyGemmWeight(q) for q in qws]
-        if "gemlite" in libs:
+        for lib, make in (("gemlite", gemlite_module), ("fbgemm", FbgemmWeight)):
+            if lib not in libs:
+                continue
             try:
-                kernels["gemlite"] = [gemlite_module(q) for q in qws]
-                kernels["gemlite"][0](torch.randn(1, k, device=dev, dtype=torch.bfloat16))
+                kernels[lib] = [make(q) for q in qws]
+                kernels[lib][0](torch.randn(1, k, device=dev, dtype=torch.bfloat16))
             except Exception as err:  # noqa: BLE001 - a library that fails here is reported, the others still measured
-                print(f"gemlite failed on {name}: {type(err).__name__}: {err}")
-                out.setdefault("errors", {})[f"gemlite/{name}"] = f"{type(err).__name__}: {err}"
-                libs.remove("gemlite")
-                kernels.pop("gemlite", None)
+                print(f"{lib} failed on {name}: {type(err).__name__}: {err}")
+                out.setdefault("errors", {})[f"{lib}/{name}"] = f"{type(err).__name__}: {err}"
+                libs.remove(lib)
+                kernels.pop(lib, None)
         x16 = torch.randn(16, k, device=dev, dtype=torch.bfloat16)
         want = x16.float() @ dequantize(qws[0]).T
         out["checks"][name] = {lib: rel(kernels[lib][0](x16), want) for lib in kernels if lib != "bf16"}
@@ -101,7 +113,7 @@ def main() -> None:
         del ws, qws, kernels
         torch.cuda.empty_cache()
     # the timed weights summed (by default one layer's four fused projections): the weight-reading part of a decode step (1 row) and a gist question (32)
-    libs_all = [lib for lib in ("bf16", "tinygemm", "gemlite") if all(lib in v["times"] for v in out["shapes"].values())]
+    libs_all = [lib for lib in ("bf16", "tinygemm", "gemlite", "fbgemm") if all(lib in v["times"] for v in out["shapes"].values())]
     out["layer"] = {lib: {rows: sum(out["shapes"][s]["times"][lib][rows]["us"] for s in out["shapes"]) for rows in ROWS} for lib in libs_all}
     for lib in libs_all:
         floor = sum(out["shapes"][s]["bytes"][lib] for s in out["shapes"]) / bw * 1e6

@@ -1,4 +1,4 @@
-"""Group-wise int4 weights for 4-bit answering (issue 29): one quantisation, the layouts of two kernel libraries.
+"""Group-wise int4 weights for 4-bit answering (issue 29): one quantisation, the layouts of three kernel libraries.
 
 NF4 through bitsandbytes is the design's format, but its 4-bit GEMV reads weights at a fifth of the card's bandwidth
 (``docs/gpu_results.md``). Libraries made for batch-1 decode use a plain affine int4 format instead:
@@ -6,11 +6,16 @@ NF4 through bitsandbytes is the design's format, but its 4-bit GEMV reads weight
 - **tinygemm**, PyTorch's own int4 kernel (``torch.ops.aten._weight_int4pack_mm``, the kernel behind torchao's
   ``Int4WeightOnlyConfig`` tile-packed layout), on CUDA and, as ``_for_cpu``, on CPU;
 - **gemlite** (Triton GEMV / GEMM kernels for low-bit weights, ``gemlite.helper.A16Wn.from_weights``), CUDA only
-  (``eval.quantization: int4-gemlite``; ``bench/int4_kernels.py`` measures both libraries at 1-64 rows).
+  (``eval.quantization: int4-gemlite``);
+- **fbgemm** (FBGEMM's gen-AI CUTLASS kernels for Hopper, ``torch.ops.fbgemm.bf16i4bf16_shuffled`` over a
+  ``preshuffle_i4`` weight: the mixed-input GEMM torchao's preshuffled int4 layout calls), CUDA sm90 only, from the
+  ``fbgemm-gpu-genai`` wheel built for the machine's PyTorch (``eval.quantization: int4-fbgemm``).
+``bench/int4_kernels.py`` measures the libraries at 1-64 rows.
 
-Both read the same numbers: per row and per ``group_size`` input columns, a scale ``s`` and a zero point ``z`` with
+All read the same numbers: per row and per ``group_size`` input columns, a scale ``s`` and a zero point ``z`` with
 ``w = (q - z) * s``, ``q`` in 0..15 (asymmetric min-max, ``z`` fractional). ``quantize`` makes them once;
-``TinyGemmWeight`` and ``gemlite_module`` pack them; ``dequantize`` is the reference both are checked against.
+``TinyGemmWeight``, ``gemlite_module`` and ``FbgemmWeight`` pack them; ``dequantize`` is the reference all are checked
+against.
 """
 
 from __future__ import annotations
@@ -122,6 +127,50 @@ def gemlite_module(qw: Int4Quant, dtype: torch.dtype = torch.bfloat16) -> torch.
                                                                      group_size=qw.group_size)
 
 
+def _fbgemm_ops():
+    """FBGEMM's gen-AI operators (``torch.ops.fbgemm``), loaded once; a clear error where they cannot be."""
+    try:
+        import fbgemm_gpu.experimental.gen_ai  # noqa: F401  (registers torch.ops.fbgemm.*)
+    except (ImportError, OSError) as err:
+        raise ImportError("int4-fbgemm (eval.quantization) needs FBGEMM's gen-AI kernels, the fbgemm-gpu-genai wheel built "
+                          f"for this PyTorch (1.6.x for torch 2.11, CUDA 13) on a CUDA machine: {err}") from err
+    return torch.ops.fbgemm
+
+
+class FbgemmWeight:
+    """``qw`` packed for FBGEMM's mixed-input GEMM (bf16 activations, int4 weights, CUTLASS on sm90): ``y = x @ W.T``.
+    FBGEMM reads signed nibbles ``q' = q - 8`` with a zero in the weight's domain, ``w = q' * s + z'``, so
+    ``z' = (8 - z) * s`` (as tinygemm's); scale and zero are ``(in / group, out)``, and ``preshuffle_i4`` puts the
+    weight in the order the kernel's tensor-core loads want. Checked once against ``dequantize`` on a probe."""
+
+    def __init__(self, qw: Int4Quant):
+        if qw.q.device.type != "cuda":
+            raise ValueError("int4-fbgemm (eval.quantization) runs FBGEMM's CUTLASS kernels, which need a CUDA (sm90) "
+                             "device: use int4-tinygemm on CPU")
+        ops = _fbgemm_ops()
+        self.shape, self.group_size = tuple(qw.shape), qw.group_size
+        signed = (qw.q.to(torch.int16) - 8).to(torch.int8)
+        packed = torch.bitwise_or(torch.bitwise_and(signed[:, ::2], 0xF), torch.bitwise_left_shift(signed[:, 1::2], 4)).contiguous()
+        scale = qw.scale.t().contiguous().to(torch.bfloat16)
+        self.zero = ((8 - qw.zero.float()) * qw.scale.float()).t().contiguous().to(torch.bfloat16)
+        self.packed, self.scale = ops.preshuffle_i4(packed, scale)
+        probe = torch.randn(8, self.shape[1], dtype=torch.bfloat16, device=qw.q.device)
+        want = probe.float() @ dequantize(qw).T
+        err = float((self(probe).float() - want).norm() / want.norm())
+        if not err <= 2e-2:
+            raise RuntimeError(f"int4: fbgemm does not reproduce the quantised {self.shape} weight (relative error {err:.3g})")
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return fbgemm_mm(x, self.packed, self.scale, self.zero)
+
+
+def fbgemm_mm(x: torch.Tensor, packed: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor) -> torch.Tensor:
+    """``x @ W.T`` for an ``FbgemmWeight``'s tensors (bf16 out, in ``x``'s dtype)."""
+    lead = x.shape[:-1]
+    y = torch.ops.fbgemm.bf16i4bf16_shuffled(x.reshape(-1, x.shape[-1]).to(torch.bfloat16).contiguous(), packed, scale, zero)
+    return y.reshape(*lead, y.shape[-1]).to(x.dtype)
+
+
 class _Int4LinearBase(torch.nn.Module):
     """What both libraries' linears share: the shape, the group size, the bias (if any, kept in the layer's dtype) and
     the construction from an ``nn.Linear``; a subclass packs ``quantize(weight)`` for its kernel in ``_pack`` and names
@@ -180,7 +229,23 @@ class Int4Linear(_Int4LinearBase):
         return self._with_bias(tinygemm_mm(x, self.packed, self.group_size, self.scales_and_zeros))
 
 
-LIBRARIES = {"tinygemm": Int4Linear, "gemlite": GemliteLinear}
+class FbgemmLinear(_Int4LinearBase):
+    """A ``nn.Linear`` replaced by its int4 weight through FBGEMM's CUTLASS kernel (``eval.quantization: int4-fbgemm``,
+    CUDA sm90): the same ``quantize`` numbers as ``Int4Linear``."""
+
+    library = "fbgemm"
+
+    def _pack(self, qw: Int4Quant) -> None:
+        fw = FbgemmWeight(qw)
+        self.register_buffer("packed", fw.packed)   # buffers: .to() moves them, and they count as the weights read
+        self.register_buffer("scale", fw.scale)
+        self.register_buffer("zero", fw.zero)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._with_bias(fbgemm_mm(x, self.packed, self.scale, self.zero))
+
+
+LIBRARIES = {"tinygemm": Int4Linear, "gemlite": GemliteLinear, "fbgemm": FbgemmLinear}
 
 # Linears of one parent that read the same input: one int4 weight for each group (q/k/v of Llama / Qwen2 attention,
 # gate/up of their MLP), as the engine fuses bf16 weights (gistpoc.engine.projections._fuse)
@@ -261,7 +326,7 @@ def quantize_linears(model: torch.nn.Module, group_size: int = GROUP_SIZE, skip:
                      library: str = "tinygemm", fuse: bool = True) -> int:
     """Replace every ``nn.Linear`` of ``model`` but those named in ``skip`` (the head stays in the model's dtype, as
     torchao and bitsandbytes leave it) by ``library``'s int4 linear (``Int4Linear``: tinygemm, CPU or CUDA;
-    ``GemliteLinear``: gemlite, CUDA); returns how many linears were replaced. With ``fuse``, each group of
+    ``GemliteLinear``: gemlite, CUDA; ``FbgemmLinear``: FBGEMM, CUDA sm90); returns how many linears were replaced. With ``fuse``, each group of
     ``FUSE_GROUPS`` becomes one stacked int4 weight (``Int4Fused``, its parts ``Int4Part``): the same numbers, one
     kernel call where there were two or three. Every width must be a multiple of ``group_size``: the error names the
     first layer that is not."""

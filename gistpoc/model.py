@@ -207,7 +207,7 @@ def load_model(model_cfg: dict, ref_or_path: str | Path, n_gist: int = 0, adapte
         model = PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=trainable)
         if not trainable and model_cfg.get("quantization", "none") != "nf4":
             model = model.merge_and_unload()
-    if quant.startswith("int4-"):  # the merged weights re-quantised: group-wise int4 through tinygemm or gemlite (gistpoc.int4)
+    if quant.startswith("int4-"):  # the merged weights re-quantised: group-wise int4 through tinygemm, gemlite or fbgemm (gistpoc.int4)
         from gistpoc.int4 import GROUP_SIZE, quantize_linears
 
         quantize_linears(model, model_cfg.get("int4_group_size", GROUP_SIZE), library=quant.removeprefix("int4-"))
