@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from gpu_systems import copy_bandwidth, graph_us  # noqa: E402
 
-from gistpoc.int4 import FbgemmWeight, TinyGemmWeight, _fbgemm_ops, dequantize, gemlite_module, quantize  # noqa: E402
+from gistpoc.int4 import FbgemmWeight, TinyGemmWeight, dequantize, fbgemm_ops, gemlite_module, quantize  # noqa: E402
 
 SHAPES = {"qkv": (6144, 4096), "o": (4096, 4096), "gate_up": (28672, 4096), "down": (4096, 14336),
           # the same layer unfused, as the compiled engine runs int4 projections today (it fuses plain nn.Linear only):
@@ -69,7 +69,7 @@ def main() -> None:
         print(f"gemlite not importable ({err}): tinygemm only")
         libs = ["tinygemm"]
     try:
-        _fbgemm_ops()
+        fbgemm_ops()
         libs.append("fbgemm")
     except ImportError as err:
         print(f"fbgemm not importable ({err})")

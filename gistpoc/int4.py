@@ -68,6 +68,19 @@ def dequantize(qw: Int4Quant, dtype: torch.dtype = torch.float32) -> torch.Tenso
     return ((g - qw.zero.float()[..., None]) * qw.scale.float()[..., None]).reshape(out_f, in_f).to(dtype)
 
 
+def zero_in_weight_domain(qw: Int4Quant) -> torch.Tensor:
+    """tinygemm's and FBGEMM's zero (fp32, ``(out, in / group)``): both read ``w = (q - 8) * s + z'``, so ``z' = (8 - z) * s``."""
+    return (8 - qw.zero.float()) * qw.scale.float()
+
+
+def probe_error(qw: Int4Quant, kernel) -> float:
+    """Relative error of ``kernel(x)`` against ``x @ dequantize(qw).T`` on 8 random bf16 rows: how each library's
+    packing is checked once, on the device the kernel runs on."""
+    probe = torch.randn(8, qw.shape[1], dtype=torch.bfloat16, device=qw.q.device)
+    want = probe.float() @ dequantize(qw).T
+    return float((kernel(probe).float() - want).norm() / want.norm())
+
+
 class TinyGemmWeight:
     """``qw`` packed for PyTorch's int4 kernel on ``qw``'s device: ``y = x @ W.T`` for bf16 ``x`` (CUDA) or fp32 / bf16
     ``x`` (CPU). tinygemm's zero is in the weight's domain, ``w = (q - 8) * s + z'``, so ``z' = (8 - z) * s``."""
@@ -80,7 +93,7 @@ class TinyGemmWeight:
                 raise ValueError(f"int4: in_features {in_f} is not a multiple of 32, which tinygemm needs")
         self.shape, self.group_size = (out_f, in_f), qw.group_size
         self.cpu = qw.q.device.type == "cpu"
-        zero_w = (8 - qw.zero.float()) * qw.scale.float()
+        zero_w = zero_in_weight_domain(qw)
         # (in / group, out, 2): scale then zero, as the kernel reads them
         self.scales_and_zeros = torch.stack([qw.scale.float(), zero_w], -1).transpose(0, 1).contiguous().to(torch.bfloat16)
         if self.cpu:
@@ -88,12 +101,10 @@ class TinyGemmWeight:
             return
         # CUDA: two weights a byte; which column goes in the high nibble has changed between PyTorch versions, so keep
         # the order that computes the de-quantised weight on a probe (checked once per weight)
-        probe = torch.randn(8, in_f, dtype=torch.bfloat16, device=qw.q.device)
-        want = probe.float() @ dequantize(qw).T
         for hi_first in (True, False):
             a, b = (qw.q[:, ::2], qw.q[:, 1::2]) if hi_first else (qw.q[:, 1::2], qw.q[:, ::2])
             self.packed = torch.ops.aten._convert_weight_to_int4pack((a << 4 | b).to(torch.uint8), inner_k_tiles)
-            err = float((self(probe).float() - want).norm() / want.norm())
+            err = probe_error(qw, self)
             if err <= 2e-2:
                 return
         raise RuntimeError(f"int4: tinygemm does not reproduce the quantised {tuple(qw.shape)} weight (relative error {err:.3g})")
@@ -127,7 +138,7 @@ def gemlite_module(qw: Int4Quant, dtype: torch.dtype = torch.bfloat16) -> torch.
                                                                      group_size=qw.group_size)
 
 
-def _fbgemm_ops():
+def fbgemm_ops():
     """FBGEMM's gen-AI operators (``torch.ops.fbgemm``), loaded once; a clear error where they cannot be."""
     try:
         import fbgemm_gpu.experimental.gen_ai  # noqa: F401  (registers torch.ops.fbgemm.*)
@@ -140,23 +151,21 @@ def _fbgemm_ops():
 class FbgemmWeight:
     """``qw`` packed for FBGEMM's mixed-input GEMM (bf16 activations, int4 weights, CUTLASS on sm90): ``y = x @ W.T``.
     FBGEMM reads signed nibbles ``q' = q - 8`` with a zero in the weight's domain, ``w = q' * s + z'``, so
-    ``z' = (8 - z) * s`` (as tinygemm's); scale and zero are ``(in / group, out)``, and ``preshuffle_i4`` puts the
+    ``z' = (8 - z) * s`` (``zero_in_weight_domain``, as tinygemm's); scale and zero are ``(in / group, out)``, and ``preshuffle_i4`` puts the
     weight in the order the kernel's tensor-core loads want. Checked once against ``dequantize`` on a probe."""
 
     def __init__(self, qw: Int4Quant):
         if qw.q.device.type != "cuda":
             raise ValueError("int4-fbgemm (eval.quantization) runs FBGEMM's CUTLASS kernels, which need a CUDA (sm90) "
                              "device: use int4-tinygemm on CPU")
-        ops = _fbgemm_ops()
-        self.shape, self.group_size = tuple(qw.shape), qw.group_size
+        ops = fbgemm_ops()
+        self.shape = tuple(qw.shape)
         signed = (qw.q.to(torch.int16) - 8).to(torch.int8)
         packed = torch.bitwise_or(torch.bitwise_and(signed[:, ::2], 0xF), torch.bitwise_left_shift(signed[:, 1::2], 4)).contiguous()
         scale = qw.scale.t().contiguous().to(torch.bfloat16)
-        self.zero = ((8 - qw.zero.float()) * qw.scale.float()).t().contiguous().to(torch.bfloat16)
+        self.zero = zero_in_weight_domain(qw).t().contiguous().to(torch.bfloat16)
         self.packed, self.scale = ops.preshuffle_i4(packed, scale)
-        probe = torch.randn(8, self.shape[1], dtype=torch.bfloat16, device=qw.q.device)
-        want = probe.float() @ dequantize(qw).T
-        err = float((self(probe).float() - want).norm() / want.norm())
+        err = probe_error(qw, self)
         if not err <= 2e-2:
             raise RuntimeError(f"int4: fbgemm does not reproduce the quantised {self.shape} weight (relative error {err:.3g})")
 
@@ -172,7 +181,7 @@ def fbgemm_mm(x: torch.Tensor, packed: torch.Tensor, scale: torch.Tensor, zero: 
 
 
 class _Int4LinearBase(torch.nn.Module):
-    """What both libraries' linears share: the shape, the group size, the bias (if any, kept in the layer's dtype) and
+    """What the libraries' linears share: the shape, the group size, the bias (if any, kept in the layer's dtype) and
     the construction from an ``nn.Linear``; a subclass packs ``quantize(weight)`` for its kernel in ``_pack`` and names
     the library in ``library``."""
 

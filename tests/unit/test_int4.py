@@ -196,10 +196,10 @@ def test_gemlite_and_tinygemm_compute_the_same_int4_model_and_the_engine_keeps_i
 def _fbgemm_reason() -> str:
     if not torch.cuda.is_available() or torch.cuda.get_device_capability() < (9, 0):
         return "FBGEMM's int4 CUTLASS kernels need a CUDA sm90 device (run on the GPU machine: bench/paper_scale/README.md)"
-    from gistpoc.int4 import _fbgemm_ops
+    from gistpoc.int4 import fbgemm_ops
 
     try:
-        _fbgemm_ops()
+        fbgemm_ops()
     except ImportError as err:
         return str(err)
     return ""
