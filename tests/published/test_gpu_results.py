@@ -123,3 +123,70 @@ def test_int4_engine_rows_and_targets_come_from_the_h100_run():
     assert f"({layer['gemlite']['1']:.1f} us a layer, this run) would bring the pass to {one_row:.2f} + {rest:.2f} = {one_row + rest:.2f} ms, " \
            f"{(one_row + rest) / floor['int4-gemlite']:.2f}x" in flat
     assert "session28/test_int4.log" in flat and "6 passed" in (s28 / "test_int4.log").read_text()
+
+
+def test_fbgemm_and_fused_gemlite_rows_come_from_the_session30_run():
+    """docs/gpu_results.md's "FBGEMM and the fused gemlite engine, measured" (issue 29): the engine table, the kernel
+    multiples, the numerics, the 3x arithmetic and the agreement ranges, recomputed from
+    bench/results/int4_gpu_h100/session30/."""
+    run = ROOT / "bench/results/int4_gpu_h100/session30"
+    g = json.loads((run / "gpu_systems.json").read_text())
+    k = json.loads((run / "int4_kernels.json").read_text())
+    assert g["device"].startswith("NVIDIA H100") and k["device"].startswith("NVIDIA H100") and g["cap_gb"] == 24.0
+    assert k["libraries"] == ["tinygemm", "gemlite", "fbgemm"] and "7 passed" in (run / "test_int4.log").read_text()
+    section = DOC[DOC.index("### FBGEMM and the fused gemlite engine"):DOC.index("The rest of this file")]
+    flat = " ".join(section.split())
+    R = g["runs"]
+    rows = {"bf16": "| bf16 |", "int4-gemlite": "| int4-gemlite, fused |", "int4-fbgemm": "| int4-fbgemm |"}
+    c = {kind: R[kind]["gist25_from_saved_cache"]["compiled"] for kind in rows}
+    floor = {kind: R[kind]["weight_read_floor_ms"] for kind in rows}
+    for kind, start in rows.items():
+        line = next(x for x in section.splitlines() if x.startswith(start))
+        t, tok = c[kind]["ttft_ms_median"], c[kind]["decode_tok_s_median"]
+        want = (f"{start} {floor[kind]:.2f} ms | **{t:.2f} ms ({t / floor[kind]:.2f}x)** | **{tok:.0f} ({tok * floor[kind] / 1000:.2f})** | "
+                f"{c[kind]['peak_mem_gib']:.1f} | {R[kind]['rag_3x500']['compiled']['ttft_ms_median']:.1f} ms | "
+                f"{R[kind]['full_context_8k']['compiled']['ttft_ms_median']:.1f} ms |")
+        assert line == want, (line, want)
+    # the layer multiples of the kernel table, as the bullet lists them
+    def layer(lib):
+        floor_us = sum(s["bytes"][lib] for s in k["shapes"].values()) / (k["copy_bandwidth_GBps"] * 1e3)
+        return [k["layer"][lib][str(r)] for r in (1, 16, 32, 64)], floor_us
+    fb, fb_floor = layer("fbgemm")
+    assert "FBGEMM " + " / ".join(f"{us / fb_floor:.2f}x" for us in fb) in flat
+    assert "(" + " / ".join(f"{us:.1f}" for us in fb) + " us)" in flat
+    for lib, name in (("gemlite", "gemlite"), ("tinygemm", "tinygemm")):
+        us, fl = layer(lib)
+        assert f"{name} " + " / ".join(f"{u / fl:.2f}x" for u in us) in flat, lib
+    fractions = [t["fbgemm"][r]["bandwidth_fraction"] for s in k["shapes"].values() for t in [s["times"]] for r in ("1", "16", "32", "64")]
+    assert f"at {min(fractions):.2f}-{max(fractions):.2f} of the copy bandwidth" in flat
+    for lib, name in (("fbgemm", "FBGEMM"), ("tinygemm", "tinygemm"), ("gemlite", "gemlite")):
+        assert f"{name} {max(ch[lib] for ch in k['checks'].values()):.4f}" in flat, lib
+    # the 3x arithmetic
+    gist = c["int4-fbgemm"]["ttft_ms_median"]
+    gemm = 32 * k["layer"]["fbgemm"]["32"] / 1000
+    rest = gist - gemm
+    assert f"32 x {k['layer']['fbgemm']['32']:.1f} us = {gemm:.2f} ms of the {gist:.2f} ms pass, {gemm / floor['int4-fbgemm']:.2f}x" in flat
+    assert f"the rest is {rest:.2f} ms" in flat
+    g_rest = c["int4-gemlite"]["ttft_ms_median"] - 32 * k["layer"]["gemlite"]["32"] / 1000
+    assert f"leaves {g_rest:.2f} ms outside its GEMMs" in flat
+    need = (3 * floor["int4-fbgemm"] - rest) / 32 * 1000
+    assert f"3x the floor ({3 * floor['int4-fbgemm']:.2f} ms) needs a layer of at most {need:.1f} us at 32 rows" in flat
+    best = sum(min(s["times"][lib]["32"]["us"] for lib in ("tinygemm", "gemlite", "fbgemm")) for s in k["shapes"].values())
+    assert f"gives {best:.1f} us a layer, {32 * best / 1000:.2f} ms, about {(32 * best / 1000 + rest) / floor['int4-fbgemm']:.1f}x" in flat
+    assert gist > 3 * floor["int4-fbgemm"] and c["int4-gemlite"]["ttft_ms_median"] > 3 * floor["int4-gemlite"]
+    # against RAG
+    rag_own = R["int4-fbgemm"]["rag_3x500"]["compiled"]["ttft_ms_median"]
+    fastest = min(R[kd]["rag_3x500"][e]["ttft_ms_median"] for kd in R for e in ("eager", "compiled"))
+    assert f"{gist / rag_own:.3f}x its own RAG ({rag_own:.1f} ms) and {gist / fastest:.3f}x the fastest RAG of the run (bf16, eager, {fastest:.1f} ms)" in flat
+    assert fastest == R["bf16"]["rag_3x500"]["eager"]["ttft_ms_median"]
+    # agreement ranges
+    def gaps(kind, run_json=R):
+        return [abs(v["agreement"]["logit_gap_eager_vs_compiled_token"]) for v in run_json[kind].values()
+                if isinstance(v, dict) and v.get("agreement") and not v["agreement"]["equal"]]
+    assert R["int4-fbgemm"]["gist25_from_saved_cache"]["agreement"]["equal"] and len(gaps("int4-fbgemm")) == 6
+    assert f"at most {max(gaps('int4-fbgemm')):.2f} logits apart (bf16, same run: at most {max(gaps('bf16')):.2f}" in flat
+    firsts = [v["agreement"]["first_divergence_step"] for v in R["int4-gemlite"].values() if isinstance(v, dict) and v.get("agreement")]
+    assert len(firsts) == 7 and set(firsts) == {1}
+    prev = json.loads((ROOT / "bench/results/int4_gpu_h100/gpu_systems.json").read_text())["runs"]
+    assert (f"{min(gaps('int4-gemlite')):.2f}-{max(gaps('int4-gemlite')):.2f} logits apart (the previous run: "
+            f"{min(gaps('int4-gemlite', prev)):.2f}-{max(gaps('int4-gemlite', prev)):.2f})") in flat
