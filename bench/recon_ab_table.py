@@ -8,6 +8,10 @@ paired difference of two methods on the same documents. With both probes, "memor
 reconstruction accuracy minus its held-out one (independent documents: resampled apart).
 
     python bench/recon_ab_table.py --heldout probe_s1.json --train probe_train_s1.json --diff V-A --diff C-V
+
+Two runs of the same documents in one table: ``--heldout old.json new.json:2`` adds the second file's arms with the tag
+appended (V -> V2), so ``--diff V2-V`` pairs the same arm across runs. The files must hold the same documents and the
+same ``none`` / ``full`` rows (same base model, same probe), else it stops naming the file.
 """
 
 from __future__ import annotations
@@ -19,10 +23,47 @@ from pathlib import Path
 
 
 def load(path: str) -> dict[str, list[dict]]:
+    return _read(path)["per_document"]
+
+
+def _read(path: str) -> dict:
     d = json.loads(Path(path).read_text())
     if "per_document" not in d:
         raise SystemExit(f"{path}: no per_document rows (a probe written before bench/gist_content_probe.py kept them)")
-    return d["per_document"]
+    return d
+
+
+def tagged(method: str, tag: str) -> str:
+    """``gist16per512@V_s1`` tagged ``2`` -> ``gist16per512@V2_s1``."""
+    if "@" not in method:
+        return method
+    head, rest = method.split("@", 1)
+    name, _, seg = rest.partition("_")
+    return f"{head}@{name}{tag}" + (f"_{seg}" if seg else "")
+
+
+def load_many(specs: list[str]) -> dict[str, list[dict]]:
+    """``PATH`` or ``PATH:TAG`` for each file; the first file's documents and none/full rows are the reference."""
+    first, merged = None, {}
+    for spec in specs:
+        path, _, tag = spec.partition(":")
+        d = _read(path)
+        if first is None:
+            first = d
+        else:
+            if d.get("documents") != first.get("documents"):
+                raise SystemExit(f"{path}: other documents than {specs[0]}")
+            for m in ("none", "full"):
+                if any(abs(a[k] - b[k]) > 1e-6 for a, b in zip(d["per_document"][m], first["per_document"][m]) for k in a):
+                    raise SystemExit(f"{path}: its '{m}' rows differ from {specs[0]}'s (another base model or probe)")
+        for method, rows in d["per_document"].items():
+            if method in ("none", "full") and method in merged:
+                continue
+            name = tagged(method, tag) if tag else method
+            if name in merged:
+                raise SystemExit(f"{path}: method {name} is already in an earlier file (give this file a :TAG)")
+            merged[name] = rows
+    return merged
 
 
 def arm(method: str) -> str:
@@ -68,13 +109,13 @@ def fmt(v: list[float], pct: bool) -> str:
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--heldout", required=True, help="the probe on held-out (test) documents")
-    p.add_argument("--train", help="the probe on training documents")
+    p.add_argument("--heldout", required=True, nargs="+", help="the probe on held-out (test) documents (PATH or PATH:TAG)")
+    p.add_argument("--train", nargs="+", help="the probe on training documents (PATH or PATH:TAG, same order)")
     p.add_argument("--diff", action="append", default=[], help="ARM1-ARM2: paired difference on the same documents")
     p.add_argument("--resamples", type=int, default=2000)
     p.add_argument("--out", help="JSON of everything printed")
     args = p.parse_args(argv)
-    probes = {"held-out": load(args.heldout)} | ({"training": load(args.train)} if args.train else {})
+    probes = {"held-out": load_many(args.heldout)} | ({"training": load_many(args.train)} if args.train else {})
     result = {}
     for name, per in probes.items():
         s = stats(per, args.resamples, 0)

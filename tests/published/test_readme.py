@@ -57,6 +57,7 @@ def claims() -> list[str]:
     probe = [r for r in json.loads(PROBE.read_text())["rows"]]
     acc = sorted(round(r["reconstruction_acc"] * 100) for r in probe if "ratio" in r)
     none = next(r for r in probe if r["method"] == "none")
+    length = {r["method"]: r for r in json.loads((ROOT / "bench/results/stage1_length_ab/probe_heldout.json").read_text())["rows"]}
     return [
         f"**{default_dag_minutes()} minutes** from a fresh clone",
         f"on {int(float(d['gist25']['n_documents']))} short test documents",
@@ -73,8 +74,11 @@ def claims() -> list[str]:
         f"{pct(q['closed_book']['factual_f1'])} and full context's {pct(q['full_context']['factual_f1'])}, and state the global theme "
         f"for {pct(q['gist16per256']['global_judge_acc'])} of documents by the LLM judge (RAG {pct(q['rag']['global_judge_acc'])}, "
         f"full context {pct(q['full_context']['global_judge_acc'])})",
-        f"the gists restore {acc[0]}-{acc[-1]} % of the tokens of a span they were made from, against "
+        f"at every ratio the gists restore {acc[0]}-{acc[-1]} % of a span's tokens, against "
         f"{none['reconstruction_acc'] * 100:.0f} % with no context",
+        f"gists at {length['gist16per128@C_s1']['ratio']:.0f}x restore {length['gist16per128@C_s1']['reconstruction_acc'] * 100:.0f} % "
+        f"of a held-out span's tokens, at {length['gist16per512@V_s1']['ratio']:.0f}x still "
+        f"{length['gist16per512@V_s1']['reconstruction_acc'] * 100:.0f} %",
     ]
 
 

@@ -46,3 +46,31 @@ def test_names_an_arm_it_does_not_have_and_a_probe_without_documents(bench_modul
     old.write_text(json.dumps({"rows": []}))
     with pytest.raises(SystemExit, match="old.json: no per_document rows"):
         table.main(["--heldout", str(old)])
+
+
+def test_two_runs_of_the_same_documents_pair_an_arm_with_itself(bench_module, tmp_path):
+    """--heldout old.json new.json:2: the second run's arms come in as A2 / V2, paired with the first run's on the same
+    documents; a file of other documents or other none/full rows stops, naming it."""
+    table = bench_module("recon_ab_table")
+    old = _probe(tmp_path / "old.json", [0.4, 0.5, 0.6, 0.5], [0.5] * 4, nll_a=3.0, nll_v=3.0)
+    new = _probe(tmp_path / "new.json", [0.5, 0.6, 0.7, 0.6], [0.5] * 4, nll_a=2.5, nll_v=3.0)
+    for f in (old, new):   # both probes read the same documents
+        d = json.loads(open(f).read())
+        d["documents"] = ["a", "b", "c", "d"]
+        open(f, "w").write(json.dumps(d))
+    res = table.main(["--heldout", old, f"{new}:2", "--diff", "A2-A", "--resamples", "200"])["held-out"]
+    assert set(res["methods"]) == {"none", "full", "gist16per512@A_s1", "gist16per128@V_s1", "gist16per512@A2_s1", "gist16per128@V2_s1"}
+    assert res["diffs"]["A2-A"]["recon_acc"] == pytest.approx([0.1, 0.1, 0.1])
+    assert res["diffs"]["A2-A"]["reconstruction_gap"][0] == pytest.approx(0.5 - 1 / 3)
+    with pytest.raises(SystemExit, match=r"new.json: method gist16per512@A_s1 is already in an earlier file"):
+        table.main(["--heldout", old, new])
+    other = json.loads(open(new).read())
+    other["documents"] = ["a", "b", "c", "e"]
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    with pytest.raises(SystemExit, match=r"other.json: other documents than"):
+        table.main(["--heldout", old, f"{tmp_path / 'other.json'}:2"])
+    other["documents"] = ["a", "b", "c", "d"]
+    other["per_document"]["full"] = [dict(r, reconstruction_nll=0.5) for r in other["per_document"]["full"]]
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    with pytest.raises(SystemExit, match=r"other.json: its 'full' rows differ"):
+        table.main(["--heldout", old, f"{tmp_path / 'other.json'}:2"])
