@@ -109,3 +109,23 @@ def test_steps_speeds_losses_and_passkey_come_from_the_logs():
         log = gzip.open(RUN / arm / "train.log.gz", "rt").read()
         assert "held-out passkey accuracy at 512 tokens: 1.000" in log and f"held-out passkey accuracy at 8012 tokens: {found}" in log
     assert "C2 finds 2 of 4" in FLAT and "V2 0 of 4" in FLAT and "in 4 of 4 held-out windows at 512 tokens" in FLAT
+
+
+def test_the_curve_readme_paragraph_is_this_run(table):
+    """docs/results/qwen2.5-coder-0.5b-curve/README.md's fifth probe: every number is this run's table or log."""
+    text = (ROOT / "docs/results/qwen2.5-coder-0.5b-curve/README.md").read_text()
+    para = " ".join(text[text.index("The fifth probe"):text.index("## Against the issue's targets")].split())
+    held, d, mem = table["held-out"]["methods"], table["held-out"]["diffs"], table["memory"]
+    steps = {arm: json.loads((RUN / arm / "summary.json").read_text())["steps"] for arm in "VC"}
+    assert f"({steps['V']:,} and {steps['C']:,} instead of 849 and 846)" in para
+    for name, old, new in (("C2-C", C, C2), ("V2-V", V, V2)):
+        x = d[name]
+        assert f"add {fmt(x['recon_acc'], True)} of {'held-out ' if name == 'C2-C' else ''}reconstruction accuracy " \
+               f"({100 * held[old]['recon_acc'][0]:.0f} to {100 * held[new]['recon_acc'][0]:.0f} %), " \
+               f"{fmt(x['reconstruction_gap'], False)} of the reconstruction gap and {fmt(x['continuation_gap'], False)} of the continuation gap" in para, name
+    old_v = list(csv.DictReader(open(OLD / "V" / "train_log.csv")))
+    loss = [statistics.mean(float(r["aux_loss"]) for r in rows[-100:]) for rows in (old_v, _log("V"))]
+    assert f"fell from {loss[0]:.3f} to {loss[1]:.3f}" in para
+    assert f"held-out accuracy {fmt(mem[V2], True)} and {fmt(mem[C2], True)}" in para
+    window_tokens = steps["V"] * json.loads((RUN / "V" / "train_cfg.json").read_text())["batch_size"] * 512
+    assert f"than {window_tokens / 1e6:.1f}M window tokens" in para
