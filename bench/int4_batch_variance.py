@@ -15,6 +15,8 @@ picks another kernel (or another split of the reduction) for another row count, 
 
     python bench/int4_batch_variance.py --out device_out/int4/batch_variance.json      (CUDA; gemlite / FBGEMM as in
                                                                                        bench/int4_kernels.py's header)
+
+``--device cpu --shapes 256x256`` runs what the CPU has (bf16, tinygemm; no graph): the unit test's dry run.
 """
 
 from __future__ import annotations
@@ -55,43 +57,62 @@ def graphed(fn, x: torch.Tensor) -> torch.Tensor:
     return y.clone()
 
 
+def line(r: dict) -> str:
+    graph = "-" if r["graph_diff"] is None else f"{r['graph_diff']:.1e}"
+    return f"bucket {r['bucket_diff']:.1e} graph {graph} 1-row {r['one_row_diff']:.1e} ref {r['reference_err']:.1e}"
+
+
+def shape(text: str) -> tuple[str, tuple[int, int]]:
+    """``qkv`` (a Llama-3-8B weight) or ``NxK``."""
+    if text in SHAPES:
+        return text, SHAPES[text]
+    try:
+        n, k = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: one of {sorted(SHAPES)} or NxK") from None
+    return text, (n, k)
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", required=True)
+    p.add_argument("--device", default="cuda")
+    p.add_argument("--shapes", nargs="+", type=shape, default=list(SHAPES.items()))
     args = p.parse_args(argv)
     torch.manual_seed(0)
+    dev = torch.device(args.device)
     libs = {"bf16": None, "tinygemm": TinyGemmWeight, "gemlite": gemlite_module, "fbgemm": FbgemmWeight}
-    out = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "rows": list(ROWS), "shapes": {}, "errors": {}}
-    for name, (n_out, k) in SHAPES.items():
-        w = torch.randn(n_out, k, device="cuda", dtype=torch.bfloat16) * 0.02
+    out = {"device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu", "torch": torch.__version__,
+           "rows": list(ROWS), "shapes": {}, "errors": {}}
+    for name, (n_out, k) in args.shapes:
+        w = torch.randn(n_out, k, device=dev, dtype=torch.bfloat16) * 0.02
         qw = quantize(w)
         ref_w = dequantize(qw)
-        x = torch.randn(max(AnswerEngine.bucket(r) for r in ROWS), k, device="cuda", dtype=torch.bfloat16)
+        x = torch.randn(max(AnswerEngine.bucket(r) for r in ROWS), k, device=dev, dtype=torch.bfloat16)
         res = {}
         for lib, make in libs.items():
             try:
                 fn = (lambda t, w=w: F.linear(t, w)) if make is None else make(qw)
                 fn(x[:1])
             except Exception as err:  # noqa: BLE001 - a library missing here is reported, the others still probed
-                out["errors"][lib] = f"{type(err).__name__}: {err}"[:200]
+                out["errors"][lib] = f"{type(err).__name__}: {err}"[:300]
                 continue
             wref = w.float() if lib == "bf16" else ref_w
             rows = {}
             for n in ROWS:
                 m = AnswerEngine.bucket(n)
                 y = fn(x[:n])
-                rows[n] = {"bucket": m,
+                rows[str(n)] = {"bucket": m,
                            "bucket_diff": rel(y, fn(x[:m])[:n]),
-                           "graph_diff": rel(fn(x[:m]), graphed(fn, x[:m].clone())),
+                           "graph_diff": rel(fn(x[:m]), graphed(fn, x[:m].clone())) if dev.type == "cuda" else None,
                            "one_row_diff": rel(y, torch.cat([fn(x[i:i + 1]) for i in range(n)])),
                            "reference_err": rel(y, x[:n].float() @ wref.T)}
             res[lib] = rows
-            print(f"{name:>8} {lib:>8}: " + "  ".join(
-                f"n={n}: bucket {r['bucket_diff']:.1e} graph {r['graph_diff']:.1e} 1-row {r['one_row_diff']:.1e} ref {r['reference_err']:.1e}"
-                for n, r in rows.items()), flush=True)
+            print(f"{name:>8} {lib:>8}: " + "  ".join(f"n={n}: {line(r)}" for n, r in rows.items()), flush=True)
         out["shapes"][name] = res
         del w, qw, ref_w
-        torch.cuda.empty_cache()
+        if dev.type == "cuda":
+            torch.cuda.empty_cache()
     Path(args.out).write_text(json.dumps(out, indent=1))
     return out
 
