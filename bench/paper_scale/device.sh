@@ -71,7 +71,9 @@ join_parts() {  # join_parts PREFIX OUTFILE: PREFIX1..n's parts in order (n in P
 }
 
 # --workflow-profile none: profiles/default (cores: 1, for the CPU default) would otherwise apply on top of profiles/gpu
-smk() { python -m snakemake --configfile "$CONFIG" --profile profiles/gpu --workflow-profile none "$@"; }
+# EXTRA_CONFIG=<yaml>: a second config file merged over $CONFIG (later wins), e.g. bench/paper_scale/int4_fbgemm.yaml
+# for the same run's evaluations in 4 bits (eval.quantization: only the answering rules rerun)
+smk() { python -m snakemake --configfile "$CONFIG" ${EXTRA_CONFIG:+"$EXTRA_CONFIG"} --profile profiles/gpu --workflow-profile none "$@"; }
 publish_dest() { python -c "from gistpoc.config import load_config, publish_dir; print(publish_dir(load_config('$CONFIG')))"; }
 # the published folder lives in the tracked tree, which every device call re-syncs from the other side: keep a copy
 # outside it (device_out/ is ignored) the moment the run ends

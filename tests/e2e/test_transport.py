@@ -47,6 +47,38 @@ def test_start_hands_every_target_to_the_detached_run(tmp_path):
     assert ["--configfile", "config.yaml"] == args[:2] and "--workflow-profile" in args
 
 
+def test_extra_config_goes_after_the_run_config(tmp_path):
+    """EXTRA_CONFIG (e.g. bench/paper_scale/int4_fbgemm.yaml) is handed to Snakemake as a second --configfile value
+    after the run's, so its keys win; without it the command is as before."""
+    (tmp_path / "bench/paper_scale").mkdir(parents=True)
+    shutil.copy(ROOT / "bench/paper_scale/device.sh", tmp_path / "bench/paper_scale/device.sh")
+    shutil.copy(ROOT / "config.yaml", tmp_path / "config.yaml")
+    (tmp_path / "resources").symlink_to(ROOT / "resources")
+    bin_dir = _recording_python(tmp_path)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "PYTHONPATH": str(ROOT), "CONFIG": "config.yaml",
+           "SMK_ARGS": str(tmp_path / "args")}
+    for extra, want in (("bench/paper_scale/int4_fbgemm.yaml", ["config.yaml", "bench/paper_scale/int4_fbgemm.yaml"]), ("", ["config.yaml"])):
+        subprocess.run(["bash", "bench/paper_scale/device.sh", "run", "results/eval/closed_book/predictions.jsonl"], cwd=tmp_path,
+                       env={**env, "EXTRA_CONFIG": extra}, check=True, capture_output=True)
+        _, *args = (tmp_path / "args").read_text().split()
+        assert args[:len(want) + 2] == ["--configfile", *want, "--profile"], args
+        assert args[-1] == "results/eval/closed_book/predictions.jsonl"
+
+
+def test_int4_override_validates_over_the_curve_config_and_reruns_only_answers():
+    """The override merged over config.qwen-curve.yaml is a valid config whose model section differs only in the answering
+    rules' quantization (rules/common.smk: eval.quantization replaces model.quantization there)."""
+    import yaml
+
+    from gistpoc.config import validate_config
+
+    base = yaml.safe_load((ROOT / "config.qwen-curve.yaml").read_text())
+    extra = yaml.safe_load((ROOT / "bench/paper_scale/int4_fbgemm.yaml").read_text())
+    merged = {**base, "eval": {**base["eval"], **extra["eval"]}}
+    cfg = validate_config(merged)
+    assert cfg["eval"]["quantization"] == "int4-fbgemm" and cfg["model"]["quantization"] == "none"
+
+
 def test_start_in_run_dir_runs_in_a_copy_outside_the_synced_tree(tmp_path):
     """With RUN_DIR, `device.sh start` copies the tree there (results made on this side included, transport and logs
     not), links the installed wheels, models and parts, and runs Snakemake in the copy, so a device call that
