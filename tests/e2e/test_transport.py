@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -215,3 +216,47 @@ def test_collect_returns_the_adapters_of_a_run_that_published_nothing(tmp_path):
         subprocess.run(["tar", "xzf", f"{name}.tar.gz", "-C", str(back)], cwd=back, check=True)
     assert (back / "results/pretrained/gist10/adapter_model.safetensors").read_bytes() == b"weights"
     assert (back / "results/pretrained/gist10/train_log.csv").exists()
+
+
+def test_int4_engine_check_answers_twice_and_compares(tmp_path):
+    """bench/paper_scale/int4_engine_check.sh run: the bf16 pass without EXTRA_CONFIG, then the int4 pass with
+    bench/paper_scale/int4_fbgemm.yaml after the run config, each pass's predictions kept apart, and engine_check
+    between them. Snakemake is a recorder that writes each pass's predictions (the int4 pass changes one answer)."""
+    for f in ("bench/paper_scale/device.sh", "bench/paper_scale/int4_engine_check.sh", "bench/paper_scale/int4_fbgemm.yaml",
+              "config.qwen-curve.yaml"):
+        (tmp_path / f).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / f, tmp_path / f)
+    (tmp_path / "resources").symlink_to(ROOT / "resources")
+    (tmp_path / ".dsite/fbgemm_gpu").mkdir(parents=True)   # installed by an earlier call
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    writer = tmp_path / "fake_smk.py"
+    writer.write_text(
+        "import json, os, sys\n"
+        "args = sys.argv[1:]\n"
+        "open(os.environ['SMK_ARGS'], 'a').write(' '.join(args) + '\\n')\n"
+        "int4 = 'bench/paper_scale/int4_fbgemm.yaml' in args\n"
+        "for m in ('closed_book', 'full_context'):\n"
+        "    os.makedirs(f'results/eval/{m}', exist_ok=True)\n"
+        "    rows = [{'id': f'{m}-{i}', 'qtype': 'factual', 'answer': 'the cat sat', 'prediction': 'the cat sat'} for i in range(3)]\n"
+        "    if int4 and m == 'full_context':\n"
+        "        rows[1]['prediction'] = 'the dog sat'\n"
+        "    open(f'results/eval/{m}/predictions.jsonl', 'w').write(''.join(json.dumps(r) + '\\n' for r in rows))\n")
+    (bin_dir / "python").write_text(
+        "#!/bin/bash\n"
+        f'if [ "$1" = -m ] && [ "$2" = snakemake ]; then shift 2; exec {sys.executable} {writer} "$@"; fi\n'
+        f'exec {sys.executable} "$@"\n')
+    (bin_dir / "python").chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "PYTHONPATH": str(ROOT), "SMK_ARGS": str(tmp_path / "args")}
+    env.pop("EXTRA_CONFIG", None)
+    r = subprocess.run(["bash", "bench/paper_scale/int4_engine_check.sh", "run"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    calls = (tmp_path / "args").read_text().splitlines()
+    assert len(calls) == 2
+    assert calls[0].startswith("--configfile config.qwen-curve.yaml --profile")
+    assert calls[1].startswith("--configfile config.qwen-curve.yaml bench/paper_scale/int4_fbgemm.yaml --profile")
+    out = tmp_path / "device_out/int4check"
+    assert "dog" not in (out / "bf16/full_context.jsonl").read_text() and "dog" in (out / "int4-fbgemm/full_context.jsonl").read_text()
+    result = json.loads((out / "bf16_vs_int4.json").read_text())
+    assert result["closed_book"]["identical"] == 3 and result["full_context"]["identical"] == 2
+    assert (out / "DONE").exists() and "full_context: 2 of 3 identical" in r.stdout

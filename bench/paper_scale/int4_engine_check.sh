@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Issue 29's quality check of the 4-bit engine: the curve run's questions (config.qwen-curve.yaml, data rebuilt from the
+# raw dumps, questions from the writer's request cache) answered closed book and with the full context by the base
+# model in bf16 and with its linears in int4 through FBGEMM (bench/paper_scale/int4_fbgemm.yaml merged over the config),
+# on the same machine, one after the other; then gistpoc.evaluate.engine_check between the two.
+#
+# Here (repo root):  NO_WRITER=1 WRITER_CACHE=bench/results/qwen_llm_qa_gpu_run/writer_cache.tar.gz \
+#                        CONFIG=config.qwen-curve.yaml PART_MB=54 bash bench/paper_scale/pack.sh
+#                    bash bench/paper_scale/slim.sh recut m 55; bash bench/paper_scale/slim.sh out
+# GPU machine, carrying w1 + p1, then fb, then e1, e2, m1..m9 (each call: CONFIG=config.qwen-curve.yaml
+#                    bash bench/paper_scale/device.sh unpack), then, detached or in one call of <= 10 minutes:
+#                    bash bench/paper_scale/int4_engine_check.sh run      -> device_out/int4check/
+#                    OUT=$OUT bash bench/paper_scale/int4_engine_check.sh collect
+# Back here: the near-tie analysis, CPU, float32 (bench/paper_scale/divergence_gaps.py over the two answer sets).
+set -euo pipefail
+export CONFIG=${CONFIG:-config.qwen-curve.yaml}
+D=device_out/int4check
+T="results/eval/closed_book/predictions.jsonl results/eval/full_context/predictions.jsonl"
+case ${1:-} in
+run)
+    [ -d .dsite/fbgemm_gpu ] || python -m pip install -q --no-index --no-deps --no-compile --target .dsite device_in/fb/*.whl
+    mkdir -p "$D/bf16" "$D/int4-fbgemm"
+    for kind in bf16 int4-fbgemm; do
+        extra=; [ "$kind" = bf16 ] || extra=bench/paper_scale/int4_fbgemm.yaml
+        EXTRA_CONFIG=$extra bash bench/paper_scale/device.sh run $T >"$D/$kind.log" 2>&1 || { tail -n 30 "$D/$kind.log"; exit 1; }
+        for m in closed_book full_context; do cp "results/eval/$m/predictions.jsonl" "$D/$kind/$m.jsonl"; done
+    done
+    PYTHONPATH=$PWD/.dsite:$PWD python -m gistpoc.evaluate.engine_check --a "bf16=$D/bf16/{method}.jsonl" \
+        --b "int4-fbgemm=$D/int4-fbgemm/{method}.jsonl" --out "$D/bf16_vs_int4.json" | tee "$D/bf16_vs_int4.txt"
+    date -u >"$D/DONE"
+    ;;
+collect)
+    : "${OUT:?on the GPU machine}"
+    mkdir -p "$OUT/int4check" && cp -r "$D"/. "$OUT/int4check/"
+    cp results/report/config.yaml "$OUT/int4check/config.yaml" 2>/dev/null || true
+    gzip -f "$OUT"/int4check/*/*.jsonl
+    ls -R "$OUT/int4check" | head -20
+    ;;
+*) sed -n 2,16p "$0"; exit 2 ;;
+esac
