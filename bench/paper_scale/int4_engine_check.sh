@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Issue 29's quality check of the 4-bit engine: the curve run's questions (config.qwen-curve.yaml, data rebuilt from the
 # raw dumps, questions from the writer's request cache) answered closed book and with the full context by the base
-# model in bf16 and with its linears in int4 through FBGEMM (bench/paper_scale/int4_fbgemm.yaml merged over the config),
-# on the same machine, one after the other; then gistpoc.evaluate.engine_check between the two.
+# model in bf16, in bitsandbytes NF4 (bench/paper_scale/nf4.yaml merged over the config) and with its linears in int4
+# through FBGEMM (bench/paper_scale/int4_fbgemm.yaml), on the same machine, one after the other; then
+# gistpoc.evaluate.engine_check of int4 against bf16 and against NF4.
 #
 # Here (repo root):  NO_WRITER=1 WRITER_CACHE=bench/results/qwen_llm_qa_gpu_run/writer_cache.tar.gz \
 #                        CONFIG=config.qwen-curve.yaml PART_MB=54 bash bench/paper_scale/pack.sh
@@ -19,14 +20,16 @@ T="results/eval/closed_book/predictions.jsonl results/eval/full_context/predicti
 case ${1:-} in
 run)
     [ -d .dsite/fbgemm_gpu ] || python -m pip install -q --no-index --no-deps --no-compile --target .dsite device_in/fb/*.whl
-    mkdir -p "$D/bf16" "$D/int4-fbgemm"
-    for kind in bf16 int4-fbgemm; do
-        extra=; [ "$kind" = bf16 ] || extra=bench/paper_scale/int4_fbgemm.yaml
+    mkdir -p "$D/bf16" "$D/nf4" "$D/int4-fbgemm"
+    for kind in bf16 nf4 int4-fbgemm; do
+        case $kind in bf16) extra= ;; nf4) extra=bench/paper_scale/nf4.yaml ;; *) extra=bench/paper_scale/int4_fbgemm.yaml ;; esac
         EXTRA_CONFIG=$extra bash bench/paper_scale/device.sh run $T >"$D/$kind.log" 2>&1 || { tail -n 30 "$D/$kind.log"; exit 1; }
         for m in closed_book full_context; do cp "results/eval/$m/predictions.jsonl" "$D/$kind/$m.jsonl"; done
     done
-    PYTHONPATH=$PWD/.dsite:$PWD python -m gistpoc.evaluate.engine_check --a "bf16=$D/bf16/{method}.jsonl" \
-        --b "int4-fbgemm=$D/int4-fbgemm/{method}.jsonl" --out "$D/bf16_vs_int4.json" | tee "$D/bf16_vs_int4.txt"
+    for ref in bf16 nf4; do
+        PYTHONPATH=$PWD/.dsite:$PWD python -m gistpoc.evaluate.engine_check --a "$ref=$D/$ref/{method}.jsonl" \
+            --b "int4-fbgemm=$D/int4-fbgemm/{method}.jsonl" --out "$D/${ref}_vs_int4.json" | tee "$D/${ref}_vs_int4.txt"
+    done
     date -u >"$D/DONE"
     ;;
 collect)

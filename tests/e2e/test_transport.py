@@ -66,9 +66,9 @@ def test_extra_config_goes_after_the_run_config(tmp_path):
         assert args[-1] == "results/eval/closed_book/predictions.jsonl"
 
 
-def test_int4_override_validates_over_the_curve_config_and_reruns_only_answers():
-    """The override merged over config.qwen-curve.yaml is a valid config whose model section differs only in the answering
-    rules' quantization (rules/common.smk: eval.quantization replaces model.quantization there)."""
+def test_int4_and_nf4_overrides_validate_over_the_curve_config():
+    """Each override merged over config.qwen-curve.yaml is a valid config: int4 through eval.quantization (only the
+    answering rules see it, rules/common.smk), NF4 through the model section's own format."""
     import yaml
 
     from gistpoc.config import validate_config
@@ -78,6 +78,9 @@ def test_int4_override_validates_over_the_curve_config_and_reruns_only_answers()
     merged = {**base, "eval": {**base["eval"], **extra["eval"]}}
     cfg = validate_config(merged)
     assert cfg["eval"]["quantization"] == "int4-fbgemm" and cfg["model"]["quantization"] == "none"
+    nf4 = yaml.safe_load((ROOT / "bench/paper_scale/nf4.yaml").read_text())
+    cfg = validate_config({**base, "model": {**base["model"], **nf4["model"]}})
+    assert cfg["model"]["quantization"] == "nf4" and cfg["eval"]["quantization"] == "model"
 
 
 def test_start_in_run_dir_runs_in_a_copy_outside_the_synced_tree(tmp_path):
@@ -219,11 +222,11 @@ def test_collect_returns_the_adapters_of_a_run_that_published_nothing(tmp_path):
 
 
 def test_int4_engine_check_answers_twice_and_compares(tmp_path):
-    """bench/paper_scale/int4_engine_check.sh run: the bf16 pass without EXTRA_CONFIG, then the int4 pass with
-    bench/paper_scale/int4_fbgemm.yaml after the run config, each pass's predictions kept apart, and engine_check
-    between them. Snakemake is a recorder that writes each pass's predictions (the int4 pass changes one answer)."""
+    """bench/paper_scale/int4_engine_check.sh run: the bf16 pass without EXTRA_CONFIG, then NF4 and int4 with their
+    override after the run config, each pass's predictions kept apart, and engine_check of int4 against both.
+    Snakemake is a recorder that writes each pass's predictions (the int4 pass changes one answer)."""
     for f in ("bench/paper_scale/device.sh", "bench/paper_scale/int4_engine_check.sh", "bench/paper_scale/int4_fbgemm.yaml",
-              "config.qwen-curve.yaml"):
+              "bench/paper_scale/nf4.yaml", "config.qwen-curve.yaml"):
         (tmp_path / f).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / f, tmp_path / f)
     (tmp_path / "resources").symlink_to(ROOT / "resources")
@@ -252,11 +255,14 @@ def test_int4_engine_check_answers_twice_and_compares(tmp_path):
     r = subprocess.run(["bash", "bench/paper_scale/int4_engine_check.sh", "run"], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
     calls = (tmp_path / "args").read_text().splitlines()
-    assert len(calls) == 2
+    assert len(calls) == 3
     assert calls[0].startswith("--configfile config.qwen-curve.yaml --profile")
-    assert calls[1].startswith("--configfile config.qwen-curve.yaml bench/paper_scale/int4_fbgemm.yaml --profile")
+    assert calls[1].startswith("--configfile config.qwen-curve.yaml bench/paper_scale/nf4.yaml --profile")
+    assert calls[2].startswith("--configfile config.qwen-curve.yaml bench/paper_scale/int4_fbgemm.yaml --profile")
     out = tmp_path / "device_out/int4check"
     assert "dog" not in (out / "bf16/full_context.jsonl").read_text() and "dog" in (out / "int4-fbgemm/full_context.jsonl").read_text()
-    result = json.loads((out / "bf16_vs_int4.json").read_text())
-    assert result["closed_book"]["identical"] == 3 and result["full_context"]["identical"] == 2
+    for ref in ("bf16", "nf4"):
+        result = json.loads((out / f"{ref}_vs_int4.json").read_text())
+        assert result["closed_book"]["identical"] == 3 and result["full_context"]["identical"] == 2, ref
+        assert set(result["full_context"]) >= {ref, "int4-fbgemm"}
     assert (out / "DONE").exists() and "full_context: 2 of 3 identical" in r.stdout
