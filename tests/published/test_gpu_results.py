@@ -159,6 +159,8 @@ def test_fbgemm_and_fused_gemlite_rows_come_from_the_session30_run():
         assert f"{name} " + " / ".join(f"{u / fl:.2f}x" for u in us) in flat, lib
     fractions = [t["fbgemm"][r]["bandwidth_fraction"] for s in k["shapes"].values() for t in [s["times"]] for r in ("1", "16", "32", "64")]
     assert f"at {min(fractions):.2f}-{max(fractions):.2f} of the copy bandwidth" in flat
+    bf16 = [s["times"]["bf16"][r]["bandwidth_fraction"] for s in k["shapes"].values() for r in ("1", "16", "32", "64")]
+    assert f"cuBLAS reads bf16 at {min(bf16):.2f}-{max(bf16):.2f}" in flat
     for lib, name in (("fbgemm", "FBGEMM"), ("tinygemm", "tinygemm"), ("gemlite", "gemlite")):
         assert f"{name} {max(ch[lib] for ch in k['checks'].values()):.4f}" in flat, lib
     # the 3x arithmetic
@@ -179,6 +181,10 @@ def test_fbgemm_and_fused_gemlite_rows_come_from_the_session30_run():
     fastest = min(R[kd]["rag_3x500"][e]["ttft_ms_median"] for kd in R for e in ("eager", "compiled"))
     assert f"{gist / rag_own:.3f}x its own RAG ({rag_own:.1f} ms) and {gist / fastest:.3f}x the fastest RAG of the run (bf16, eager, {fastest:.1f} ms)" in flat
     assert fastest == R["bf16"]["rag_3x500"]["eager"]["ttft_ms_median"]
+    targets = DOC[DOC.index("| 4-bit gist-25 TTFT <= 0.1x RAG's TTFT, same run |"):]
+    targets = targets[:targets.index("\n")]
+    assert f"Session 30: FBGEMM {gist / rag_own:.3f}x its own RAG, {gist / fastest:.3f}x the fastest of the run" in targets
+    assert gist / rag_own <= 0.1 < gist / fastest and f"no ({gist / fastest:.3f}x)" in targets
     # agreement ranges
     def gaps(kind, run_json=R):
         return [abs(v["agreement"]["logit_gap_eager_vs_compiled_token"]) for v in run_json[kind].values()
