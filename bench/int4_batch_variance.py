@@ -32,13 +32,10 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from gistpoc.engine.core import AnswerEngine  # noqa: E402
 from gistpoc.int4 import FbgemmWeight, TinyGemmWeight, dequantize, gemlite_module, quantize  # noqa: E402
+from gistpoc.int4 import relative_error as rel  # noqa: E402
 
 SHAPES = {"qkv": (6144, 4096), "o": (4096, 4096), "gate_up": (28672, 4096), "down": (4096, 14336)}
 ROWS = (1, 5, 21, 37, 100)
-
-
-def rel(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a.float() - b.float()).norm() / b.float().norm())
 
 
 def graphed(fn, x: torch.Tensor) -> torch.Tensor:
@@ -101,12 +98,12 @@ def main(argv=None) -> dict:
             rows = {}
             for n in ROWS:
                 m = AnswerEngine.bucket(n)
-                y = fn(x[:n])
+                y, y_bucket = fn(x[:n]), fn(x[:m])
                 rows[str(n)] = {"bucket": m,
-                           "bucket_diff": rel(y, fn(x[:m])[:n]),
-                           "graph_diff": rel(fn(x[:m]), graphed(fn, x[:m].clone())) if dev.type == "cuda" else None,
-                           "one_row_diff": rel(y, torch.cat([fn(x[i:i + 1]) for i in range(n)])),
-                           "reference_err": rel(y, x[:n].float() @ wref.T)}
+                                "bucket_diff": rel(y, y_bucket[:n]),
+                                "graph_diff": rel(y_bucket, graphed(fn, x[:m].clone())) if dev.type == "cuda" else None,
+                                "one_row_diff": rel(y, torch.cat([fn(x[i:i + 1]) for i in range(n)])),
+                                "reference_err": rel(y, x[:n].float() @ wref.T)}
             res[lib] = rows
             print(f"{name:>8} {lib:>8}: " + "  ".join(f"n={n}: {line(r)}" for n, r in rows.items()), flush=True)
         out["shapes"][name] = res

@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from gpu_systems import copy_bandwidth, graph_us  # noqa: E402
 
 from gistpoc.int4 import FbgemmWeight, TinyGemmWeight, dequantize, fbgemm_ops, gemlite_module, quantize  # noqa: E402
+from gistpoc.int4 import relative_error as rel  # noqa: E402
 
 SHAPES = {"qkv": (6144, 4096), "o": (4096, 4096), "gate_up": (28672, 4096), "down": (4096, 14336),
           # the same layer unfused, as the compiled engine runs int4 projections today (it fuses plain nn.Linear only):
@@ -47,10 +48,6 @@ SHAPES = {"qkv": (6144, 4096), "o": (4096, 4096), "gate_up": (28672, 4096), "dow
           "q": (4096, 4096), "k": (1024, 4096), "v": (1024, 4096), "gate": (14336, 4096), "up": (14336, 4096)}
 ROWS = (1, 16, 32, 64)
 COPIES = 8
-
-
-def rel(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a.float() - b.float()).norm() / b.float().norm())
 
 
 def main() -> None:

@@ -22,11 +22,7 @@ import random
 from pathlib import Path
 
 
-def load(path: str) -> dict[str, list[dict]]:
-    return _read(path)["per_document"]
-
-
-def _read(path: str) -> dict:
+def read_probe(path: str) -> dict:
     d = json.loads(Path(path).read_text())
     if "per_document" not in d:
         raise SystemExit(f"{path}: no per_document rows (a probe written before bench/gist_content_probe.py kept them)")
@@ -47,7 +43,7 @@ def load_many(specs: list[str]) -> dict[str, list[dict]]:
     first, merged = None, {}
     for spec in specs:
         path, _, tag = spec.partition(":")
-        d = _read(path)
+        d = read_probe(path)
         if first is None:
             first = d
         else:

@@ -73,12 +73,16 @@ def zero_in_weight_domain(qw: Int4Quant) -> torch.Tensor:
     return (8 - qw.zero.float()) * qw.scale.float()
 
 
+def relative_error(got: torch.Tensor, want: torch.Tensor) -> float:
+    """``|got - want| / |want|`` (Frobenius, in fp32): how a kernel's output is compared with its reference."""
+    return float((got.float() - want.float()).norm() / want.float().norm())
+
+
 def probe_error(qw: Int4Quant, kernel) -> float:
     """Relative error of ``kernel(x)`` against ``x @ dequantize(qw).T`` on 8 random bf16 rows: how each library's
     packing is checked once, on the device the kernel runs on."""
     probe = torch.randn(8, qw.shape[1], dtype=torch.bfloat16, device=qw.q.device)
-    want = probe.float() @ dequantize(qw).T
-    return float((kernel(probe).float() - want).norm() / want.norm())
+    return relative_error(kernel(probe), probe.float() @ dequantize(qw).T)
 
 
 class TinyGemmWeight:
