@@ -11,7 +11,12 @@
 # GPU machine, carrying w1 + p1, then fb, then e1, e2, m1..m9 (each call: CONFIG=config.qwen-curve.yaml
 #                    bash bench/paper_scale/device.sh unpack), then, detached or in one call of <= 10 minutes:
 #                    bash bench/paper_scale/int4_engine_check.sh run      -> device_out/int4check/
+#                    ADAPTER=<dir> bash bench/paper_scale/int4_engine_check.sh passkey   (after run: the data exist)
 #                    OUT=$OUT bash bench/paper_scale/int4_engine_check.sh collect
+# passkey: the gist half. A gist adapter (ADAPTER, a LoRA checkpoint over the run's base model; PK_METHOD names its
+# layout, default gist16per128) answers the test set's passkey questions merged into bf16, over NF4 and merged then
+# re-quantised to int4 (FBGEMM), each through the command the workflow's evaluate_gist rule runs
+# (bench/paper_scale/eval_command.py over a dry run), then engine_check of int4 against both.
 # Back here: the near-tie analysis, CPU, float32 (bench/paper_scale/divergence_gaps.py over the two answer sets).
 set -euo pipefail
 export CONFIG=${CONFIG:-config.qwen-curve.yaml}
@@ -32,6 +37,28 @@ run)
     done
     date -u >"$D/DONE"
     ;;
+passkey)
+    : "${ADAPTER:?a gist checkpoint dir}"
+    method=${PK_METHOD:-gist16per128}
+    [ -d .dsite/fbgemm_gpu ] || python -m pip install -q --no-index --no-deps --no-compile --target .dsite device_in/fb/*.whl
+    for kind in bf16 nf4 int4-fbgemm; do
+        case $kind in bf16) extra= ;; nf4) extra=bench/paper_scale/nf4.yaml ;; *) extra=bench/paper_scale/int4_fbgemm.yaml ;; esac
+        mkdir -p "$D/$kind"
+        python -m snakemake --configfile "$CONFIG" $extra -n -p --forceall results/eval/gist16per512/answers.jsonl >"$D/$kind/dryrun.txt" 2>&1 || true
+        cmd=$(python bench/paper_scale/eval_command.py --method gist16per512 --set method="$method" --set label="$method" \
+            --set qtypes=passkey --set checkpoint="$ADAPTER" --set cache-dir="$D/$kind/caches" --set out="$D/$kind/$method.jsonl" \
+            --set environment-out="$D/$kind/$method.environment.json" --set log="$D/$kind/$method.log" <"$D/$kind/dryrun.txt") \
+            || { tail -n 20 "$D/$kind/dryrun.txt"; exit 1; }
+        echo "$cmd" >"$D/$kind/$method.cmd"
+        PYTHONPATH=$PWD/.dsite:$PWD bash -c "$cmd" >"$D/$kind/$method.out" 2>&1 || { echo "$kind: failed"; tail -n 20 "$D/$kind/$method.out"; }
+    done
+    for ref in bf16 nf4; do
+        [ -f "$D/$ref/$method.jsonl" ] || continue
+        PYTHONPATH=$PWD/.dsite:$PWD python -m gistpoc.evaluate.engine_check --a "$ref=$D/$ref/{method}.jsonl" \
+            --b "int4-fbgemm=$D/int4-fbgemm/{method}.jsonl" --methods "$method" --out "$D/${ref}_vs_int4_passkey.json" | tee "$D/${ref}_vs_int4_passkey.txt"
+    done
+    date -u >"$D/PASSKEY_DONE"
+    ;;
 collect)
     : "${OUT:?on the GPU machine}"
     mkdir -p "$OUT/int4check" && cp -r "$D"/. "$OUT/int4check/"
@@ -39,5 +66,5 @@ collect)
     gzip -f "$OUT"/int4check/*/*.jsonl
     ls -R "$OUT/int4check" | head -20
     ;;
-*) sed -n 2,16p "$0"; exit 2 ;;
+*) sed -n 2,21p "$0"; exit 2 ;;
 esac

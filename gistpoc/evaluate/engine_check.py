@@ -34,6 +34,10 @@ def score(rows: list[dict]) -> dict:
             "factual_f1": statistics.mean(f1) if f1 else None, "factual_n": len(f1)}
 
 
+def fmt(x: float | None) -> str:
+    return "-" if x is None else f"{x:.4f}"   # a passkey-only set has no factual F1
+
+
 def first_difference(a: str, b: str) -> int:
     return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
 
@@ -82,7 +86,7 @@ def main():
         out[m] = r = compare(read(Path(a[1].format(method=m))), read(Path(b[1].format(method=m))), (a[0], b[0]))
         print(f"{m}: {r['identical']} of {r['questions']} identical (others first differ at character "
               f"{r['first_difference_chars_median']}); passkey {r[a[0]]['passkey_acc']} {a[0]} vs {r[b[0]]['passkey_acc']} {b[0]}; "
-              f"factual F1 {r[a[0]]['factual_f1']:.4f} vs {r[b[0]]['factual_f1']:.4f}")
+              f"factual F1 {fmt(r[a[0]]['factual_f1'])} vs {fmt(r[b[0]]['factual_f1'])}")
     Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
 
 

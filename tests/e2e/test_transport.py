@@ -266,3 +266,66 @@ def test_int4_engine_check_answers_twice_and_compares(tmp_path):
         assert result["closed_book"]["identical"] == 3 and result["full_context"]["identical"] == 2, ref
         assert set(result["full_context"]) >= {ref, "int4-fbgemm"}
     assert (out / "DONE").exists() and "full_context: 2 of 3 identical" in r.stdout
+
+
+def test_int4_engine_check_passkey_runs_the_rules_command_with_the_adapter(tmp_path):
+    """bench/paper_scale/int4_engine_check.sh passkey: for bf16, NF4 and int4 it takes evaluate_gist's command from a
+    dry run under that pass's config (bench/paper_scale/eval_command.py), points it at ADAPTER with the chunk layout
+    PK_METHOD, passkey questions only and outputs kept apart, runs it, and compares int4 with bf16 and NF4 (one int4
+    answer differs here). Snakemake prints a dry run whose model section names the pass; the evaluator records."""
+    for f in ("bench/paper_scale/int4_engine_check.sh", "bench/paper_scale/eval_command.py", "config.qwen-curve.yaml"):
+        (tmp_path / f).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / f, tmp_path / f)
+    (tmp_path / ".dsite/fbgemm_gpu").mkdir(parents=True)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    smk = tmp_path / "fake_smk.py"
+    smk.write_text(
+        "import json, shlex, sys\n"
+        "q = 'int4-fbgemm' if 'bench/paper_scale/int4_fbgemm.yaml' in sys.argv else 'nf4' if 'bench/paper_scale/nf4.yaml' in sys.argv else 'none'\n"
+        "model = json.dumps({'quantization': q, 'source': 'split_gguf'})\n"
+        "print('rule evaluate_gist:')\n"
+        "print('Shell command: python scripts/evaluate_method.py --method gist16per256 --checkpoint results/checkpoints/gist16chunked --out x')\n"
+        "print('Shell command: python scripts/evaluate_method.py --method gist16per512 --checkpoint results/checkpoints/gist16chunked '\n"
+        "      f'--cache-dir results/eval/gist16per512/caches --model {shlex.quote(model)} --out results/eval/gist16per512/answers.jsonl '\n"
+        "      '--environment-out results/eval/gist16per512/environment.json --log logs/evaluate_gist/gist16per512.log')\n")
+    ev = tmp_path / "fake_eval.py"
+    ev.write_text(
+        "import json, os, sys\n"
+        "a = sys.argv[1:]\n"
+        "open(os.environ['EVAL_ARGS'], 'a').write(json.dumps(a) + '\\n')\n"
+        "get = lambda f: a[a.index(f) + 1]\n"
+        "rows = [{'id': f'p{i}', 'qtype': 'passkey', 'answer': '1234' + str(i), 'prediction': 'The key is 1234' + str(i)} for i in range(4)]\n"
+        "if json.loads(get('--model'))['quantization'] == 'int4-fbgemm':\n"
+        "    rows[2]['prediction'] = 'The key is 99999'\n"
+        "open(get('--out'), 'w').write(''.join(json.dumps(r) + '\\n' for r in rows))\n")
+    (bin_dir / "python").write_text(
+        "#!/bin/bash\n"
+        f'if [ "$1" = -m ] && [ "$2" = snakemake ]; then shift 2; exec {sys.executable} {smk} "$@"; fi\n'
+        f'if [ "$1" = scripts/evaluate_method.py ]; then shift; exec {sys.executable} {ev} "$@"; fi\n'
+        f'exec {sys.executable} "$@"\n')
+    (bin_dir / "python").chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "PYTHONPATH": str(ROOT), "EVAL_ARGS": str(tmp_path / "args"),
+           "ADAPTER": "device_out/ad/C_s1"}
+    env.pop("PK_METHOD", None)
+    r = subprocess.run(["bash", "bench/paper_scale/int4_engine_check.sh", "passkey"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    calls = [json.loads(line) for line in (tmp_path / "args").read_text().splitlines()]
+    assert [json.loads(c[c.index("--model") + 1])["quantization"] for c in calls] == ["none", "nf4", "int4-fbgemm"]
+    out = tmp_path / "device_out/int4check"
+    for c, kind in zip(calls, ("bf16", "nf4", "int4-fbgemm")):
+        flags = {c[i]: c[i + 1] for i in range(0, len(c) - 1) if c[i].startswith("--")}
+        assert flags["--method"] == flags["--label"] == "gist16per128"
+        assert flags["--checkpoint"] == "device_out/ad/C_s1" and flags["--qtypes"] == "passkey"
+        assert flags["--out"] == f"device_out/int4check/{kind}/gist16per128.jsonl"
+        assert flags["--cache-dir"].startswith(f"device_out/int4check/{kind}/") and flags["--log"].startswith(f"device_out/int4check/{kind}/")
+    for ref in ("bf16", "nf4"):
+        result = json.loads((out / f"{ref}_vs_int4_passkey.json").read_text())["gist16per128"]
+        assert result["identical"] == 3 and result[ref]["passkey_acc"] == 1.0 and result["int4-fbgemm"]["passkey_acc"] == 0.75
+    assert (out / "PASSKEY_DONE").exists()
+
+
+def test_eval_command_names_a_missing_method(tmp_path):
+    r = subprocess.run([sys.executable, "bench/paper_scale/eval_command.py", "--method", "gist25"], cwd=ROOT,
+                       input="Shell command: python scripts/evaluate_method.py --method gist10 --out x\n", capture_output=True, text=True)
+    assert r.returncode == 1 and "--method gist25" in r.stderr
