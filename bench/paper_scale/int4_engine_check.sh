@@ -26,12 +26,13 @@ case ${1:-} in
 run)
     [ -d .dsite/fbgemm_gpu ] || python -m pip install -q --no-index --no-deps --no-compile --target .dsite device_in/fb/*.whl
     mkdir -p "$D/bf16" "$D/nf4" "$D/int4-fbgemm"
-    for kind in bf16 nf4 int4-fbgemm; do
+    for kind in ${KINDS:-bf16 nf4 int4-fbgemm}; do
         case $kind in bf16) extra= ;; nf4) extra=bench/paper_scale/nf4.yaml ;; *) extra=bench/paper_scale/int4_fbgemm.yaml ;; esac
         EXTRA_CONFIG=$extra bash bench/paper_scale/device.sh run $T >"$D/$kind.log" 2>&1 || { tail -n 30 "$D/$kind.log"; exit 1; }
         for m in closed_book full_context; do cp "results/eval/$m/predictions.jsonl" "$D/$kind/$m.jsonl"; done
     done
     for ref in bf16 nf4; do
+        [ -f "$D/$ref/full_context.jsonl" ] || { echo "$ref: no answers"; continue; }
         PYTHONPATH=$PWD/.dsite:$PWD python -m gistpoc.evaluate.engine_check --a "$ref=$D/$ref/{method}.jsonl" \
             --b "int4-fbgemm=$D/int4-fbgemm/{method}.jsonl" --out "$D/${ref}_vs_int4.json" | tee "$D/${ref}_vs_int4.txt"
     done
@@ -40,8 +41,9 @@ run)
 passkey)
     : "${ADAPTER:?a gist checkpoint dir}"
     method=${PK_METHOD:-gist16per128}
+    export PYTHONPATH=$PWD/.dsite:$PWD${PYTHONPATH:+:$PYTHONPATH}   # Snakemake and the wheels device.sh installed
     [ -d .dsite/fbgemm_gpu ] || python -m pip install -q --no-index --no-deps --no-compile --target .dsite device_in/fb/*.whl
-    for kind in bf16 nf4 int4-fbgemm; do
+    for kind in ${KINDS:-bf16 nf4 int4-fbgemm}; do
         case $kind in bf16) extra= ;; nf4) extra=bench/paper_scale/nf4.yaml ;; *) extra=bench/paper_scale/int4_fbgemm.yaml ;; esac
         mkdir -p "$D/$kind"
         python -m snakemake --configfile "$CONFIG" $extra -n -p --forceall results/eval/gist16per512/answers.jsonl >"$D/$kind/dryrun.txt" 2>&1 || true
@@ -50,11 +52,11 @@ passkey)
             --set environment-out="$D/$kind/$method.environment.json" --set log="$D/$kind/$method.log" <"$D/$kind/dryrun.txt") \
             || { tail -n 20 "$D/$kind/dryrun.txt"; exit 1; }
         echo "$cmd" >"$D/$kind/$method.cmd"
-        PYTHONPATH=$PWD/.dsite:$PWD bash -c "$cmd" >"$D/$kind/$method.out" 2>&1 || { echo "$kind: failed"; tail -n 20 "$D/$kind/$method.out"; }
+        bash -c "$cmd" >"$D/$kind/$method.out" 2>&1 || { echo "$kind: failed"; tail -n 20 "$D/$kind/$method.out"; }
     done
     for ref in bf16 nf4; do
         [ -f "$D/$ref/$method.jsonl" ] || continue
-        PYTHONPATH=$PWD/.dsite:$PWD python -m gistpoc.evaluate.engine_check --a "$ref=$D/$ref/{method}.jsonl" \
+        python -m gistpoc.evaluate.engine_check --a "$ref=$D/$ref/{method}.jsonl" \
             --b "int4-fbgemm=$D/int4-fbgemm/{method}.jsonl" --methods "$method" --out "$D/${ref}_vs_int4_passkey.json" | tee "$D/${ref}_vs_int4_passkey.txt"
     done
     date -u >"$D/PASSKEY_DONE"

@@ -68,9 +68,12 @@ def _linear(fused: tuple, x: torch.Tensor) -> torch.Tensor:
 
 
 def _is_nf4(module) -> bool:
-    """A bitsandbytes 4-bit linear holding NF4 weights."""
+    """A bitsandbytes 4-bit linear holding NF4 weights: bitsandbytes' own class, not PEFT's LoRA layer over it, which
+    has the same class name and hands out the base layer's ``weight`` (its forward adds the LoRA product, which the
+    bare 4-bit matmul would drop)."""
     qs = getattr(getattr(module, "weight", None), "quant_state", None)
-    return type(module).__name__ == "Linear4bit" and qs is not None and getattr(qs, "quant_type", None) == "nf4"
+    return (type(module).__name__ == "Linear4bit" and type(module).__module__.startswith("bitsandbytes.")
+            and qs is not None and getattr(qs, "quant_type", None) == "nf4")
 
 
 def _flat_nf4_state(module):

@@ -220,3 +220,43 @@ def test_real_smollm2_gist_answers_are_the_same_through_the_kernels(tokenizer, g
     assert [a.token_ids for a in got] == [b.token_ids for b in want] and all(a.token_ids for a in got)
     for a, b in zip(got, want):
         assert rel(a.first_logits, b.first_logits) < 1e-2
+
+
+def test_a_lora_layer_over_nf4_is_called_as_the_module_not_as_bare_nf4():
+    """PEFT's LoRA layer over a bitsandbytes NF4 linear is also named Linear4bit and hands out the base weight with its
+    quantisation state. The short pass must call it (base NF4 product plus the LoRA product), not bitsandbytes' matmul
+    on the base weight alone: the gist adapter over an NF4 model (the design's format, the adapter left unmerged)
+    answered through the compiled engine on the GPU failed here (session 31), and had it not failed it would have
+    dropped the adapter."""
+    import bitsandbytes as bnb
+    from peft import LoraConfig, get_peft_model
+
+    from gistpoc.engine import _Proj
+
+    g = torch.Generator().manual_seed(7)
+
+    class Block(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.q_proj = bnb.nn.Linear4bit(256, 64, bias=False, compute_dtype=torch.bfloat16, quant_type="nf4")
+            self.q_proj.weight = bnb.nn.Params4bit(torch.randn(64, 256, generator=g).to(torch.bfloat16), requires_grad=False,
+                                                   quant_type="nf4", compress_statistics=True, blocksize=64)
+
+        def forward(self, x):
+            return self.q_proj(x)
+
+    block = Block().to("cpu")
+    block.is_loaded_in_4bit = True   # what transformers sets on an NF4 model: PEFT then wraps with its bnb layer
+    bare = _Proj([block.q_proj])
+    assert bare.flat[0] is not None   # the bitsandbytes layer itself takes the flat-state path
+    model = get_peft_model(block, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj"], init_lora_weights=False))
+    lora = model.base_model.model.q_proj
+    assert type(lora).__name__ == "Linear4bit" and hasattr(lora.weight, "quant_state")
+    proj = _Proj([lora])
+    assert proj.flat[0] is None
+    x = torch.randn(1, 3, 256, generator=g).to(torch.bfloat16)
+    with torch.no_grad():
+        want, base = lora(x), bare(x)
+        got = proj(x)
+    assert (want.float() - base.float()).abs().max() > 0.1   # the adapter changes the output
+    torch.testing.assert_close(got, want)
