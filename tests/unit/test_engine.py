@@ -151,6 +151,18 @@ def test_divergence_gaps_scores_where_two_answers_part(tokenizer, gist_model, be
     assert g["gap_a_b"] == g["top2_gap"] == pytest.approx((logits[greedy[3]] - logits[second]).item(), abs=1e-3)
     ended = gaps.gap_at_parting(model, tok, prompt, a, tok.decode(greedy[:3]), gist_model.eos_ids)
     assert ended["token"] == 3 and ended["b_token"] in {tok.decode([i]) for i in gist_model.eos_ids}
+    # a second model (the --b engine's weight format) scored at the same prefix: here one whose logit for b's token
+    # is 10 higher, so it prefers b, its top token is b's, and the margin moved by 10
+    class Shifted(torch.nn.Module):
+        def forward(self, ids):
+            out = model(ids)
+            out.logits[..., second] += 10.0
+            return out
+
+    q = gaps.gap_at_parting(model, tok, prompt, a, b, gist_model.eos_ids, b_model=Shifted())
+    assert q["quantized_prefers"] == "b" and q["quantized_top_is_b"]
+    assert q["margin_shift"] == pytest.approx(10.0, abs=1e-3)
+    assert q["quantized_margin_b_over_a"] == pytest.approx(10.0 - g["gap_a_b"], abs=1e-3)
 
 
 def test_both_answerers_take_the_same_call_and_give_the_same_answers(tokenizer, gist_model, real_text):
