@@ -95,6 +95,9 @@ unpack)
     if [ ! -f "$SITE/MINILM_OK" ] && [ -f "$DEV/e1/NAME" ] && join_parts e ".dmodel/$(cat "$DEV/e1/NAME")"; then
         python -m pip install -q --no-index --no-deps --no-compile --target "$SITE" ".dmodel/$(cat "$DEV/e1/NAME")" && touch "$SITE/MINILM_OK"
     fi
+    if [ ! -f "$SITE/BNB_OK" ] && ls "$DEV"/bnb/bitsandbytes-*.whl >/dev/null 2>&1; then   # NF4 (pack.sh NF4=1): the image lacks it
+        python -m pip install -q --no-index --no-deps --no-compile --target "$SITE" "$DEV"/bnb/bitsandbytes-*.whl && touch "$SITE/BNB_OK"
+    fi
     if [ ! -f "$SITE/DEBS_OK" ] && [ -f "$DEV/d1/DIR" ] && join_parts d .dmodel/debs.tar; then   # stage 1's text at volume
         mkdir -p "$(cat "$DEV/d1/DIR")" && tar xf .dmodel/debs.tar -C "$(cat "$DEV/d1/DIR")" && rm .dmodel/debs.tar && touch "$SITE/DEBS_OK"
     fi

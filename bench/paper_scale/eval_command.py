@@ -9,7 +9,7 @@ from the rule itself rather than being rebuilt:
               --set checkpoint=<adapter dir> --set qtypes=passkey --set out=<file> ...
 
 ``--set FLAG=VALUE`` replaces the value of ``--FLAG`` or, where the command lacks it, appends ``--FLAG VALUE``. Prints the
-command, shell-quoted. Exits 1 naming the method when the dry run holds no evaluate_method.py command for it.
+command, shell-quoted; with ``--get FLAG``, only that flag's value (e.g. ``--get dataset``: the file the rule reads). Exits 1 naming the method when the dry run holds no evaluate_method.py command for it.
 """
 from __future__ import annotations
 
@@ -55,13 +55,16 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--method", required=True, help="the method whose command the dry run holds")
     p.add_argument("--set", type=pair, action="append", default=[], metavar="FLAG=VALUE")
+    p.add_argument("--get", metavar="FLAG", help="print this flag's value instead of the command")
     a = p.parse_args(argv)
     try:
-        cmd = find(sys.stdin.read(), a.method)
+        cmd = replace(find(sys.stdin.read(), a.method), a.set)
+        if a.get and f"--{a.get}" not in cmd:
+            raise LookupError(f"the command has no --{a.get}")
     except LookupError as e:
         print(f"eval_command: {e}", file=sys.stderr)
         return 1
-    print(shlex.join(replace(cmd, a.set)))
+    print(cmd[cmd.index(f"--{a.get}") + 1] if a.get else shlex.join(cmd))
     return 0
 
 

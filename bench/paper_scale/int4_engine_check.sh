@@ -6,9 +6,9 @@
 # gistpoc.evaluate.engine_check of int4 against bf16 and against NF4.
 #
 # Here (repo root):  NO_WRITER=1 WRITER_CACHE=bench/results/qwen_llm_qa_gpu_run/writer_cache.tar.gz \
-#                        CONFIG=config.qwen-curve.yaml PART_MB=54 bash bench/paper_scale/pack.sh
+#                        NF4=1 CONFIG=config.qwen-curve.yaml PART_MB=54 bash bench/paper_scale/pack.sh   (NF4=1: bnb/)
 #                    bash bench/paper_scale/slim.sh recut m 55; bash bench/paper_scale/slim.sh out
-# GPU machine, carrying w1 + p1, then fb, then e1, e2, m1..m9 (each call: CONFIG=config.qwen-curve.yaml
+# GPU machine, carrying w1 + p1, then fb, then bnb, then e1, e2, m1..m9 (each call: CONFIG=config.qwen-curve.yaml
 #                    bash bench/paper_scale/device.sh unpack), then, detached or in one call of <= 10 minutes:
 #                    bash bench/paper_scale/int4_engine_check.sh run      -> device_out/int4check/
 #                    ADAPTER=<dir> bash bench/paper_scale/int4_engine_check.sh passkey   (after run: the data exist)
@@ -46,6 +46,10 @@ passkey)
     for kind in ${KINDS:-bf16 nf4 int4-fbgemm}; do
         case $kind in bf16) extra= ;; nf4) extra=bench/paper_scale/nf4.yaml ;; *) extra=bench/paper_scale/int4_fbgemm.yaml ;; esac
         mkdir -p "$D/$kind"
+        # the gist answers' test set (test.gist<N>.jsonl of the chunked N) is not an input of the baselines' answers
+        ds=$(python -m snakemake --configfile "$CONFIG" $extra -n -p --forceall results/eval/gist16per512/answers.jsonl 2>&1 |
+             python bench/paper_scale/eval_command.py --method gist16per512 --get dataset) || exit 1
+        python -m snakemake --configfile "$CONFIG" $extra --cores 4 --nolock "$ds" >"$D/$kind/dataset.log" 2>&1 || { tail -n 20 "$D/$kind/dataset.log"; exit 1; }
         python -m snakemake --configfile "$CONFIG" $extra -n -p --forceall results/eval/gist16per512/answers.jsonl >"$D/$kind/dryrun.txt" 2>&1 || true
         cmd=$(python bench/paper_scale/eval_command.py --method gist16per512 --set method="$method" --set label="$method" \
             --set qtypes=passkey --set checkpoint="$ADAPTER" --set cache-dir="$D/$kind/caches" --set out="$D/$kind/$method.jsonl" \
@@ -63,7 +67,7 @@ passkey)
     ;;
 collect)
     : "${OUT:?on the GPU machine}"
-    mkdir -p "$OUT/int4check" && cp -r "$D"/. "$OUT/int4check/"
+    mkdir -p "$OUT/int4check" && tar cf - -C "$D" --exclude=caches . | tar xf - -C "$OUT/int4check"   # not the gist KV caches (GBs)
     cp results/report/config.yaml "$OUT/int4check/config.yaml" 2>/dev/null || true
     gzip -f "$OUT"/int4check/*/*.jsonl
     ls -R "$OUT/int4check" | head -20

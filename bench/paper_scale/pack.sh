@@ -46,6 +46,12 @@ done
 v=$("$PY" -m pip show connection_pool | awk '/^Version/{print $2}')
 ls "$WHL" | grep -q "^connection_pool-" || "$PY" -m pip wheel -q --no-deps -w "$WHL" "connection_pool==$v"
 
+# bitsandbytes for NF4 (NF4=1, or a config whose model is NF4): the GPU image has none; 43 MB, so a folder of its own
+if [ -n "${NF4:-}" ] || "$PY" -c "from gistpoc.config import load_config; import sys; sys.exit(load_config('$CONFIG')['model'].get('quantization') != 'nf4')"; then
+    mkdir -p "$DEV/bnb" && ls "$DEV"/bnb/bitsandbytes-*.whl >/dev/null 2>&1 ||
+        "$PY" -m pip download -q --no-deps "${pyver[@]}" -d "$DEV/bnb" "bitsandbytes==$("$PY" -m pip show bitsandbytes | awk '/^Version/{print $2}')"
+fi
+
 "$PY" -m snakemake --configfile "$CONFIG" --cores 1 results/report/config.yaml results/figures/rulegraph.svg
 tar cf "$DEV/p1/cpu_made.tar" results/report/config.yaml results/figures/rulegraph.svg   # mtimes kept: current there too
 # WRITER_CACHE=<tar.gz of results/.cache/qa>: an earlier run's question-writer requests (e.g.

@@ -281,13 +281,15 @@ def test_int4_engine_check_passkey_runs_the_rules_command_with_the_adapter(tmp_p
     bin_dir.mkdir()
     smk = tmp_path / "fake_smk.py"
     smk.write_text(
-        "import json, shlex, sys\n"
+        "import json, os, shlex, sys\n"
+        "open(os.environ['SMK_ARGS'], 'a').write(' '.join(sys.argv[1:]) + '\\n')\n"
         "q = 'int4-fbgemm' if 'bench/paper_scale/int4_fbgemm.yaml' in sys.argv else 'nf4' if 'bench/paper_scale/nf4.yaml' in sys.argv else 'none'\n"
         "model = json.dumps({'quantization': q, 'source': 'split_gguf'})\n"
         "print('rule evaluate_gist:')\n"
         "print('Shell command: python scripts/evaluate_method.py --method gist16per256 --checkpoint results/checkpoints/gist16chunked --out x')\n"
         "print('Shell command: python scripts/evaluate_method.py --method gist16per512 --checkpoint results/checkpoints/gist16chunked '\n"
-        "      f'--cache-dir results/eval/gist16per512/caches --model {shlex.quote(model)} --out results/eval/gist16per512/answers.jsonl '\n"
+        "      f'--cache-dir results/eval/gist16per512/caches --model {shlex.quote(model)} --dataset results/dataset/test.gist16.jsonl '\n"
+        "      '--out results/eval/gist16per512/answers.jsonl '\n"
         "      '--environment-out results/eval/gist16per512/environment.json --log logs/evaluate_gist/gist16per512.log')\n")
     ev = tmp_path / "fake_eval.py"
     ev.write_text(
@@ -306,12 +308,16 @@ def test_int4_engine_check_passkey_runs_the_rules_command_with_the_adapter(tmp_p
         f'exec {sys.executable} "$@"\n')
     (bin_dir / "python").chmod(0o755)
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "PYTHONPATH": str(ROOT), "EVAL_ARGS": str(tmp_path / "args"),
-           "ADAPTER": "device_out/ad/C_s1"}
+           "ADAPTER": "device_out/ad/C_s1", "SMK_ARGS": str(tmp_path / "smk_args")}
     env.pop("PK_METHOD", None)
     r = subprocess.run(["bash", "bench/paper_scale/int4_engine_check.sh", "passkey"], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
     calls = [json.loads(line) for line in (tmp_path / "args").read_text().splitlines()]
     assert [json.loads(c[c.index("--model") + 1])["quantization"] for c in calls] == ["none", "nf4", "int4-fbgemm"]
+    # before each pass, the gist test set the rule reads is made (it is not an input of the baselines' answers)
+    builds = [c for c in (tmp_path / "smk_args").read_text().splitlines() if "-n" not in c.split()]
+    assert builds == [f"--configfile config.qwen-curve.yaml {extra}--cores 4 --nolock results/dataset/test.gist16.jsonl"
+                      for extra in ("", "bench/paper_scale/nf4.yaml ", "bench/paper_scale/int4_fbgemm.yaml ")]
     out = tmp_path / "device_out/int4check"
     for c, kind in zip(calls, ("bf16", "nf4", "int4-fbgemm")):
         flags = {c[i]: c[i + 1] for i in range(0, len(c) - 1) if c[i].startswith("--")}
@@ -325,7 +331,40 @@ def test_int4_engine_check_passkey_runs_the_rules_command_with_the_adapter(tmp_p
     assert (out / "PASSKEY_DONE").exists()
 
 
-def test_eval_command_names_a_missing_method(tmp_path):
-    r = subprocess.run([sys.executable, "bench/paper_scale/eval_command.py", "--method", "gist25"], cwd=ROOT,
-                       input="Shell command: python scripts/evaluate_method.py --method gist10 --out x\n", capture_output=True, text=True)
+def test_eval_command_names_a_missing_method_or_flag(tmp_path):
+    dry = "Shell command: python scripts/evaluate_method.py --method gist10 --out x\n"
+    run = lambda *a: subprocess.run([sys.executable, "bench/paper_scale/eval_command.py", *a], cwd=ROOT, input=dry,
+                                    capture_output=True, text=True)
+    r = run("--method", "gist25")
     assert r.returncode == 1 and "--method gist25" in r.stderr
+    r = run("--method", "gist10", "--get", "dataset")
+    assert r.returncode == 1 and "no --dataset" in r.stderr
+    r = run("--method", "gist10", "--set", "out=y z", "--get", "out")
+    assert r.returncode == 0 and r.stdout == "y z\n"
+    assert run("--method", "gist10", "--set", "out=y z").stdout == "python scripts/evaluate_method.py --method gist10 --out 'y z'\n"
+
+
+def test_unpack_installs_bitsandbytes_for_nf4_once(tmp_path):
+    """The GPU image has no bitsandbytes (session 31's NF4 pass failed on it): pack.sh puts its wheel in device_in/bnb/
+    for an NF4 run, and `device.sh unpack` installs it into the wheels' site folder, once."""
+    import zipfile
+
+    root = tmp_path / "tree"
+    (root / "bench/paper_scale").mkdir(parents=True)
+    shutil.copy(ROOT / "bench/paper_scale/device.sh", root / "bench/paper_scale/device.sh")
+    shutil.copy(ROOT / "config.yaml", root / "config.yaml")
+    (root / ".dsite").mkdir()
+    for f in ("WHEELS_OK", "CPU_MADE_OK", "MINILM_OK"):
+        (root / ".dsite" / f).touch()
+    (root / "device_in/bnb").mkdir(parents=True)
+    with zipfile.ZipFile(root / "device_in/bnb/bitsandbytes-0.0.1-py3-none-any.whl", "w") as z:
+        z.writestr("bitsandbytes/__init__.py", "__version__ = '0.0.1'\n")
+        z.writestr("bitsandbytes-0.0.1.dist-info/METADATA", "Metadata-Version: 2.1\nName: bitsandbytes\nVersion: 0.0.1\n")
+        z.writestr("bitsandbytes-0.0.1.dist-info/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        z.writestr("bitsandbytes-0.0.1.dist-info/RECORD", "")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "CONFIG": "config.yaml"}
+    subprocess.run(["bash", "bench/paper_scale/device.sh", "unpack"], cwd=root, env=env, check=True, capture_output=True)
+    assert (root / ".dsite/bitsandbytes/__init__.py").exists() and (root / ".dsite/BNB_OK").exists()
+    (root / ".dsite/bitsandbytes/__init__.py").unlink()
+    subprocess.run(["bash", "bench/paper_scale/device.sh", "unpack"], cwd=root, env=env, check=True, capture_output=True)
+    assert not (root / ".dsite/bitsandbytes/__init__.py").exists()   # BNB_OK: not installed again
