@@ -70,6 +70,7 @@ def main():
     p.add_argument("--methods", nargs="+", default=["closed_book", "full_context"])
     p.add_argument("--qtypes", nargs="+", default=None, help="only questions of these types (a CPU pass over an 8k-token "
                    "prompt takes about a minute: e.g. passkey factual for full context)")
+    p.add_argument("--ids", nargs="+", default=None, help="only these question ids")
     p.add_argument("--b-quantization", default=None, help="e.g. int4-tinygemm: also score each parting with the --b "
                    "engine's weight format on CPU in float32 (group size: the config's eval.int4_group_size)")
     p.add_argument("--out", required=True)
@@ -88,7 +89,8 @@ def main():
         ra, rb = read(Path(args.a[1].format(method=m))), read(Path(args.b[1].format(method=m)))
         rows = []
         for i in sorted(set(ra) & set(rb)):
-            if ra[i]["prediction"] == rb[i]["prediction"] or (args.qtypes and ra[i]["qtype"] not in args.qtypes):
+            if ra[i]["prediction"] == rb[i]["prediction"] or (args.qtypes and ra[i]["qtype"] not in args.qtypes) \
+                    or (args.ids and i not in args.ids):
                 continue
             g = gap_at_parting(model, tok, prompt_ids(tok, template, m, records[i]), ra[i]["prediction"], rb[i]["prediction"],
                                loaded.eos_ids, b_model)

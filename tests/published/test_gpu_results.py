@@ -196,3 +196,62 @@ def test_fbgemm_and_fused_gemlite_rows_come_from_the_session30_run():
     prev = json.loads((ROOT / "bench/results/int4_gpu_h100/gpu_systems.json").read_text())["runs"]
     assert (f"{min(gaps('int4-gemlite')):.2f}-{max(gaps('int4-gemlite')):.2f} logits apart (the previous run: "
             f"{min(gaps('int4-gemlite', prev)):.2f}-{max(gaps('int4-gemlite', prev)):.2f})") in flat
+
+
+def test_gemlites_divergence_paragraph_comes_from_the_batch_variance_probe():
+    """The session-31 explanation of gemlite's eager/compiled divergence: every number is the probe's
+    (bench/results/int4_gpu_h100/session31/batch_variance.json), and the pattern it states holds in the file."""
+    d = json.loads((ROOT / "bench/results/int4_gpu_h100/session31/batch_variance.json").read_text())
+    flat = " ".join(DOC.split())
+    par = flat[flat.index("**Explained in session 31**"):flat.index("Whether 4 bits move a quality number on real weights")]
+    cells = lambda lib, key: [d["shapes"][s][lib][n][key] for s in d["shapes"] for n in d["shapes"][s][lib]]
+    e = lambda x: f"{x:.1e}".replace("e-0", "e-")   # 1.5e-4, as the doc writes it
+    for lib in ("tinygemm", "fbgemm"):   # bit-identical in all three comparisons
+        assert all(v == 0 for k in ("bucket_diff", "graph_diff", "one_row_diff") for v in cells(lib, k)), lib
+    assert f"bf16 cuBLAS differs by at most {e(max(cells('bf16', 'bucket_diff') + cells('bf16', 'one_row_diff') + cells('bf16', 'graph_diff')))}" in par
+    assert f"gemlite differs by up to {e(max(cells('gemlite', 'bucket_diff')))} between a row's prompt-length pass and its bucket pass" in par
+    assert f"by up to {e(max(cells('gemlite', 'graph_diff')))} between an eager call and the same call replayed" in par
+    one = cells("gemlite", "one_row_diff")
+    assert f"by {e(min(one))} to {e(max(one))} between a row alone and the same row in a batch" in par
+    g = {s: d["shapes"][s]["gemlite"] for s in d["shapes"]}
+    # graph replay agrees exactly where gemlite runs its plain GEMM (bucket >= 64), and only there
+    assert all((g[s][n]["graph_diff"] == 0) == (g[s][n]["bucket"] >= 64) for s in g for n in g[s])
+    assert "graph difference 0 at 37 and 100 rows, buckets 64 and 128" in par
+    one_row = [g[s]["1"]["reference_err"] for s in g]
+    assert f"{e(one_row[0])} relative error against the de-quantised product ({e(g['down']['1']['reference_err'])} for down)" in par
+    gemm = [g[s]["100"]["reference_err"] for s in g]
+    assert f"against {e(min(gemm))}-{e(max(gemm))} for gemlite's GEMM at 100 rows" in par
+    others = cells("tinygemm", "reference_err") + cells("fbgemm", "reference_err")
+    assert f"{e(min(others))}-{e(max(others))} for tinygemm and FBGEMM at every row count" in par
+
+
+def test_the_bf16_breakdown_comes_from_the_h200_profile():
+    """docs/gpu_results.md "Where the bf16 gist pass and decode step go": each cell is engine_kernels_h200.json k2's
+    profile grouped by kernel, and the arithmetic against the 3.54 ms floor follows from it."""
+    k = json.loads((ROOT / "bench/results/engine_kernels_h200.json").read_text())["k2"]["engine_bf16"]["kernels"]
+    flat = " ".join(DOC.split())
+    sec = flat[flat.index("### Where the bf16 gist pass and decode step go"):flat.index("The rest of this file is the earlier H100 run")]
+    floor = 3.54
+    got = {}
+    for label, rep_key, row in (("prompt", "prompt_pass_ms", "gist pass (32-token question, 25 cached slots)"),
+                                ("step", "decode_step_ms", "decode step (one token)")):
+        cat = {"gemm": 0.0, "attn": 0.0, "fused": 0.0}
+        for name, (_, ms) in k[f"{label}_top"].items():
+            key = ("gemm" if name.startswith("nvjet") or "splitKreduce" in name else "attn" if "sdpa" in name
+                   else "fused" if name.startswith("_") else None)
+            if key:
+                cat[key] += ms
+        total = sum(k[f"{label}_gpu_ms_by_kind"].values())
+        rest = total - sum(cat.values())
+        rep = k[rep_key]
+        assert (f"| {row} | {cat['gemm']:.2f} | {cat['attn']:.2f} | {cat['fused']:.2f} | {rest:.2f} | {total:.2f} | "
+                f"{rep:.2f} | {rep - total:.2f} |") in sec, row
+        got[label] = (cat, total, rep)
+    (pc, ptot, prep), (sc, stot, srep) = got["prompt"], got["step"]
+    assert f"the GEMMs alone are {pc['gemm'] / floor:.2f}x it in the gist pass and {sc['gemm'] / floor:.2f}x in the decode step" in sec
+    assert f"leaves {1.2 * floor - pc['gemm']:.2f} ms for everything that is not a weight GEMM, against {prep - pc['gemm']:.2f} ms now" in sec
+    assert f"decode at {floor / sc['gemm']:.2f} of the floor's tokens/s" in sec
+    assert f"a step of <= {floor / 0.85:.2f} ms: {floor / 0.85 - sc['gemm']:.2f} ms besides the GEMMs, against {srep - sc['gemm']:.2f} now" in sec
+    launches = sum(n for name, (n, _) in k["step_top"].items() if name.startswith("_"))
+    assert f"{srep - stot:.2f} ms of idle time" in sec and f"the fused kernels ({sc['fused']:.2f} ms for {launches} launches)" in sec
+    assert f"({sc['attn'] / 32 * 1000:.0f} us a layer" in sec

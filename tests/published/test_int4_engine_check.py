@@ -101,3 +101,82 @@ def test_the_gist_adapter_saw_none_of_the_test_documents():
     test = {r["doc_id"] for r in answers("bf16", "gist16per128").values()}
     assert len(train) == 143 and len(test) == 50 and not train & test
     assert "none of its 143 training documents is among the 50 test documents" in FLAT
+
+
+def test_the_parting_gaps_table_is_the_gaps_files():
+    for name, label in (("gaps_closed_book", "closed book, int4 vs bf16"), ("gaps_nf4_closed_book", "closed book, NF4 vs bf16"),
+                        ("gaps_full_context", "full context, int4 vs bf16, passkey and factual only")):
+        d = next(iter(json.loads((RUN / f"{name}.json").read_text()).values()))
+        gaps = sorted(r["gap_a_b"] for r in d["rows"])
+        counts = [sum(g <= t for g in gaps) for t in (0.25, 0.5, 1.0)]
+        assert len(gaps) == d["differing"]
+        head = f"| {label} (`{name}.json`) | {len(gaps)} | {statistics.median(gaps):.2f} | " + " | ".join(map(str, counts)) + f" | {gaps[-1]:.2f}"
+        assert head in README, head
+        top = max(d["rows"], key=lambda r: r["gap_a_b"])
+        if "re-encoding" in README[README.index(head):].split("\n")[0]:
+            assert not top["a_b_are_top2"] and f"next {gaps[-2]:.2f}" in README[README.index(head):].split("\n")[0]
+        assert f"| {len(gaps) - d['float32_prefers_b']} |" in README[README.index(head):].split("\n")[0]
+    cb = json.loads((RUN / "gaps_closed_book.json").read_text())["closed_book"]
+    fc = json.loads((RUN / "gaps_full_context.json").read_text())["full_context"]
+    within = lambda d: sum(r["gap_a_b"] <= 0.25 for r in d["rows"])
+    assert f"Only {within(cb)} of {cb['differing']} closed-book partings ({within(fc)} of {fc['differing']} with the full context)" in FLAT
+    # every closed-book answer that differs was compared (the table's 157 minus the identical ones)
+    assert cb["differing"] == 157 - sum(answers("int4-fbgemm", "closed_book")[i]["prediction"] == r["prediction"]
+                                        for i, r in answers("bf16", "closed_book").items())
+
+
+def test_the_int4_weights_choose_the_partings():
+    q = json.loads((RUN / "gaps_closed_book_int4_weights.json").read_text())["closed_book"]
+    rows = q["rows"]
+    assert q["b_quantization"] == "int4-tinygemm" and q["qtypes"] == ["factual", "passkey"]
+    prefer = sum(r["quantized_prefers"] == "b" for r in rows)
+    top = sum(r["quantized_top_is_b"] for r in rows)
+    assert f"prefer int4-fbgemm's token in {prefer} of {len(rows)} (it is their top token in {top})" in FLAT
+    others = [r for r in rows if r["quantized_prefers"] == "a"]
+    assert len(others) == 2
+    artifact, tie = sorted(others, key=lambda r: -r["gap_a_b"])
+    assert not artifact["a_b_are_top2"] and (artifact["a_token"], artifact["b_token"]) == ("if", "ifen")
+    assert f"a tie ({tie['gap_a_b']:.2f} logits apart in float32, {tie['quantized_margin_b_over_a']:.2f} with the int4 weights)" in FLAT
+    shift = statistics.median(abs(r["margin_shift"]) for r in rows)
+    assert f"by a median of {shift:.2f} logits" in FLAT
+    explained = [r for r in rows if r["quantized_prefers"] == "b"]
+    assert all(abs(r["margin_shift"]) > r["gap_a_b"] for r in explained)   # "more than the float32 gap at every parting it explains"
+
+
+def test_gpu_results_states_the_check_as_the_files_give_it(tq):
+    fc = tq.compare(answers("int4-fbgemm", "full_context"), answers("bf16", "full_context"))
+    cb = tq.compare(answers("int4-fbgemm", "closed_book"), answers("bf16", "closed_book"))
+    pk = tq.compare(answers("int4-fbgemm", "gist16per128"), answers("bf16", "gist16per128"))["passkey"]
+    f = fc["factual"]
+    row = DOCS[DOCS.index("| no engine-check quality number moves beyond near-ties |"):]
+    row = row[:row.index(" | quality numbers: yes; identical answers and bf16 near-ties: no, nor for NF4 |")]
+    assert (f"factual F1 {100 * f['test']:.1f} vs {100 * f['ref']:.1f} % ({signed(f['diff'], 1)} [{signed(f['lo'], 1)}, "
+            f"{signed(f['hi'], 1)}]) and {100 * cb['factual']['test']:.1f} vs {100 * cb['factual']['ref']:.1f} %") in row
+    assert f"{100 * pk['ref']:.0f} vs {100 * pk['test']:.0f} % through a gist adapter" in row
+    assert all(v["lo"] <= 0 <= v["hi"] for d in (fc, cb) for v in d.values()) and "no quality number's paired difference to bf16 excludes 0" in row
+    nf4 = {m: tq.compare(answers("nf4", m), answers("bf16", m)) for m in ("closed_book", "full_context")}
+    ident = lambda d: sum(v["identical"] for v in d.values())
+    assert f"Answers: {ident(cb)} and {ident(fc)} of 157 identical (NF4: {ident(nf4['closed_book'])} and {ident(nf4['full_context'])})" in row
+    q = json.loads((RUN / "gaps_closed_book_int4_weights.json").read_text())["closed_book"]
+    g = json.loads((RUN / "gaps_closed_book.json").read_text())["closed_book"]
+    n = json.loads((RUN / "gaps_nf4_closed_book.json").read_text())["closed_book"]
+    prefer = sum(r["quantized_prefers"] == "b" for r in q["rows"])
+    near = sum(r["gap_a_b"] <= 0.25 for r in g["rows"])
+    assert f"they choose int4's token at {prefer} of {len(q['rows'])} factual partings" in row and f"({near} of {g['differing']} within two bf16 steps)" in row
+    # the section
+    sec = DOCS[DOCS.index("### The Qwen engine check in 4 bits, and NF4 beside it"):DOCS.index("The rest of this file is the earlier H100 run")]
+    v = lambda d, q, k="test": f"{100 * d[q][k]:.0f} %" if q in ("passkey", "global") else f"{100 * d[q][k]:.1f}" + (" %" if q == "factual" else "")
+    assert (f"| full context: passkey / factual F1 | {v(fc, 'passkey', 'ref')} / {v(fc, 'factual', 'ref')} | "
+            f"{v(nf4['full_context'], 'passkey', 'test')} / {v(nf4['full_context'], 'factual', 'test')} | "
+            f"{v(fc, 'passkey')} / {v(fc, 'factual')} |") in sec
+    assert (f"| full context: global proxy / reasoning similarity | {v(fc, 'global', 'ref')} / {v(fc, 'reasoning', 'ref')} | "
+            f"{v(nf4['full_context'], 'global', 'test')} / {v(nf4['full_context'], 'reasoning', 'test')} | "
+            f"{v(fc, 'global')} / {v(fc, 'reasoning')} | {signed(fc['global']['diff'], 0)} [{signed(fc['global']['lo'], 0)}, "
+            f"{signed(fc['global']['hi'], 0)}] / {signed(fc['reasoning']['diff'], 1)} [{signed(fc['reasoning']['lo'], 1)}, "
+            f"{signed(fc['reasoning']['hi'], 1)}] |") in sec
+    assert f"| gist adapter, merged (and re-quantised): passkey | {100 * pk['ref']:.0f} % | failed (below) | {100 * pk['test']:.0f} % | {signed(pk['diff'], 0)} [{signed(pk['lo'], 0)}, {signed(pk['hi'], 0)}] |" in sec
+    r = nf4["closed_book"]["reasoning"]
+    assert f"(closed-book reasoning similarity {signed(r['diff'], 1)} [{signed(r['lo'], 1)}, {signed(r['hi'], 1)}])" in sec
+    med = lambda d: f"{statistics.median(x['gap_a_b'] for x in d['rows']):.2f}"
+    assert f"a median {med(g)} logits apart (NF4's {med(n)}), {near} of {g['differing']} within two bf16 steps" in sec
+    assert f"moves the margin there by a median of {statistics.median(abs(x['margin_shift']) for x in q['rows']):.2f} logits" in sec
