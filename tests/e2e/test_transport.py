@@ -161,12 +161,9 @@ def test_second_run_starts_in_a_copy_with_its_own_joined_model(tmp_path):
     assert r.returncode != 0 and "checksum mismatch" in r.stderr
 
 
-def test_unpack_joins_the_debian_packages_into_the_configs_folder(tmp_path):
-    """Stage 1's text at volume travels as d-parts of one tar of the locked .deb files (pack.sh); `device.sh unpack`
-    joins and checks them and unpacks them where sources.debian_docs.dir says, once."""
-    import hashlib
-    import tarfile
-
+def unpacked_tree(tmp_path):
+    """A tree with device.sh and the default config whose wheels, CPU-made files and MiniLM are already unpacked
+    (their OK markers in .dsite), for `device.sh unpack` to add one more thing to."""
     root = tmp_path / "tree"
     (root / "bench/paper_scale").mkdir(parents=True)
     shutil.copy(ROOT / "bench/paper_scale/device.sh", root / "bench/paper_scale/device.sh")
@@ -174,6 +171,16 @@ def test_unpack_joins_the_debian_packages_into_the_configs_folder(tmp_path):
     (root / ".dsite").mkdir()
     for f in ("WHEELS_OK", "CPU_MADE_OK", "MINILM_OK"):
         (root / ".dsite" / f).touch()
+    return root
+
+
+def test_unpack_joins_the_debian_packages_into_the_configs_folder(tmp_path):
+    """Stage 1's text at volume travels as d-parts of one tar of the locked .deb files (pack.sh); `device.sh unpack`
+    joins and checks them and unpacks them where sources.debian_docs.dir says, once."""
+    import hashlib
+    import tarfile
+
+    root = unpacked_tree(tmp_path)
     src = tmp_path / "debs"
     src.mkdir()
     (src / "a_1_all.deb").write_bytes(os.urandom(2000))
@@ -349,13 +356,7 @@ def test_unpack_installs_bitsandbytes_for_nf4_once(tmp_path):
     for an NF4 run, and `device.sh unpack` installs it into the wheels' site folder, once."""
     import zipfile
 
-    root = tmp_path / "tree"
-    (root / "bench/paper_scale").mkdir(parents=True)
-    shutil.copy(ROOT / "bench/paper_scale/device.sh", root / "bench/paper_scale/device.sh")
-    shutil.copy(ROOT / "config.yaml", root / "config.yaml")
-    (root / ".dsite").mkdir()
-    for f in ("WHEELS_OK", "CPU_MADE_OK", "MINILM_OK"):
-        (root / ".dsite" / f).touch()
+    root = unpacked_tree(tmp_path)
     (root / "device_in/bnb").mkdir(parents=True)
     with zipfile.ZipFile(root / "device_in/bnb/bitsandbytes-0.0.1-py3-none-any.whl", "w") as z:
         z.writestr("bitsandbytes/__init__.py", "__version__ = '0.0.1'\n")
