@@ -180,3 +180,10 @@ def test_gpu_results_states_the_check_as_the_files_give_it(tq):
     med = lambda d: f"{statistics.median(x['gap_a_b'] for x in d['rows']):.2f}"
     assert f"a median {med(g)} logits apart (NF4's {med(n)}), {near} of {g['differing']} within two bf16 steps" in sec
     assert f"moves the margin there by a median of {statistics.median(abs(x['margin_shift']) for x in q['rows']):.2f} logits" in sec
+
+
+def test_the_unscored_full_context_partings_are_named_as_the_file_has_them():
+    rows = sorted(json.loads((RUN / "gaps_full_context.json").read_text())["full_context"]["rows"], key=lambda r: -r["gap_a_b"])
+    second, third = rows[1], rows[2]
+    assert (second["a_token"], second["b_token"], third["a_token"], third["b_token"]) == (" metres", "7", " when", " includes")
+    assert f"({second['gap_a_b']:.2f} and {third['gap_a_b']:.2f} logits in float32" in FLAT
