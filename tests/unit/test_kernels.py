@@ -260,3 +260,39 @@ def test_a_lora_layer_over_nf4_is_called_as_the_module_not_as_bare_nf4():
         got = proj(x)
     assert (want.float() - base.float()).abs().max() > 0.1   # the adapter changes the output
     torch.testing.assert_close(got, want)
+
+
+def test_an_nf4_model_with_an_unmerged_lora_answers_the_same_through_the_compiled_engine(tmp_path):
+    """On a CUDA GPU with bitsandbytes: the paper setup's shape of model, NF4 weights with a LoRA adapter left unmerged
+    (PEFT's 4-bit LoRA layers), answers through the compiled engine (short passes, CUDA graphs) with the eager loop's
+    greedy tokens, and the adapter counts (its tokens differ from the adapter-disabled model's). Session 31's NF4 gist
+    pass failed here before the `_is_nf4` fix."""
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA (bitsandbytes' NF4 kernels)")
+    pytest.importorskip("bitsandbytes")
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig, LlamaConfig
+
+    from gistpoc.engine import AnswerEngine
+    from gistpoc.gist.cache import greedy_generate
+
+    cfg = LlamaConfig(vocab_size=512, hidden_size=256, intermediate_size=512, num_hidden_layers=2, num_attention_heads=4,
+                      num_key_value_heads=2, max_position_embeddings=512, initializer_range=0.05)
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16).save_pretrained(tmp_path / "base")
+    q = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                           bnb_4bit_compute_dtype=torch.bfloat16)
+    base = AutoModelForCausalLM.from_pretrained(tmp_path / "base", quantization_config=q, dtype=torch.bfloat16,
+                                                attn_implementation="sdpa", device_map={"": 0})
+    model = get_peft_model(base, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
+                                            init_lora_weights=False)).eval()
+    lora = model.base_model.model.model.layers[0].self_attn.q_proj
+    assert type(lora).__name__ == "Linear4bit" and type(lora).__module__.startswith("peft.")
+    prompt = torch.randint(5, 500, (40,), generator=torch.Generator().manual_seed(1)).tolist()
+    with torch.no_grad():
+        eager = greedy_generate(model, prompt, 0, [], 12)
+        with model.disable_adapter():
+            plain = greedy_generate(model, prompt, 0, [], 12)
+        compiled = AnswerEngine(model).generate([prompt], 0, [], 12)[0]
+    assert eager.token_ids != plain.token_ids   # the adapter changes the answer
+    assert compiled.token_ids == eager.token_ids
