@@ -340,8 +340,11 @@ def test_int4_engine_check_passkey_runs_the_rules_command_with_the_adapter(tmp_p
 
 def test_eval_command_names_a_missing_method_or_flag(tmp_path):
     dry = "Shell command: python scripts/evaluate_method.py --method gist10 --out x\n"
-    run = lambda *a: subprocess.run([sys.executable, "bench/paper_scale/eval_command.py", *a], cwd=ROOT, input=dry,
-                                    capture_output=True, text=True)
+
+    def run(*a):
+        return subprocess.run([sys.executable, "bench/paper_scale/eval_command.py", *a], cwd=ROOT, input=dry,
+                              capture_output=True, text=True)
+
     r = run("--method", "gist25")
     assert r.returncode == 1 and "--method gist25" in r.stderr
     r = run("--method", "gist10", "--get", "dataset")

@@ -204,8 +204,13 @@ def test_gemlites_divergence_paragraph_comes_from_the_batch_variance_probe():
     d = json.loads((ROOT / "bench/results/int4_gpu_h100/session31/batch_variance.json").read_text())
     flat = " ".join(DOC.split())
     par = flat[flat.index("**Explained in session 31**"):flat.index("Whether 4 bits move a quality number on real weights")]
-    cells = lambda lib, key: [d["shapes"][s][lib][n][key] for s in d["shapes"] for n in d["shapes"][s][lib]]
-    e = lambda x: f"{x:.1e}".replace("e-0", "e-")   # 1.5e-4, as the doc writes it
+
+    def cells(lib, key):
+        return [d["shapes"][s][lib][n][key] for s in d["shapes"] for n in d["shapes"][s][lib]]
+
+    def e(x):
+        return f"{x:.1e}".replace("e-0", "e-")   # 1.5e-4, as the doc writes it
+
     for lib in ("tinygemm", "fbgemm"):   # bit-identical in all three comparisons
         assert all(v == 0 for k in ("bucket_diff", "graph_diff", "one_row_diff") for v in cells(lib, k)), lib
     assert f"bf16 cuBLAS differs by at most {e(max(cells('bf16', 'bucket_diff') + cells('bf16', 'one_row_diff') + cells('bf16', 'graph_diff')))}" in par
@@ -247,7 +252,7 @@ def test_the_bf16_breakdown_comes_from_the_h200_profile():
         assert (f"| {row} | {cat['gemm']:.2f} | {cat['attn']:.2f} | {cat['fused']:.2f} | {rest:.2f} | {total:.2f} | "
                 f"{rep:.2f} | {rep - total:.2f} |") in sec, row
         got[label] = (cat, total, rep)
-    (pc, ptot, prep), (sc, stot, srep) = got["prompt"], got["step"]
+    (pc, _, prep), (sc, stot, srep) = got["prompt"], got["step"]
     assert f"the GEMMs alone are {pc['gemm'] / floor:.2f}x it in the gist pass and {sc['gemm'] / floor:.2f}x in the decode step" in sec
     assert f"leaves {1.2 * floor - pc['gemm']:.2f} ms for everything that is not a weight GEMM, against {prep - pc['gemm']:.2f} ms now" in sec
     assert f"decode at {floor / sc['gemm']:.2f} of the floor's tokens/s" in sec

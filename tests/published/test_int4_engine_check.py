@@ -68,7 +68,10 @@ def test_the_nf4_lines_and_the_identical_counts(tq):
     vs = tq.compare(answers("int4-fbgemm", "closed_book"), answers("nf4", "closed_book"))
     x = vs["reasoning"]
     assert f"int4's closed-book reasoning similarity is {signed(x['diff'], 1)} [{signed(x['lo'], 1)}, {signed(x['hi'], 1)}]" in FLAT
-    same = lambda a, b, m: sum(answers(a, m)[i]["prediction"] == answers(b, m)[i]["prediction"] for i in answers(a, m))
+
+    def same(a, b, m):
+        return sum(answers(a, m)[i]["prediction"] == answers(b, m)[i]["prediction"] for i in answers(a, m))
+
     assert (f"int4 gives bf16's answer to {same('int4-fbgemm', 'bf16', 'closed_book')} of 157 questions closed book and "
             f"{same('int4-fbgemm', 'bf16', 'full_context')} of 157 with the full context; NF4 gives it to "
             f"{same('nf4', 'bf16', 'closed_book')} and {same('nf4', 'bf16', 'full_context')}") in FLAT
@@ -118,7 +121,10 @@ def test_the_parting_gaps_table_is_the_gaps_files():
         assert f"| {len(gaps) - d['float32_prefers_b']} |" in README[README.index(head):].split("\n")[0]
     cb = json.loads((RUN / "gaps_closed_book.json").read_text())["closed_book"]
     fc = json.loads((RUN / "gaps_full_context.json").read_text())["full_context"]
-    within = lambda d: sum(r["gap_a_b"] <= 0.25 for r in d["rows"])
+
+    def within(d):
+        return sum(r["gap_a_b"] <= 0.25 for r in d["rows"])
+
     assert f"Only {within(cb)} of {cb['differing']} closed-book partings ({within(fc)} of {fc['differing']} with the full context)" in FLAT
     # every closed-book answer that differs was compared (the table's 157 minus the identical ones)
     assert cb["differing"] == 157 - sum(answers("int4-fbgemm", "closed_book")[i]["prediction"] == r["prediction"]
@@ -155,7 +161,10 @@ def test_gpu_results_states_the_check_as_the_files_give_it(tq):
     assert f"{100 * pk['ref']:.0f} vs {100 * pk['test']:.0f} % through a gist adapter" in row
     assert all(v["lo"] <= 0 <= v["hi"] for d in (fc, cb) for v in d.values()) and "no quality number's paired difference to bf16 excludes 0" in row
     nf4 = {m: tq.compare(answers("nf4", m), answers("bf16", m)) for m in ("closed_book", "full_context")}
-    ident = lambda d: sum(v["identical"] for v in d.values())
+
+    def ident(d):
+        return sum(v["identical"] for v in d.values())
+
     assert f"Answers: {ident(cb)} and {ident(fc)} of 157 identical (NF4: {ident(nf4['closed_book'])} and {ident(nf4['full_context'])})" in row
     q = json.loads((RUN / "gaps_closed_book_int4_weights.json").read_text())["closed_book"]
     g = json.loads((RUN / "gaps_closed_book.json").read_text())["closed_book"]
@@ -165,7 +174,10 @@ def test_gpu_results_states_the_check_as_the_files_give_it(tq):
     assert f"they choose int4's token at {prefer} of {len(q['rows'])} factual partings" in row and f"({near} of {g['differing']} within two bf16 steps)" in row
     # the section
     sec = DOCS[DOCS.index("### The Qwen engine check in 4 bits, and NF4 beside it"):DOCS.index("The rest of this file is the earlier H100 run")]
-    v = lambda d, q, k="test": f"{100 * d[q][k]:.0f} %" if q in ("passkey", "global") else f"{100 * d[q][k]:.1f}" + (" %" if q == "factual" else "")
+
+    def v(d, q, k="test"):
+        return value(d[q][k], q)
+
     assert (f"| full context: passkey / factual F1 | {v(fc, 'passkey', 'ref')} / {v(fc, 'factual', 'ref')} | "
             f"{v(nf4['full_context'], 'passkey', 'test')} / {v(nf4['full_context'], 'factual', 'test')} | "
             f"{v(fc, 'passkey')} / {v(fc, 'factual')} |") in sec
@@ -177,7 +189,10 @@ def test_gpu_results_states_the_check_as_the_files_give_it(tq):
     assert f"| gist adapter, merged (and re-quantised): passkey | {100 * pk['ref']:.0f} % | failed (below) | {100 * pk['test']:.0f} % | {signed(pk['diff'], 0)} [{signed(pk['lo'], 0)}, {signed(pk['hi'], 0)}] |" in sec
     r = nf4["closed_book"]["reasoning"]
     assert f"(closed-book reasoning similarity {signed(r['diff'], 1)} [{signed(r['lo'], 1)}, {signed(r['hi'], 1)}])" in sec
-    med = lambda d: f"{statistics.median(x['gap_a_b'] for x in d['rows']):.2f}"
+
+    def med(d):
+        return f"{statistics.median(x['gap_a_b'] for x in d['rows']):.2f}"
+
     assert f"a median {med(g)} logits apart (NF4's {med(n)}), {near} of {g['differing']} within two bf16 steps" in sec
     assert f"moves the margin there by a median of {statistics.median(abs(x['margin_shift']) for x in q['rows']):.2f} logits" in sec
 

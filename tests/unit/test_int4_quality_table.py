@@ -10,7 +10,7 @@ import pytest
 
 def rows(preds: dict[str, str], sims: dict[str, float] | None = None) -> list[dict]:
     out = []
-    for i, (qid, pred) in enumerate(sorted(preds.items())):
+    for qid, pred in sorted(preds.items()):
         qtype = qid.split("::")[1]
         answer = {"passkey": "48213", "factual": "the red fox", "global": "a theme", "reasoning": "a reason"}[qtype]
         scores = {"embed_sim": sims[qid]} if sims and qid in sims else {}
