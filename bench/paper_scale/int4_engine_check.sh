@@ -22,12 +22,13 @@ set -euo pipefail
 export CONFIG=${CONFIG:-config.qwen-curve.yaml}
 D=device_out/int4check
 T="results/eval/closed_book/predictions.jsonl results/eval/full_context/predictions.jsonl"
+extra_for() { case $1 in bf16) echo ;; nf4) echo bench/paper_scale/nf4.yaml ;; *) echo bench/paper_scale/int4_fbgemm.yaml ;; esac; }   # the pass's override
 case ${1:-} in
 run)
     [ -d .dsite/fbgemm_gpu ] || python -m pip install -q --no-index --no-deps --no-compile --target .dsite device_in/fb/*.whl
     mkdir -p "$D/bf16" "$D/nf4" "$D/int4-fbgemm"
     for kind in ${KINDS:-bf16 nf4 int4-fbgemm}; do
-        case $kind in bf16) extra= ;; nf4) extra=bench/paper_scale/nf4.yaml ;; *) extra=bench/paper_scale/int4_fbgemm.yaml ;; esac
+        extra=$(extra_for "$kind")
         EXTRA_CONFIG=$extra bash bench/paper_scale/device.sh run $T >"$D/$kind.log" 2>&1 || { tail -n 30 "$D/$kind.log"; exit 1; }
         for m in closed_book full_context; do cp "results/eval/$m/predictions.jsonl" "$D/$kind/$m.jsonl"; done
     done
@@ -44,13 +45,12 @@ passkey)
     export PYTHONPATH=$PWD/.dsite:$PWD${PYTHONPATH:+:$PYTHONPATH}   # Snakemake and the wheels device.sh installed
     [ -d .dsite/fbgemm_gpu ] || python -m pip install -q --no-index --no-deps --no-compile --target .dsite device_in/fb/*.whl
     for kind in ${KINDS:-bf16 nf4 int4-fbgemm}; do
-        case $kind in bf16) extra= ;; nf4) extra=bench/paper_scale/nf4.yaml ;; *) extra=bench/paper_scale/int4_fbgemm.yaml ;; esac
+        extra=$(extra_for "$kind")
         mkdir -p "$D/$kind"
-        # the gist answers' test set (test.gist<N>.jsonl of the chunked N) is not an input of the baselines' answers
-        ds=$(python -m snakemake --configfile "$CONFIG" $extra -n -p --forceall results/eval/gist16per512/answers.jsonl 2>&1 |
-             python bench/paper_scale/eval_command.py --method gist16per512 --get dataset) || exit 1
-        python -m snakemake --configfile "$CONFIG" $extra --cores 4 --nolock "$ds" >"$D/$kind/dataset.log" 2>&1 || { tail -n 20 "$D/$kind/dataset.log"; exit 1; }
         python -m snakemake --configfile "$CONFIG" $extra -n -p --forceall results/eval/gist16per512/answers.jsonl >"$D/$kind/dryrun.txt" 2>&1 || true
+        # the gist answers' test set (test.gist<N>.jsonl of the chunked N) is not an input of the baselines' answers
+        ds=$(python bench/paper_scale/eval_command.py --method gist16per512 --get dataset <"$D/$kind/dryrun.txt") || exit 1
+        python -m snakemake --configfile "$CONFIG" $extra --cores 4 --nolock "$ds" >"$D/$kind/dataset.log" 2>&1 || { tail -n 20 "$D/$kind/dataset.log"; exit 1; }
         cmd=$(python bench/paper_scale/eval_command.py --method gist16per512 --set method="$method" --set label="$method" \
             --set qtypes=passkey --set checkpoint="$ADAPTER" --set cache-dir="$D/$kind/caches" --set out="$D/$kind/$method.jsonl" \
             --set environment-out="$D/$kind/$method.environment.json" --set log="$D/$kind/$method.log" <"$D/$kind/dryrun.txt") \

@@ -322,7 +322,9 @@ def test_int4_engine_check_passkey_runs_the_rules_command_with_the_adapter(tmp_p
     calls = [json.loads(line) for line in (tmp_path / "args").read_text().splitlines()]
     assert [json.loads(c[c.index("--model") + 1])["quantization"] for c in calls] == ["none", "nf4", "int4-fbgemm"]
     # before each pass, the gist test set the rule reads is made (it is not an input of the baselines' answers)
-    builds = [c for c in (tmp_path / "smk_args").read_text().splitlines() if "-n" not in c.split()]
+    smk_calls = (tmp_path / "smk_args").read_text().splitlines()
+    assert sum("-n" in c.split() for c in smk_calls) == 3   # one dry run a pass serves both the dataset and the command
+    builds = [c for c in smk_calls if "-n" not in c.split()]
     assert builds == [f"--configfile config.qwen-curve.yaml {extra}--cores 4 --nolock results/dataset/test.gist16.jsonl"
                       for extra in ("", "bench/paper_scale/nf4.yaml ", "bench/paper_scale/int4_fbgemm.yaml ")]
     out = tmp_path / "device_out/int4check"
